@@ -1,0 +1,43 @@
+# Every target does its own set-up, so a bare machine needs only `make test`
+# (or `make overnight`). PYTHON picks the interpreter the venv is made from.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONTRACT ?= contracts/default.toml
+HOURS    ?=
+TAG      ?=
+
+.PHONY: install engine images test lint bench overnight clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+engine:
+	@scripts/ensure-docker
+
+images: install engine
+	$(BIN)/autoresearch images build
+
+test: images
+	scripts/run-tests
+
+lint: install
+	$(BIN)/ruff check orchestrator tests
+	$(BIN)/ruff format --check orchestrator tests
+	$(BIN)/mypy
+
+bench: images
+	$(BIN)/python -m tests.bench
+
+overnight: images
+	$(BIN)/autoresearch run $(CONTRACT) $(if $(HOURS),--hours $(HOURS)) $(if $(TAG),--tag $(TAG))
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

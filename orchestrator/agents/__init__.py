@@ -1,0 +1,52 @@
+"""Proposers. One small Protocol, one file per agent.
+
+| file | agent |
+| --- | --- |
+| `replay.py` | applies a folder of `git diff` patches in name order (scripted runs, tests) |
+
+An agent edits a scratch copy of the best commit; it never touches the repo.
+Whatever it writes is then validated and frozen by the workspace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.contract import Contract
+from orchestrator.ledger import Experiment
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an agent sees when it proposes experiment `experiment`."""
+
+    experiment: int
+    contract: Contract
+    direction: str
+    best_commit: str
+    history: list[Experiment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    description: str
+    """One line: what changed (the results.tsv description)."""
+    hypothesis: str = ""
+    """Why it should help: the reasoning trail users read in the morning."""
+    cost_usd: float | None = None
+
+
+class Agent(Protocol):
+    def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        """Edit the files under `scratch` (a copy of the best commit) and describe the change.
+
+        Returns None when the agent has nothing more to propose (the run ends).
+        Raises:
+            ProposalRefused: this proposal cannot be made (e.g. a patch that does
+                not apply); recorded as the experiment's outcome, the run goes on.
+            InfraError: the agent's backend failed (API down); retried, never
+                recorded as the candidate's failure.
+        """
+        ...

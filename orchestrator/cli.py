@@ -1,0 +1,215 @@
+"""The `autoresearch` command: thin click wrappers over plain functions (STYLE.md #4).
+
+Flags default to None; the ones the user set override the contract file, and a
+contract can be given entirely as flags.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator import __version__
+from orchestrator.contract import Contract, build_contract, read_contract_file
+from orchestrator.errors import ContractError, ImageMissing, UserError
+from orchestrator.workspace import repo_root
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _rel(root: Path, p: str) -> str:
+    path = Path(p).resolve()
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        raise ContractError(f"{p}: outside the repository {root} — experiments may only use files inside it") from None
+
+
+def _sandbox() -> Any:
+    from orchestrator.sandbox.docker import DockerSandbox
+
+    return DockerSandbox()
+
+
+def _check_image(sandbox: Any, image: str) -> None:
+    from docker.errors import ImageNotFound
+
+    try:
+        sandbox.client.images.get(image)
+    except ImageNotFound:
+        raise ImageMissing(f"sandbox image {image} is not built — run `autoresearch images build` (or `make images`)") from None
+
+
+def _on_sigterm(_sig: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # so `finally` blocks remove the container
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autoresearch")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Repository to work in (default: the one holding the contract, else the current folder).")  # fmt: skip
+@click.pass_context
+def main(ctx: click.Context, repo: Path | None) -> None:
+    """Run an agent's proposed changes in locked-down containers; keep what scores better."""
+    ctx.obj = {"repo": repo}
+
+
+def _root(ctx: click.Context, near: Path | None = None) -> Path:
+    repo = ctx.obj["repo"]
+    return repo_root(repo or (near.parent if near else Path.cwd()))
+
+
+@main.command()
+@click.argument("contract_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--edit", "edit", multiple=True, help="A file/glob the agent may change (repeatable).")
+@click.option("--eval", "eval_cmd", help="The evaluator command, run in /workspace.")
+@click.option("--evaluator", multiple=True, help="An evaluator file, mounted read-only (repeatable).")
+@click.option("--metric", help="Name of the primary metric the evaluator prints.")
+@click.option("--goal", type=click.Choice(["min", "max"]), help="Lower or higher is better.")
+@click.option("--min-improvement", type=float, help="Smallest change of the metric that counts.")
+@click.option("--budget", type=float, help="Seconds per experiment (hard, SIGKILL).")
+@click.option("--max-experiments", type=int, help="Stop after N experiments beyond the baseline.")
+@click.option("--hours", type=float, help="Stop after H hours of experiments.")
+@click.option("--image", help="Sandbox image (local; never pulled).")
+@click.option("--cpus", type=float, help="CPU quota per experiment, in cores.")
+@click.option("--memory", help="Memory limit per experiment, e.g. 2g.")
+@click.option("--agent", type=click.Choice(["replay"]), help="Who proposes changes.")
+@click.option("--patches", type=click.Path(file_okay=False, path_type=Path), help="Replay agent: folder of patches.")
+@click.option("--tag", help="Run name; the branch is autoresearch/<tag> (default: today, e.g. nov28).")
+@click.pass_context
+def run(ctx: click.Context, contract_file: Path | None, tag: str | None, **flags: Any) -> None:
+    """Start a run from CONTRACT_FILE, or from flags alone."""
+    from orchestrator.runs import default_tag, start_run
+
+    root = _root(ctx, contract_file.resolve() if contract_file else None)
+    contract, source = load_contract(root, contract_file, flags)
+    sandbox = _sandbox()
+    _check_image(sandbox, contract.sandbox.image)
+    tag = tag or default_tag(root)
+    the_run = start_run(root, tag, contract, source, sandbox, say=_say)
+    _execute(the_run, tag)
+
+
+def load_contract(root: Path, contract_file: Path | None, flags: dict[str, Any]) -> tuple[Contract, str]:
+    """One validated contract from a file, flags overriding it, or flags alone."""
+    data: dict[str, Any] = {}
+    source = "command-line flags"
+    if contract_file is not None:
+        data = read_contract_file(contract_file)
+        source = str(contract_file)
+    elif not (flags.get("edit") and flags.get("eval_cmd") and flags.get("metric") and flags.get("goal")):
+        raise ContractError("no contract — give a contract file, or at least --edit, --eval, --metric and --goal")
+    overrides: dict[str, Any] = {
+        "implementation.paths": [_rel(root, p) for p in flags["edit"]] or None,
+        "evaluator.command": flags["eval_cmd"],
+        "evaluator.paths": [_rel(root, p) for p in flags["evaluator"]] or None,
+        "metric.name": flags["metric"],
+        "metric.goal": flags["goal"],
+        "metric.min_improvement": flags["min_improvement"],
+        "budget.seconds": flags["budget"],
+        "budget.max_experiments": flags["max_experiments"],
+        "budget.max_hours": flags["hours"],
+        "sandbox.image": flags["image"],
+        "sandbox.cpus": flags["cpus"],
+        "sandbox.memory": flags["memory"],
+    }
+    if flags["agent"] or flags["patches"]:
+        agent = dict(data.get("agent") or {})
+        agent["kind"] = flags["agent"] or agent.get("kind", "replay")
+        if flags["patches"]:
+            agent["patches"] = str(flags["patches"].resolve())
+        data["agent"] = agent
+    if isinstance(data.get("agent"), dict) and "patches" in data["agent"]:
+        p = Path(data["agent"]["patches"])
+        data["agent"]["patches"] = str(p if p.is_absolute() else root / p)
+    return build_contract(data, overrides, source), source
+
+
+def _execute(the_run: Any, tag: str) -> None:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        the_run.execute()
+    except KeyboardInterrupt:
+        _say(f"interrupted — `autoresearch resume {tag}` continues where this stopped")
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _say(f"results: {the_run.run_dir / 'results.tsv'}; best commit on branch {the_run.ws.branch}")
+
+
+@main.command()
+@click.argument("tag")
+@click.pass_context
+def resume(ctx: click.Context, tag: str) -> None:
+    """Continue run TAG after a crash or kill: nothing lost, nothing merged twice."""
+    from orchestrator.runs import open_run
+
+    sandbox = _sandbox()
+    the_run = open_run(_root(ctx), tag, sandbox, say=_say)
+    _check_image(sandbox, the_run.contract.sandbox.image)
+    _execute(the_run, tag)
+
+
+@main.command()
+@click.argument("tag", required=False)
+@click.pass_context
+def status(ctx: click.Context, tag: str | None) -> None:
+    """Table of experiments of run TAG (or the list of runs)."""
+    from orchestrator.ledger import Ledger
+    from orchestrator.report import status_table
+    from orchestrator.runs import list_runs, run_dir
+
+    root = _root(ctx)
+    if tag is None:
+        runs = list_runs(root)
+        click.echo("\n".join(runs) if runs else f"no runs in {root}")
+        return
+    folder = run_dir(root, tag)
+    if not (folder / "ledger.sqlite").exists():
+        raise UserError(f"no run tagged {tag!r} in {root} — `autoresearch status` lists the runs")
+    ledger = Ledger(folder)
+    info = ledger.run()
+    assert info is not None
+    contract = Contract.model_validate_json(info.contract)
+    click.echo(status_table(info, ledger.experiments(), contract.metric.name, contract.metric.goal))
+
+
+@main.command()
+@click.option("--all", "everything", is_flag=True, help="Also remove containers of runs still alive.")
+def cleanup(everything: bool) -> None:
+    """Remove sandbox containers that a killed run left behind."""
+    n = _sandbox().reap(everything=everything)
+    click.echo(f"removed {n} container(s)")
+
+
+@main.command()
+def doctor() -> None:
+    """Say what is ready and what is missing, one line each."""
+    from orchestrator.doctor import run_checks
+
+    ok = run_checks(click.echo)
+    if not ok:
+        raise SystemExit(1)
+
+
+@main.group()
+def images() -> None:
+    """Sandbox images."""
+
+
+@images.command("build")
+@click.argument("name", default="python")
+@click.option("--base", type=click.Choice(["auto", "registry", "debootstrap"]), default="auto",
+              help="Where the Debian base comes from (auto: registry if it answers, else debootstrap).")  # fmt: skip
+def images_build(name: str, base: str) -> None:
+    """Build the image NAME from sandbox-images/ (cached by a hash of its inputs)."""
+    from orchestrator import images as img
+    from orchestrator.sandbox.docker import connect
+
+    img.build(connect(timeout=600), name, base=base, say=_say)

@@ -1,0 +1,229 @@
+"""The contract: what may change, how it is scored, and the limits of every run.
+
+One validated pydantic model, built either from a TOML file or entirely from CLI
+flags; flags the user set override the file (STYLE.md #4). Unknown keys are
+errors. Paths in a contract are relative to the root of the git repository that
+holds it (or, in the flag form, that holds the current directory).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.errors import ContractError
+
+DEFAULT_IMAGE = "autoresearch/python:3.11"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: object) -> object:
+    """'2g', '512m', '1.5GiB' or a plain byte count → bytes (int)."""
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a size; write e.g. '512m' or '2g'")
+        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return value
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+def _repo_relative(value: str) -> str:
+    p = PurePosixPath(value)
+    if p.is_absolute() or ".." in p.parts or value.strip() in ("", "."):
+        raise ValueError(f"{value!r} must be a path relative to the repository root, without '..'")
+    if any(part == ".git" for part in p.parts):
+        raise ValueError(f"{value!r} is inside .git, which is never part of an experiment")
+    return str(p)
+
+
+RepoPath = Annotated[str, BeforeValidator(lambda v: _repo_relative(str(v)))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Implementation(_Model):
+    paths: list[RepoPath] = Field(min_length=1)
+    """Files or globs (repo-relative, `**` allowed) the agent may change. Nothing else may."""
+
+    max_file_bytes: Size = 1024**2
+    """Largest file a proposal may write."""
+
+    max_diff_bytes: Size = 1024**2
+    """Largest total diff of one proposal."""
+
+
+class DataMount(_Model):
+    source: Path
+    """Host path (absolute, or relative to the repo root), mounted read-only."""
+
+    target: str
+    """Absolute path inside the container."""
+
+    @field_validator("target")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in PurePosixPath(v).parts:
+            raise ValueError(f"{v!r} must be an absolute container path without '..'")
+        return v
+
+
+class Evaluator(_Model):
+    command: str = Field(min_length=1)
+    """Shell command run in /workspace; it prints `name: value` or `METRIC name=value` lines."""
+
+    paths: list[RepoPath] = []
+    """The evaluator's files: bind-mounted read-only over their place in /workspace."""
+
+    data: list[DataMount] = []
+    """Extra read-only mounts (data sets, reference outputs)."""
+
+
+class Metric(_Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    """The primary metric, as the evaluator prints it."""
+
+    goal: Literal["min", "max"]
+    """Whether lower (`min`) or higher (`max`) is better."""
+
+    min_improvement: float = Field(default=0.0, ge=0)
+    """Smallest change that counts, in the metric's units; smaller gains tie (simplicity rule)."""
+
+
+class Budget(_Model):
+    seconds: float = Field(default=300, gt=0)
+    """Hard wall-clock limit per experiment; the container is SIGKILLed at it."""
+
+    max_experiments: int | None = Field(default=None, ge=0)
+    """Stop after this many experiments beyond the baseline; None = no limit."""
+
+    max_hours: float | None = Field(default=None, gt=0)
+    """Stop starting experiments after this many hours; None = no limit."""
+
+
+class Sandbox(_Model):
+    image: str = DEFAULT_IMAGE
+    """Local image the experiment runs in (never pulled implicitly)."""
+
+    cpus: float = Field(default=1.0, gt=0)
+    """CPU quota in cores."""
+
+    memory: Size = 2 * 1024**3
+    """Memory limit; swap is not allowed beyond it."""
+
+    pids: int = Field(default=256, ge=8)
+    """Most processes/threads alive at once."""
+
+    tmpfs: Size = 256 * 1024**2
+    """Size of the in-memory /tmp (the only writable path besides /workspace)."""
+
+    network: Literal["none"] = "none"
+    """Experiments never have a network."""
+
+    user: str = Field(default="10001:10001", pattern=r"^[1-9]\d*:[1-9]\d*$")
+    """uid:gid inside the container; both non-zero."""
+
+    env: dict[str, str] = {}
+    """Extra environment variables, literal values only: the host's are never passed."""
+
+    log_bytes: Size = 1024**2
+    """Tail of stdout+stderr kept per experiment."""
+
+
+class ReplayAgentConfig(_Model):
+    kind: Literal["replay"] = "replay"
+    patches: Path
+    """Folder of `git diff` patches, applied in name order, one per experiment."""
+
+
+# A discriminated union on `kind` once more agents land (anthropic, tuner, command).
+AgentConfig = ReplayAgentConfig
+
+
+class Contract(_Model):
+    direction: RepoPath | None = None
+    """The human-written Markdown brief the agent reads."""
+
+    implementation: Implementation
+    evaluator: Evaluator
+    metric: Metric
+    budget: Budget = Budget()
+    sandbox: Sandbox = Sandbox()
+    agent: AgentConfig | None = None
+
+    @model_validator(mode="after")
+    def _evaluator_is_not_editable(self) -> Contract:
+        from orchestrator.paths import matches_any
+
+        for p in self.evaluator.paths:
+            if matches_any(p, self.implementation.paths):
+                raise ValueError(
+                    f"evaluator path {p!r} is also an implementation path; the evaluator must be fixed"
+                )
+        return self
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    fix = {
+        "extra_forbidden": "remove it (see README 'Contract format' for the keys)",
+        "missing": "add it",
+    }.get(first["type"], "correct the value")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {where}: {msg} — {fix}{more}"
+
+
+def build_contract(data: dict[str, Any], overrides: dict[str, Any], source: str) -> Contract:
+    """Validate `data` with dotted-key `overrides` applied; errors name `source` and the key."""
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for dotted, value in overrides.items():
+        if value is not None:
+            _set_dotted(merged, dotted, value)
+    try:
+        return Contract.model_validate(merged)
+    except ValidationError as e:
+        raise ContractError(_format_error(source, e)) from None
+
+
+def read_contract_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ContractError(f"{path}: no such contract file — check the path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ContractError(f"{path}: not valid TOML ({e}) — fix the syntax") from None
+
+
+def check_against_repo(contract: Contract, root: Path, source: str) -> None:
+    """Fail early, in one line, when the contract names files the repo does not have."""
+    named = [("evaluator.paths", p) for p in contract.evaluator.paths]
+    if contract.direction:
+        named.append(("direction", contract.direction))
+    for key, rel in named:
+        if not (root / rel).exists():
+            raise ContractError(f"{source}: {key}: {rel!r} does not exist under {root} — fix the path")
+    for mount in contract.evaluator.data:
+        src = mount.source if mount.source.is_absolute() else root / mount.source
+        if not src.exists():
+            raise ContractError(f"{source}: evaluator.data: {str(mount.source)!r} does not exist — fix the path")

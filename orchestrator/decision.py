@@ -1,0 +1,79 @@
+"""crash / discard / keep — a pure function of the outcome, the best so far and the contract.
+
+No Docker, no git, no clock: unit-testable on plain values (STYLE.md #10).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from orchestrator.contract import Metric
+
+Status = Literal["keep", "discard", "crash"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the orchestrator measured about one run of a candidate."""
+
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    metrics: dict[str, float]
+    loc: int | None = None
+    budget_s: float | None = None
+    memory_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Best:
+    metric: float
+    loc: int | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    reason: str
+    metric: float | None = None
+
+
+def crash_reason(outcome: Outcome, metric_name: str) -> str | None:
+    if outcome.timed_out:
+        budget = f" of {outcome.budget_s:g} s" if outcome.budget_s else ""
+        return f"timeout: killed at the budget{budget}"
+    if outcome.oom_killed:
+        limit = f" ({outcome.memory_limit / 1024**2:.0f} MiB)" if outcome.memory_limit else ""
+        return f"out of memory: killed at the memory limit{limit}"
+    if outcome.exit_code != 0:
+        return f"exit code {outcome.exit_code}"
+    value = outcome.metrics.get(metric_name)
+    if value is None:
+        return f"no '{metric_name}' metric in the output"
+    if not math.isfinite(value):
+        return f"metric '{metric_name}' is {value}"
+    return None
+
+
+def decide(outcome: Outcome, best: Best | None, metric: Metric) -> Decision:
+    """Judge a candidate. `best` is None for the baseline (experiment 0)."""
+    why = crash_reason(outcome, metric.name)
+    if why is not None:
+        return Decision("crash", why, outcome.metrics.get(metric.name))
+    value = outcome.metrics[metric.name]
+    if best is None:
+        return Decision("keep", "baseline", value)
+    gain = (best.metric - value) if metric.goal == "min" else (value - best.metric)
+    if gain > metric.min_improvement:
+        return Decision("keep", f"improved by {gain:.6g} (best was {best.metric:.6g})", value)
+    fewer = (
+        outcome.loc is not None and best.loc is not None and outcome.loc < best.loc and abs(gain) <= metric.min_improvement
+    )
+    if fewer:
+        assert best.loc is not None and outcome.loc is not None
+        return Decision("keep", f"equal within {metric.min_improvement:g} with {best.loc - outcome.loc} fewer lines", value)
+    if gain < 0:
+        return Decision("discard", f"worse by {-gain:.6g} (best {best.metric:.6g})", value)
+    return Decision("discard", f"not better than {best.metric:.6g} by more than {metric.min_improvement:g}", value)

@@ -1,0 +1,94 @@
+"""`autoresearch doctor`: what is ready and what is missing, one line each.
+
+Required checks fail the command (exit 1); optional ones only inform.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.contract import DEFAULT_IMAGE
+from orchestrator.errors import EngineUnavailable
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.required else "--  ")
+        return f"{mark} {self.name}: {self.detail}"
+
+
+def _gpus() -> Check:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            n = pynvml.nvmlDeviceGetCount()
+            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
+        finally:
+            pynvml.nvmlShutdown()
+        return Check("gpus", True, f"{n} via NVML ({', '.join(map(str, names)) or 'none'})", required=False)
+    except Exception as e:  # NVML raises its own error types, or the library is absent
+        return Check("gpus", False, f"0 GPUs — no NVML library or driver ({type(e).__name__}); CPU slots only",
+                     required=False)  # fmt: skip
+
+
+def checks() -> list[Check]:
+    out = [
+        Check("python", sys.version_info >= (3, 11), sys.version.split()[0] + " (3.11+ needed)"),
+        Check("git", shutil.which("git") is not None, shutil.which("git") or "missing — install git"),
+    ]
+    from orchestrator import images
+    from orchestrator.sandbox.docker import connect
+
+    try:
+        client = connect(timeout=10)
+    except EngineUnavailable as e:
+        out.append(Check("docker engine", False, e.message))
+        out.append(_gpus())
+        return out
+    info = client.info()
+    out.append(Check("docker engine", True, f"{info.get('ServerVersion')} (API {client.api.api_version})"))
+    init = bool(info.get("InitBinary"))
+    out.append(Check("init process", init, info.get("InitBinary") or "no docker-init/tini — install tini"))
+    cg = info.get("CgroupVersion", "?")
+    readable = os.path.isdir("/sys/fs/cgroup")
+    out.append(Check("accounting", readable, f"cgroup v{cg}, {info.get('CgroupDriver')} driver"
+                     + ("" if readable else " — /sys/fs/cgroup not readable: no peak memory/CPU figures"),
+                     required=False))  # fmt: skip
+    try:
+        img = client.images.get(DEFAULT_IMAGE)
+        want = images.inputs_hash(images.IMAGES_DIR / "python")
+        fresh = img.labels.get(images.INPUTS_LABEL) == want
+        detail = f"{DEFAULT_IMAGE} ({img.short_id})" + ("" if fresh else " — stale: run `autoresearch images build`")
+        out.append(Check("image", True, detail))
+    except Exception:
+        out.append(Check("image", False, f"{DEFAULT_IMAGE} not built — run `autoresearch images build`"))
+    runtimes = info.get("Runtimes", {})
+    out.append(Check("gvisor", "runsc" in runtimes,
+                     "runsc registered" if "runsc" in runtimes else "runsc not registered (optional hardening)",
+                     required=False))  # fmt: skip
+    out.append(_gpus())
+    key = bool(os.environ.get("ANTHROPIC_API_KEY"))
+    out.append(Check("anthropic key", key, "ANTHROPIC_API_KEY set" if key else "not set (replay agent works offline)",
+                     required=False))  # fmt: skip
+    return out
+
+
+def run_checks(echo: Callable[[str], None]) -> bool:
+    results = checks()
+    for c in results:
+        echo(c.line())
+    return all(c.ok for c in results if c.required)
+
+

@@ -1,0 +1,227 @@
+"""The run's write-ahead record: SQLite in `.autoresearch/<tag>/ledger.sqlite`.
+
+Each experiment's row is written BEFORE each step and completed after it, in
+phases: proposing → frozen → running → decided → done. A killed orchestrator
+resumes from the phase it finds: nothing is lost, nothing is recorded or merged
+twice. results.tsv is regenerated from the ledger (atomically), never appended,
+so it cannot hold a duplicate row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    tag TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    base_commit TEXT NOT NULL,
+    contract TEXT NOT NULL,
+    source TEXT NOT NULL,
+    evaluator_hash TEXT NOT NULL,
+    active_s REAL NOT NULL DEFAULT 0,
+    stopped TEXT
+);
+CREATE TABLE IF NOT EXISTS experiment (
+    id INTEGER PRIMARY KEY,
+    phase TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    commit_sha TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    hypothesis TEXT NOT NULL DEFAULT '',
+    status TEXT,
+    reason TEXT,
+    metric REAL,
+    metrics TEXT,
+    exit_code INTEGER,
+    timed_out INTEGER,
+    oom_killed INTEGER,
+    wall_s REAL,
+    cpu_s REAL,
+    peak_memory_bytes INTEGER,
+    loc INTEGER,
+    merged INTEGER NOT NULL DEFAULT 0,
+    infra_retries INTEGER NOT NULL DEFAULT 0,
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    experiment INTEGER,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+PHASES = ("proposing", "frozen", "running", "decided", "done")
+STATUSES = ("keep", "discard", "crash", "refused")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: int
+    phase: str
+    parent: str
+    commit_sha: str | None
+    description: str
+    hypothesis: str
+    status: str | None
+    reason: str | None
+    metric: float | None
+    metrics: dict[str, float]
+    exit_code: int | None
+    timed_out: bool
+    oom_killed: bool
+    wall_s: float | None
+    cpu_s: float | None
+    peak_memory_bytes: int | None
+    loc: int | None
+    merged: bool
+    infra_retries: int
+    started: float
+    finished: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Experiment:
+        d = dict(row)
+        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        for flag in ("timed_out", "oom_killed", "merged"):
+            d[flag] = bool(d[flag])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    tag: str
+    created: float
+    base_commit: str
+    contract: str
+    source: str
+    evaluator_hash: str
+    active_s: float
+    stopped: str | None
+
+
+class Ledger:
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        self.path = run_dir / "ledger.sqlite"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _write(self, sql: str, *args: Any) -> None:
+        with self.db:
+            self.db.execute(sql, args)
+
+    # -- the run ----------------------------------------------------------
+    def create_run(self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str) -> None:
+        self._write(
+            "INSERT INTO run (tag, created, base_commit, contract, source, evaluator_hash) VALUES (?,?,?,?,?,?)",
+            tag, time.time(), base, contract_json, source, evaluator_hash,
+        )
+
+    def run(self) -> RunInfo | None:
+        row = self.db.execute("SELECT * FROM run").fetchone()
+        return RunInfo(**dict(row)) if row else None
+
+    def add_active(self, seconds: float) -> None:
+        self._write("UPDATE run SET active_s = active_s + ?", seconds)
+
+    def set_stopped(self, reason: str | None) -> None:
+        self._write("UPDATE run SET stopped = ?", reason)
+
+    # -- experiments ------------------------------------------------------
+    def begin(self, exp_id: int, parent: str) -> None:
+        self._write(
+            "INSERT INTO experiment (id, phase, parent, started) VALUES (?, 'proposing', ?, ?)",
+            exp_id, parent, time.time(),
+        )
+
+    def abandon(self, exp_id: int) -> None:
+        """Drop a row whose proposal never happened (the agent had nothing more)."""
+        self._write("DELETE FROM experiment WHERE id = ? AND phase = 'proposing'", exp_id)
+
+    def frozen(self, exp_id: int, commit: str, description: str, hypothesis: str, loc: int | None) -> None:
+        self._write(
+            "UPDATE experiment SET phase='frozen', commit_sha=?, description=?, hypothesis=?, loc=? WHERE id=?",
+            commit, description, hypothesis, loc, exp_id,
+        )
+
+    def running(self, exp_id: int) -> None:
+        self._write("UPDATE experiment SET phase='running' WHERE id=?", exp_id)
+
+    def infra_retry(self, exp_id: int, detail: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE experiment SET infra_retries = infra_retries + 1 WHERE id=?", (exp_id,))
+            self.db.execute(
+                "INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, 'infra', ?)", (time.time(), exp_id, detail)
+            )
+
+    def decided(self, exp_id: int, *, status: str, reason: str, metric: float | None = None,
+                metrics: dict[str, float] | None = None, exit_code: int | None = None, timed_out: bool = False,
+                oom_killed: bool = False, wall_s: float | None = None, cpu_s: float | None = None,
+                peak_memory_bytes: int | None = None, description: str | None = None) -> None:  # fmt: skip
+        assert status in STATUSES, status
+        self._write(
+            """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
+               timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?,
+               description=COALESCE(?, description) WHERE id=?""",
+            status, reason, metric, json.dumps(metrics or {}), exit_code, int(timed_out), int(oom_killed),
+            wall_s, cpu_s, peak_memory_bytes, description, exp_id,
+        )
+
+    def done(self, exp_id: int, *, merged: bool) -> None:
+        self._write("UPDATE experiment SET phase='done', merged=?, finished=? WHERE id=?", int(merged), time.time(), exp_id)
+
+    def event(self, kind: str, detail: str, exp_id: int | None = None) -> None:
+        self._write("INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, ?, ?)", time.time(), exp_id, kind, detail)
+
+    def experiments(self) -> list[Experiment]:
+        rows = self.db.execute("SELECT * FROM experiment ORDER BY id").fetchall()
+        return [Experiment.from_row(r) for r in rows]
+
+    def get(self, exp_id: int) -> Experiment | None:
+        row = self.db.execute("SELECT * FROM experiment WHERE id=?", (exp_id,)).fetchone()
+        return Experiment.from_row(row) if row else None
+
+    # -- files beside the ledger ------------------------------------------
+    def exp_dir(self, exp_id: int) -> Path:
+        d = self.dir / "experiments" / f"{exp_id:04d}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_results_tsv(self) -> Path:
+        """autoresearch-compatible: commit, metric, memory_gb, status, description."""
+        lines = ["commit\tmetric\tmemory_gb\tstatus\tdescription"]
+        for e in self.experiments():
+            if e.phase not in ("decided", "done"):
+                continue
+            metric = f"{e.metric:.6f}" if e.metric is not None else "0.000000"
+            mem = f"{e.peak_memory_bytes / 1024**3:.1f}" if e.peak_memory_bytes else "0.0"
+            desc = " ".join((e.description or "").split()) or "-"
+            lines.append(f"{(e.commit_sha or '-------')[:7]}\t{metric}\t{mem}\t{e.status}\t{desc}")
+        return atomic_write(self.dir / "results.tsv", "\n".join(lines) + "\n")
+
+
+def atomic_write(path: Path, text: str) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

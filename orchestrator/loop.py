@@ -1,0 +1,257 @@
+"""The experiment loop: propose → freeze → run → measure → decide → record → merge.
+
+Every step is written to the ledger before and after it happens, so `resume`
+after a SIGKILL at any point continues from the exact phase it finds. A failure
+of the infrastructure pauses and retries the same frozen candidate; it is never
+recorded as the candidate's failure and never ends the night by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.agents import Agent, Context
+from orchestrator.contract import Contract
+from orchestrator.decision import Best, Decision, Outcome, decide
+from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.ledger import Experiment, Ledger
+from orchestrator.metrics import parse_metrics
+from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
+from orchestrator.workspace import Workspace, remove_tree
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Backoff:
+    """Pauses between retries of an infrastructure failure (seconds)."""
+
+    first: float = 5.0
+    cap: float = 300.0
+
+
+def evaluator_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Run:
+    """One run (`tag`) of the loop over one repository."""
+
+    def __init__(self, *, contract: Contract, ledger: Ledger, workspace: Workspace, sandbox: SandboxBackend,
+                 agent: Agent, say: Say = print, backoff: Backoff | None = None) -> None:  # fmt: skip
+        self.contract = contract
+        self.ledger = ledger
+        self.ws = workspace
+        self.sandbox = sandbox
+        self.agent = agent
+        self.say = say
+        self.backoff = backoff or Backoff()
+        self.run_dir = ledger.dir
+        self.evaluator_dir = self.run_dir / "evaluator"
+
+    # -- the night --------------------------------------------------------
+    def execute(self) -> str:
+        """Run until a stop rule fires; return why it stopped."""
+        self.sandbox.reap()
+        self.ledger.set_stopped(None)
+        for exp in self.ledger.experiments():
+            if exp.phase != "done":
+                self.say(f"resuming experiment {exp.id} from phase '{exp.phase}'")
+                self._finish(exp)
+        if self.ledger.get(0) is None:
+            self._baseline()
+        base = self.ledger.get(0)
+        assert base is not None
+        if base.status != "keep":
+            reason = f"baseline crashed ({base.reason}) — fix the evaluator or implementation; see {self.ledger.exp_dir(0)}/output.log"
+            self.ledger.set_stopped(reason)
+            raise UserError(reason)
+        while (why := self._stop_reason()) is None:
+            if not self._next():
+                why = "the agent has nothing more to propose"
+                break
+        self.ledger.set_stopped(why)
+        self.ledger.write_results_tsv()
+        self.say(f"stopped: {why}")
+        return why
+
+    def _stop_reason(self) -> str | None:
+        b = self.contract.budget
+        done = len(self.ledger.experiments()) - 1
+        if b.max_experiments is not None and done >= b.max_experiments:
+            return f"max experiments reached ({b.max_experiments})"
+        info = self.ledger.run()
+        if b.max_hours is not None and info is not None and info.active_s >= b.max_hours * 3600:
+            return f"max hours reached ({b.max_hours:g} h)"
+        return None
+
+    # -- one experiment ---------------------------------------------------
+    def _baseline(self) -> None:
+        best = self.ws.best()
+        self.ledger.begin(0, best)
+        self.ledger.frozen(0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best))
+        self.say("experiment 0: baseline")
+        exp = self.ledger.get(0)
+        assert exp is not None
+        self._finish(exp)
+
+    def _next(self) -> bool:
+        exps = self.ledger.experiments()
+        n = exps[-1].id + 1
+        best = self.ws.best()
+        self.ledger.begin(n, best)
+        t0 = time.monotonic()
+        scratch = self.run_dir / "scratch" / f"{n:04d}"
+        remove_tree(scratch)
+        self.ws.export(best, scratch)
+        try:
+            ctx = Context(n, self.contract, self._direction(), best, exps)
+            try:
+                proposal = self.agent.propose(ctx, scratch)
+            except ProposalRefused as e:
+                self._refuse(n, e.reason, description=e.description or "(no proposal)")
+                return True
+            if proposal is None:
+                self.ledger.abandon(n)
+                return False
+            try:
+                commit = self.ws.freeze(scratch, best, proposal.description, n)
+            except ProposalRefused as e:
+                (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
+                self._refuse(n, e.reason, description=proposal.description)
+                return True
+        finally:
+            remove_tree(scratch)
+        self.ledger.frozen(n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit))
+        (self.ledger.exp_dir(n) / "diff.patch").write_text(self.ws.diff(best, commit))
+        self.say(f"experiment {n}: {proposal.description}")
+        exp = self.ledger.get(n)
+        assert exp is not None
+        self._finish(exp)
+        self.ledger.add_active(time.monotonic() - t0)
+        return True
+
+    def _refuse(self, n: int, reason: str, *, description: str) -> None:
+        self.say(f"experiment {n}: refused — {reason}")
+        self.ledger.decided(n, status="refused", reason=reason, description=description)
+        self.ledger.done(n, merged=False)
+        self.ledger.write_results_tsv()
+
+    def _finish(self, exp: Experiment) -> None:
+        """Carry a frozen experiment through run, decision and merge (idempotent)."""
+        if exp.phase == "proposing":
+            # Killed while the agent worked: nothing ran; propose again under the same id.
+            self.ledger.abandon(exp.id)
+            return
+        if exp.phase in ("frozen", "running"):
+            assert exp.commit_sha is not None
+            self.ledger.running(exp.id)
+            result = self._run_with_retries(exp)
+            decision = self._judge(exp, result)
+            self.ledger.decided(
+                exp.id, status=decision.status, reason=decision.reason, metric=decision.metric,
+                metrics=parse_metrics(result.output), exit_code=result.exit_code, timed_out=result.timed_out,
+                oom_killed=result.oom_killed, wall_s=result.wall_s, cpu_s=result.cpu_s,
+                peak_memory_bytes=result.peak_memory_bytes,
+            )  # fmt: skip
+            self.say(f"  → {decision.status}: {decision.reason} ({result.wall_s:.1f} s)")
+            exp = self.ledger.get(exp.id)  # type: ignore[assignment]
+        assert exp is not None
+        if exp.phase == "decided":
+            merged = exp.status == "keep" and exp.id > 0 and self._merge(exp)
+            self.ledger.done(exp.id, merged=merged)
+        self.ledger.write_results_tsv()
+
+    def _merge(self, exp: Experiment) -> bool:
+        assert exp.commit_sha is not None
+        head = self.ws.best()
+        if head == exp.commit_sha:
+            return True  # merged before a crash; the ledger had not caught up
+        if head != exp.parent:
+            self.ledger.event("merge-skipped", f"branch moved to {head[:12]}; expected {exp.parent[:12]}", exp.id)
+            return False
+        self.ws.fast_forward(exp.commit_sha, exp.parent)
+        return True
+
+    def _judge(self, exp: Experiment, result: RunResult) -> Decision:
+        outcome = Outcome(
+            exit_code=result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed,
+            metrics=parse_metrics(result.output), loc=exp.loc, budget_s=self.contract.budget.seconds,
+            memory_limit=self.contract.sandbox.memory,
+        )  # fmt: skip
+        return decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
+
+    def _best(self) -> Best:
+        kept = [e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)]
+        last = kept[-1]
+        assert last.metric is not None
+        return Best(last.metric, last.loc)
+
+    # -- the sandbox ------------------------------------------------------
+    def _run_with_retries(self, exp: Experiment) -> RunResult:
+        delay = self.backoff.first
+        while True:
+            try:
+                result = self._run_once(exp)
+            except InfraError as e:
+                self.ledger.infra_retry(exp.id, str(e))
+                self.say(f"  infrastructure error (not the candidate's fault): {e} — retrying in {delay:.0f} s")
+                time.sleep(delay)
+                delay = min(delay * 2, self.backoff.cap)
+                continue
+            out = self.ledger.exp_dir(exp.id) / "output.log"
+            out.write_text(result.output[-self.contract.sandbox.log_bytes :])
+            return result
+
+    def _run_once(self, exp: Experiment) -> RunResult:
+        assert exp.commit_sha is not None
+        box = self.run_dir / "sandbox"
+        box.mkdir(mode=0o700, exist_ok=True)
+        work = box / f"{exp.id:04d}"
+        remove_tree(work)
+        try:
+            self.ws.export(exp.commit_sha, work, writable_by_all=True)
+            c = self.contract
+            mounts = [
+                Mount(self.evaluator_dir / p, f"/workspace/{p}") for p in c.evaluator.paths
+            ] + [
+                Mount(m.source if m.source.is_absolute() else self.ws.root / m.source, m.target) for m in c.evaluator.data
+            ]  # fmt: skip
+            for p in c.evaluator.paths:  # Docker needs the mount point to exist
+                target = work / p
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    (target.mkdir() if (self.evaluator_dir / p).is_dir() else target.touch())
+            env = {
+                **c.sandbox.env,
+                "HOME": "/tmp",
+                "AUTORESEARCH_EXPERIMENT": str(exp.id),
+                "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
+                "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
+            }
+            info = self.ledger.run()
+            labels = {"autoresearch.run": info.tag if info else self.ws.tag, "autoresearch.experiment": str(exp.id)}
+            spec = RunSpec(
+                workspace=work, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
+                mounts=tuple(mounts), env=env, labels=labels,
+            )  # fmt: skip
+            return self.sandbox.run(spec)
+        except OSError as e:
+            raise InfraError(f"preparing the sandbox folder failed: {e}") from e
+        finally:
+            remove_tree(work)
+
+    def _direction(self) -> str:
+        d = self.contract.direction
+        path = self.run_dir / "direction.md"
+        if path.exists():
+            return path.read_text()
+        return (self.ws.root / d).read_text() if d else ""

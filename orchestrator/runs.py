@@ -1,0 +1,99 @@
+"""Starting and reopening runs: the run folder, its snapshots, and the parts of a Run.
+
+A run lives in `<repo>/.autoresearch/<tag>/`: the ledger, results.tsv, a frozen
+copy of the contract (in the ledger), of the evaluator files and of the
+direction. `resume` rebuilds the same Run from that folder alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from orchestrator.agents import Agent
+from orchestrator.agents.replay import ReplayAgent
+from orchestrator.contract import Contract, check_against_repo
+from orchestrator.errors import ContractError, RunNotFound, UserError
+from orchestrator.ledger import Ledger
+from orchestrator.loop import Backoff, Run, Say, evaluator_hash
+from orchestrator.sandbox import SandboxBackend
+from orchestrator.workspace import Workspace
+
+RUNS_DIR = ".autoresearch"
+
+
+def run_dir(root: Path, tag: str) -> Path:
+    return root / RUNS_DIR / tag
+
+
+def default_tag(root: Path, today: dt.date | None = None) -> str:
+    base = (today or dt.date.today()).strftime("%b%d").lower()
+    tag, n = base, 1
+    while run_dir(root, tag).exists():
+        n += 1
+        tag = f"{base}-{n}"
+    return tag
+
+
+def build_agent(contract: Contract) -> Agent:
+    cfg = contract.agent
+    if cfg is None:
+        raise ContractError("no agent given — pass `--agent replay --patches DIR` or add an [agent] table to the contract")
+    return ReplayAgent(cfg.patches)
+
+
+def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
+    """Copy the evaluator files and direction as they are now; the run uses only these copies."""
+    ev = dest / "evaluator"
+    for rel in contract.evaluator.paths:
+        src, out = root / rel, ev / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out, symlinks=False)
+        else:
+            shutil.copy2(src, out)
+    for dirpath, _dirs, files in os.walk(ev):
+        for name in files:  # read-only, and readable by the sandbox's user
+            os.chmod(os.path.join(dirpath, name), stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.chmod(dirpath, 0o755)
+    if contract.direction:
+        shutil.copy2(root / contract.direction, dest / "direction.md")
+
+
+def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend,
+              say: Say = print, backoff: Backoff | None = None) -> Run:  # fmt: skip
+    check_against_repo(contract, root, source)
+    folder = run_dir(root, tag)
+    if (folder / "ledger.sqlite").exists():
+        raise UserError(f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag")
+    agent = build_agent(contract)
+    ws = Workspace(root, tag, contract.implementation)
+    base = ws.start()
+    folder.mkdir(parents=True, exist_ok=True)
+    _snapshot(root, contract, folder)
+    ledger = Ledger(folder)
+    ledger.create_run(tag, base, contract.model_dump_json(), source, evaluator_hash(folder / "evaluator"))
+    say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
+    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say, backoff=backoff)
+
+
+def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None) -> Run:
+    folder = run_dir(root, tag)
+    if not (folder / "ledger.sqlite").exists():
+        known = sorted(p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists())
+        hint = f" (runs here: {', '.join(known)})" if known else ""
+        raise RunNotFound(f"no run tagged {tag!r} in {root}{hint} — check the tag or the --repo folder")
+    ledger = Ledger(folder)
+    info = ledger.run()
+    assert info is not None
+    contract = Contract.model_validate_json(info.contract)
+    ws = Workspace(root, tag, contract.implementation)
+    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=build_agent(contract), say=say,
+               backoff=backoff)  # fmt: skip
+
+
+def list_runs(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists())

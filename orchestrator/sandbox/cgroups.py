@@ -1,0 +1,113 @@
+"""Host-side accounting of a running container, read straight from its cgroup.
+
+The candidate cannot forge these figures: they come from the kernel, read by the
+orchestrator. A sampler thread polls while the container runs, because the
+cgroup disappears the moment the container exits; the figures it keeps are
+monotone (peak memory, CPU time, OOM kills), so the last good read is the best.
+Works for cgroup v1 and v2, cgroupfs and systemd drivers; where the cgroup
+cannot be found (remote engine, rootless), the figures are None.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+def _candidates(container_id: str) -> list[tuple[str, Path, Path]]:
+    """(version, memory dir, cpu dir) for each layout Docker uses."""
+    scope = f"docker-{container_id}.scope"
+    out: list[tuple[str, Path, Path]] = []
+    for rel in (f"docker/{container_id}", f"system.slice/{scope}"):
+        out.append(("v2", ROOT / rel, ROOT / rel))
+        out.append(("v1", ROOT / "memory" / rel, ROOT / "cpuacct" / rel))
+    return out
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_keyed(path: Path, key: str) -> int | None:
+    try:
+        for line in path.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@dataclass
+class Usage:
+    peak_memory_bytes: int | None = None
+    cpu_s: float | None = None
+    oom_kills: int = 0
+
+
+class CgroupSampler:
+    """Polls a container's cgroup in a daemon thread until `stop()`."""
+
+    def __init__(self, container_id: str) -> None:
+        self._id = container_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"cgroup-{container_id[:12]}", daemon=True)
+        self.usage = Usage()
+
+    def __enter__(self) -> CgroupSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        return self.usage
+
+    def _locate(self) -> tuple[str, Path, Path] | None:
+        for version, mem, cpu in _candidates(self._id):
+            if mem.is_dir():
+                return version, mem, cpu
+        return None
+
+    def _loop(self) -> None:
+        where = None
+        interval = 0.02
+        while not self._stop.is_set():
+            where = where or self._locate()
+            if where is not None and not self._sample(*where):
+                return  # the cgroup is gone: the container has exited
+            self._stop.wait(interval)
+            interval = min(interval * 1.5, 0.2)
+
+    def _sample(self, version: str, mem: Path, cpu: Path) -> bool:
+        if version == "v2":
+            peak = _read_int(mem / "memory.peak") or _read_int(mem / "memory.current")
+            usec = _read_keyed(cpu / "cpu.stat", "usage_usec")
+            cpu_s = None if usec is None else usec / 1e6
+            ooms = _read_keyed(mem / "memory.events", "oom_kill")
+        else:
+            peak = _read_int(mem / "memory.max_usage_in_bytes")
+            ns = _read_int(cpu / "cpuacct.usage")
+            cpu_s = None if ns is None else ns / 1e9
+            ooms = _read_keyed(mem / "memory.oom_control", "oom_kill")
+        if peak is None and cpu_s is None:
+            return False
+        u = self.usage
+        if peak is not None:
+            u.peak_memory_bytes = max(peak, u.peak_memory_bytes or 0)
+        if cpu_s is not None:
+            u.cpu_s = max(cpu_s, u.cpu_s or 0.0)
+        if ooms is not None:
+            u.oom_kills = max(ooms, u.oom_kills)
+        return True

@@ -1,0 +1,205 @@
+"""The local Docker engine as a sandbox.
+
+Every container is created from a local image (never an implicit pull), with all
+the hardening DESIGN.md lists, killed with SIGKILL at its budget by the host,
+and removed in `finally`. A dead orchestrator's containers carry an owner label
+naming a process that no longer exists; `reap` removes them.
+
+Engine failures (daemon gone, API errors) raise InfraError: they say nothing
+about the candidate (inspect_ai's docker/failure.py makes the same split).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import LogConfig
+from docker.types import Mount as DockerMount
+
+from orchestrator.errors import EngineUnavailable, InfraError
+from orchestrator.sandbox import LABEL, RunResult, RunSpec
+from orchestrator.sandbox.cgroups import CgroupSampler
+
+OWNER_LABEL = f"{LABEL}.owner"
+KILL_GRACE_S = 10.0
+"""After SIGKILL, how long we wait for the engine to report the exit."""
+
+
+def connect(timeout: float = 60) -> docker.DockerClient:
+    """A client for the engine at DOCKER_HOST (or the default socket), or one clear line."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except (DockerException, requests.RequestException, OSError) as e:
+        raise EngineUnavailable(
+            f"Docker engine not reachable at {where} ({type(e).__name__}) — "
+            "start it (`make engine` on a root Debian box, else `sudo systemctl start docker`) "
+            "and check you may use it (docker group)"
+        ) from None
+    return client
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_id(pid: int | None = None) -> str:
+    """host:pid:start-time — unique to this process even after pid reuse."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start_time(pid)}"
+
+
+def owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's container: not ours to judge
+    pid_s, _, start = rest.partition(":")
+    if not pid_s.isdigit():
+        return False
+    return _proc_start_time(int(pid_s)) == start
+
+
+def _cap_tail(data: bytes, limit: int) -> str:
+    if len(data) > limit:
+        cut = len(data) - limit
+        data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
+    return data.decode("utf-8", errors="replace")
+
+
+class DockerSandbox:
+    """SandboxBackend on the local Docker engine."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self.client = client or connect()
+        self.owner = owner_id()
+
+    def _create(self, spec: RunSpec) -> Container:
+        lim = spec.limits
+        mounts = [DockerMount("/workspace", str(spec.workspace), type="bind", read_only=False)]
+        mounts += [DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only) for m in spec.mounts]
+        log_size = max(lim.log_bytes, 1024**2)
+        kwargs: dict[str, Any] = dict(
+            command=["/bin/sh", "-c", spec.command],
+            working_dir="/workspace",
+            user=lim.user,
+            environment=spec.env,
+            labels={LABEL: "1", OWNER_LABEL: self.owner, **spec.labels},
+            hostname="sandbox",
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs},mode=1777"},
+            mounts=mounts,
+            mem_limit=lim.memory,
+            memswap_limit=lim.memory,
+            pids_limit=lim.pids,
+            nano_cpus=int(lim.cpus * 1e9),
+            ipc_mode="private",
+            init=True,
+            log_config=LogConfig(type="json-file", config={"max-size": str(log_size), "max-file": "2"}),
+            detach=True,
+        )
+        try:
+            return self.client.containers.create(lim.image, **kwargs)
+        except ImageNotFound:
+            raise InfraError(f"image {lim.image} is not present locally — run `autoresearch images build`") from None
+        except (APIError, requests.RequestException) as e:
+            raise InfraError(f"creating the container failed: {e}") from e
+
+    def run(self, spec: RunSpec) -> RunResult:
+        container = self._create(spec)
+        try:
+            return self._run(container, spec)
+        except (APIError, requests.RequestException, DockerException) as e:
+            raise InfraError(f"Docker failed during the experiment: {type(e).__name__}: {e}") from e
+        finally:
+            self._remove(container)
+
+    def _run(self, container: Container, spec: RunSpec) -> RunResult:
+        start = time.monotonic()
+        deadline = start + spec.budget_s
+        container.start()
+        timed_out = False
+        with CgroupSampler(container.id) as sampler:
+            exit_code = self._wait(container, deadline - time.monotonic())
+            if exit_code is None:
+                timed_out = True
+                with contextlib.suppress(NotFound, APIError):
+                    container.kill()  # SIGKILL: nothing inside can ignore it
+                exit_code = self._wait(container, KILL_GRACE_S)
+                if exit_code is None:
+                    raise InfraError(f"container {container.short_id} survived SIGKILL for {KILL_GRACE_S:.0f} s")
+            wall = time.monotonic() - start
+        usage = sampler.usage
+        container.reload()
+        state = container.attrs["State"]
+        oom = bool(state.get("OOMKilled")) or usage.oom_kills > 0
+        if not oom and exit_code == 137 and not timed_out and usage.peak_memory_bytes:
+            # Docker's OOMKilled flag is unreliable on some kernels: a SIGKILL we did
+            # not send, with memory at the limit, is the kernel's OOM killer.
+            oom = usage.peak_memory_bytes >= 0.9 * spec.limits.memory
+        output = _cap_tail(container.logs(stdout=True, stderr=True), 8 * spec.limits.log_bytes)
+        return RunResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            oom_killed=oom,
+            wall_s=wall,
+            peak_memory_bytes=usage.peak_memory_bytes,
+            cpu_s=usage.cpu_s,
+            output=output,
+        )
+
+    @staticmethod
+    def _wait(container: Container, timeout: float) -> int | None:
+        """Exit code, or None when `timeout` passed first."""
+        if timeout <= 0:
+            return None
+        started = time.monotonic()
+        try:
+            status = container.wait(timeout=max(timeout, 0.001))
+        except (requests.ReadTimeout, requests.ConnectionError) as e:
+            # docker-py reports a read timeout as either, depending on where it hit.
+            if time.monotonic() - started >= timeout - 0.05:
+                return None
+            raise InfraError(f"lost the Docker engine while waiting: {e}") from e
+        return int(status.get("StatusCode", -1))
+
+    def _remove(self, container: Container) -> None:
+        for attempt in range(3):
+            try:
+                container.remove(force=True, v=True)
+                return
+            except NotFound:
+                return
+            except (APIError, requests.RequestException):
+                time.sleep(0.5 * (attempt + 1))
+        # Left for `reap`: its owner label names this process, which will die.
+
+    def reap(self, *, everything: bool = False) -> int:
+        try:
+            found = self.client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+        except (APIError, requests.RequestException) as e:
+            raise InfraError(f"listing containers failed: {e}") from e
+        removed = 0
+        for c in found:
+            owner = c.labels.get(OWNER_LABEL, "")
+            if everything or (owner != self.owner and not owner_alive(owner)):
+                with contextlib.suppress(NotFound):
+                    c.remove(force=True, v=True)
+                    removed += 1
+        return removed

@@ -1,0 +1,211 @@
+"""The host git repository, touched only through refs.
+
+The user's checkout, index and uncommitted work are never touched: we read
+commits, write objects, and move two kinds of refs — the run branch
+`autoresearch/<tag>` and frozen candidates under `refs/autoresearch/<tag>/`.
+We never run `git commit` or `checkout` (no hooks, no filters on the user's tree).
+
+A proposal is frozen into a commit BEFORE it runs; that commit is what merges if
+it wins, so nothing the container writes can reach the repo.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.contract import Implementation
+from orchestrator.errors import ProposalRefused, WorkspaceError
+from orchestrator.paths import matches_any
+
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "autoresearch",
+    "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+    "GIT_COMMITTER_NAME": "autoresearch",
+    "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+_REGULAR = {"100644", "100755"}
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    status: str
+    """git's letter: A(dded), M(odified), D(eleted), T(ype changed)."""
+    old_mode: str
+    new_mode: str
+    new_blob: str
+
+
+def repo_root(start: Path) -> Path:
+    proc = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise WorkspaceError(f"{start} is not inside a git repository — run `git init` and commit your files first")
+    return Path(proc.stdout.strip())
+
+
+class Workspace:
+    """Git operations of one run, on the repository at `root`."""
+
+    def __init__(self, root: Path, tag: str, implementation: Implementation) -> None:
+        self.root = root
+        self.tag = tag
+        self.impl = implementation
+        self.branch = f"autoresearch/{tag}"
+        self.branch_ref = f"refs/heads/{self.branch}"
+
+    # -- plumbing ---------------------------------------------------------
+    def git(self, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> bytes:
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), *args],
+            capture_output=True,
+            input=input,
+            env={**os.environ, **_GIT_ENV, **(env or {})},
+        )
+        if proc.returncode != 0:
+            raise WorkspaceError(f"git {args[0]} failed in {self.root}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+
+    def rev(self, ref: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    # -- the run branch ---------------------------------------------------
+    def start(self) -> str:
+        """Create the run branch at HEAD (if new) and return the commit it starts from."""
+        head = self.rev("HEAD")
+        if head is None:
+            raise WorkspaceError(f"{self.root} has no commits — commit your files, then start the run")
+        existing = self.rev(self.branch_ref)
+        if existing is None:
+            self.git("update-ref", self.branch_ref, head, "0" * 40)
+            existing = head
+        exclude = Path(self.git("rev-parse", "--git-path", "info/exclude").decode().strip())
+        exclude = exclude if exclude.is_absolute() else self.root / exclude
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        lines = exclude.read_text().splitlines() if exclude.exists() else []
+        if "/.autoresearch/" not in lines:
+            with exclude.open("a") as f:
+                f.write("/.autoresearch/\n")
+        return existing
+
+    def best(self) -> str:
+        sha = self.rev(self.branch_ref)
+        if sha is None:
+            raise WorkspaceError(f"run branch {self.branch} is gone — was it deleted? recreate it or start a new tag")
+        return sha
+
+    def fast_forward(self, candidate: str, expected_old: str) -> None:
+        """Move the run branch from `expected_old` to `candidate`, atomically."""
+        self.git("update-ref", "-m", "autoresearch: keep", self.branch_ref, candidate, expected_old)
+
+    def candidate_ref(self, experiment: int) -> str:
+        return f"refs/autoresearch/{self.tag}/exp-{experiment:04d}"
+
+    # -- trees ------------------------------------------------------------
+    def export(self, commit: str, dest: Path, *, writable_by_all: bool = False) -> None:
+        """Write the tree of `commit` into `dest` (no .git)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        data = self.git("archive", "--format=tar", commit)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(dest, filter="tar")
+        if writable_by_all:
+            # The container's user is not us; the folder's parent is private (0700).
+            for dirpath, dirnames, filenames in os.walk(dest):
+                os.chmod(dirpath, 0o777)
+                for name in filenames:
+                    p = os.path.join(dirpath, name)
+                    if not os.path.islink(p):
+                        os.chmod(p, os.stat(p).st_mode | 0o666)
+
+    def diff(self, old: str, new: str) -> str:
+        return self.git("diff", "--no-color", "--no-ext-diff", "--binary", old, new).decode(errors="replace")
+
+    def lines_of_code(self, commit: str) -> int:
+        """Non-blank lines in the implementation files at `commit` (the simplicity rule)."""
+        listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
+        files = [p for p in listing if p and matches_any(p, self.impl.paths)]
+        if not files:
+            return 0
+        text = self.git("cat-file", "--batch", input="".join(f"{commit}:{p}\n" for p in files).encode())
+        return sum(1 for ln in text.decode(errors="replace").splitlines() if ln.strip()) - len(files)
+
+    # -- freezing a proposal ----------------------------------------------
+    def freeze(self, scratch: Path, parent: str, message: str, experiment: int) -> str:
+        """Validate the edits in `scratch` against `parent`; commit them; return the commit.
+
+        Raises ProposalRefused when the change breaks a rule.
+        """
+        with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.git("read-tree", parent, env=env)
+            self.git("--work-tree", str(scratch), "add", "-A", "--", ".", env=env)
+            changes = self._changes(parent, env)
+            self._validate(changes)
+            tree = self.git("write-tree", env=env).decode().strip()
+        commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
+        size = len(self.diff(parent, commit).encode())
+        if size > self.impl.max_diff_bytes:
+            raise ProposalRefused(f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}")
+        self.git("update-ref", self.candidate_ref(experiment), commit)
+        return commit
+
+    def _changes(self, parent: str, env: dict[str, str]) -> list[Change]:
+        raw = self.git("diff-index", "--cached", "--raw", "-z", "--no-renames", parent, env=env).decode()
+        fields = raw.split("\0")
+        out = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta:
+                continue
+            old_mode, new_mode, _old, new_blob, status = meta.lstrip(":").split()
+            out.append(Change(path, status[0], old_mode, new_mode, new_blob))
+        return out
+
+    def _validate(self, changes: list[Change]) -> None:
+        if not changes:
+            raise ProposalRefused("the proposal changes nothing")
+        for c in changes:
+            name = c.path
+            if any(part.startswith(".git") for part in name.split("/")):
+                raise ProposalRefused(f"{name}: git control files (.git*, .gitattributes, .gitmodules) may never change")
+            if not matches_any(name, self.impl.paths):
+                raise ProposalRefused(f"{name} is outside implementation.paths ({', '.join(self.impl.paths)})")
+            if c.status == "D":
+                continue
+            if c.new_mode == "120000":
+                raise ProposalRefused(f"{name}: symlinks are not allowed")
+            if c.new_mode not in _REGULAR:
+                raise ProposalRefused(f"{name}: only regular files are allowed (mode {c.new_mode})")
+            if c.status == "A" and c.new_mode == "100755":
+                raise ProposalRefused(f"{name}: new files may not be executable")
+            if c.status in ("M", "T") and c.old_mode != c.new_mode:
+                raise ProposalRefused(f"{name}: file mode may not change ({c.old_mode} → {c.new_mode})")
+            size = int(self.git("cat-file", "-s", c.new_blob).decode())
+            if size > self.impl.max_file_bytes:
+                raise ProposalRefused(f"{name} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}")
+            head = self.git("cat-file", "blob", c.new_blob)[:8192]
+            if b"\0" in head:
+                raise ProposalRefused(f"{name}: binary files are not allowed")
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also clears read-only bits the sandbox may have left."""
+    if not path.exists():
+        return
+
+    def _onerror(func, p, _exc):  # type: ignore[no-untyped-def]
+        os.chmod(p, 0o700)
+        func(p)
+
+    shutil.rmtree(path, onerror=_onerror)
