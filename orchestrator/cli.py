@@ -28,7 +28,9 @@ def _rel(root: Path, p: str) -> str:
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
-        raise ContractError(f"{p}: outside the repository {root} — experiments may only use files inside it") from None
+        raise ContractError(
+            f"{p}: outside the repository {root} — experiments may only use files inside it"
+        ) from None
 
 
 def _sandbox() -> Any:
@@ -43,7 +45,9 @@ def _check_image(sandbox: Any, image: str) -> None:
     try:
         sandbox.client.images.get(image)
     except ImageNotFound:
-        raise ImageMissing(f"sandbox image {image} is not built — run `autoresearch images build` (or `make images`)") from None
+        raise ImageMissing(
+            f"sandbox image {image} is not built — run `autoresearch images build` (or `make images`)"
+        ) from None
 
 
 def _on_sigterm(_sig: int, _frame: object) -> None:
@@ -67,9 +71,13 @@ def _root(ctx: click.Context, near: Path | None = None) -> Path:
 
 @main.command()
 @click.argument("contract_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--edit", "edit", multiple=True, help="A file/glob the agent may change (repeatable).")
+@click.option(
+    "--edit", "edit", multiple=True, help="A file/glob the agent may change (repeatable)."
+)
 @click.option("--eval", "eval_cmd", help="The evaluator command, run in /workspace.")
-@click.option("--evaluator", multiple=True, help="An evaluator file, mounted read-only (repeatable).")
+@click.option(
+    "--evaluator", multiple=True, help="An evaluator file, mounted read-only (repeatable)."
+)
 @click.option("--metric", help="Name of the primary metric the evaluator prints.")
 @click.option("--goal", type=click.Choice(["min", "max"]), help="Lower or higher is better.")
 @click.option("--min-improvement", type=float, help="Smallest change of the metric that counts.")
@@ -80,10 +88,16 @@ def _root(ctx: click.Context, near: Path | None = None) -> Path:
 @click.option("--cpus", type=float, help="CPU quota per experiment, in cores.")
 @click.option("--memory", help="Memory limit per experiment, e.g. 2g.")
 @click.option("--agent", type=click.Choice(["replay"]), help="Who proposes changes.")
-@click.option("--patches", type=click.Path(file_okay=False, path_type=Path), help="Replay agent: folder of patches.")
-@click.option("--tag", help="Run name; the branch is autoresearch/<tag> (default: today, e.g. nov28).")
+@click.option(
+    "--patches",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Replay agent: folder of patches.",
+)
+@click.option(
+    "--tag", help="Run name; the branch is autoresearch/<tag> (default: today, e.g. nov28)."
+)
 @click.pass_context
-def run(ctx: click.Context, contract_file: Path | None, tag: str | None, **flags: Any) -> None:
+def run(ctx: click.Context, /, contract_file: Path | None, tag: str | None, **flags: Any) -> None:
     """Start a run from CONTRACT_FILE, or from flags alone."""
     from orchestrator.runs import default_tag, start_run
 
@@ -96,15 +110,21 @@ def run(ctx: click.Context, contract_file: Path | None, tag: str | None, **flags
     _execute(the_run, tag)
 
 
-def load_contract(root: Path, contract_file: Path | None, flags: dict[str, Any]) -> tuple[Contract, str]:
+def load_contract(
+    root: Path, contract_file: Path | None, flags: dict[str, Any]
+) -> tuple[Contract, str]:
     """One validated contract from a file, flags overriding it, or flags alone."""
     data: dict[str, Any] = {}
     source = "command-line flags"
     if contract_file is not None:
         data = read_contract_file(contract_file)
         source = str(contract_file)
-    elif not (flags.get("edit") and flags.get("eval_cmd") and flags.get("metric") and flags.get("goal")):
-        raise ContractError("no contract — give a contract file, or at least --edit, --eval, --metric and --goal")
+    elif not (
+        flags.get("edit") and flags.get("eval_cmd") and flags.get("metric") and flags.get("goal")
+    ):
+        raise ContractError(
+            "no contract — give a contract file, or at least --edit, --eval, --metric and --goal"
+        )
     overrides: dict[str, Any] = {
         "implementation.paths": [_rel(root, p) for p in flags["edit"]] or None,
         "evaluator.command": flags["eval_cmd"],
@@ -181,7 +201,9 @@ def status(ctx: click.Context, tag: str | None) -> None:
 
 
 @main.command()
-@click.option("--all", "everything", is_flag=True, help="Also remove containers of runs still alive.")
+@click.option(
+    "--all", "everything", is_flag=True, help="Also remove containers of runs still alive."
+)
 def cleanup(everything: bool) -> None:
     """Remove sandbox containers that a killed run left behind."""
     n = _sandbox().reap(everything=everything)

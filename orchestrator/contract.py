@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import ContractError
 
@@ -222,8 +230,12 @@ def check_against_repo(contract: Contract, root: Path, source: str) -> None:
         named.append(("direction", contract.direction))
     for key, rel in named:
         if not (root / rel).exists():
-            raise ContractError(f"{source}: {key}: {rel!r} does not exist under {root} — fix the path")
+            raise ContractError(
+                f"{source}: {key}: {rel!r} does not exist under {root} — fix the path"
+            )
     for mount in contract.evaluator.data:
         src = mount.source if mount.source.is_absolute() else root / mount.source
         if not src.exists():
-            raise ContractError(f"{source}: evaluator.data: {str(mount.source)!r} does not exist — fix the path")
+            raise ContractError(
+                f"{source}: evaluator.data: {str(mount.source)!r} does not exist — fix the path"
+            )

@@ -69,11 +69,22 @@ def decide(outcome: Outcome, best: Best | None, metric: Metric) -> Decision:
     if gain > metric.min_improvement:
         return Decision("keep", f"improved by {gain:.6g} (best was {best.metric:.6g})", value)
     fewer = (
-        outcome.loc is not None and best.loc is not None and outcome.loc < best.loc and abs(gain) <= metric.min_improvement
+        outcome.loc is not None
+        and best.loc is not None
+        and outcome.loc < best.loc
+        and abs(gain) <= metric.min_improvement
     )
     if fewer:
         assert best.loc is not None and outcome.loc is not None
-        return Decision("keep", f"equal within {metric.min_improvement:g} with {best.loc - outcome.loc} fewer lines", value)
+        return Decision(
+            "keep",
+            f"equal within {metric.min_improvement:g} with {best.loc - outcome.loc} fewer lines",
+            value,
+        )
     if gain < 0:
         return Decision("discard", f"worse by {-gain:.6g} (best {best.metric:.6g})", value)
-    return Decision("discard", f"not better than {best.metric:.6g} by more than {metric.min_improvement:g}", value)
+    return Decision(
+        "discard",
+        f"not better than {best.metric:.6g} by more than {metric.min_improvement:g}",
+        value,
+    )

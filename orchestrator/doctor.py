@@ -34,10 +34,14 @@ def _gpus() -> Check:
         pynvml.nvmlInit()
         try:
             n = pynvml.nvmlDeviceGetCount()
-            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)]
+            names = [
+                pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)
+            ]
         finally:
             pynvml.nvmlShutdown()
-        return Check("gpus", True, f"{n} via NVML ({', '.join(map(str, names)) or 'none'})", required=False)
+        return Check(
+            "gpus", True, f"{n} via NVML ({', '.join(map(str, names)) or 'none'})", required=False
+        )
     except Exception as e:  # NVML raises its own error types, or the library is absent
         return Check("gpus", False, f"0 GPUs — no NVML library or driver ({type(e).__name__}); CPU slots only",
                      required=False)  # fmt: skip
@@ -46,7 +50,9 @@ def _gpus() -> Check:
 def checks() -> list[Check]:
     out = [
         Check("python", sys.version_info >= (3, 11), sys.version.split()[0] + " (3.11+ needed)"),
-        Check("git", shutil.which("git") is not None, shutil.which("git") or "missing — install git"),
+        Check(
+            "git", shutil.which("git") is not None, shutil.which("git") or "missing — install git"
+        ),
     ]
     from orchestrator import images
     from orchestrator.sandbox.docker import connect
@@ -58,9 +64,13 @@ def checks() -> list[Check]:
         out.append(_gpus())
         return out
     info = client.info()
-    out.append(Check("docker engine", True, f"{info.get('ServerVersion')} (API {client.api.api_version})"))
+    out.append(
+        Check("docker engine", True, f"{info.get('ServerVersion')} (API {client.api.api_version})")
+    )
     init = bool(info.get("InitBinary"))
-    out.append(Check("init process", init, info.get("InitBinary") or "no docker-init/tini — install tini"))
+    out.append(
+        Check("init process", init, info.get("InitBinary") or "no docker-init/tini — install tini")
+    )
     cg = info.get("CgroupVersion", "?")
     readable = os.path.isdir("/sys/fs/cgroup")
     out.append(Check("accounting", readable, f"cgroup v{cg}, {info.get('CgroupDriver')} driver"
@@ -70,10 +80,14 @@ def checks() -> list[Check]:
         img = client.images.get(DEFAULT_IMAGE)
         want = images.inputs_hash(images.IMAGES_DIR / "python")
         fresh = img.labels.get(images.INPUTS_LABEL) == want
-        detail = f"{DEFAULT_IMAGE} ({img.short_id})" + ("" if fresh else " — stale: run `autoresearch images build`")
+        detail = f"{DEFAULT_IMAGE} ({img.short_id})" + (
+            "" if fresh else " — stale: run `autoresearch images build`"
+        )
         out.append(Check("image", True, detail))
     except Exception:
-        out.append(Check("image", False, f"{DEFAULT_IMAGE} not built — run `autoresearch images build`"))
+        out.append(
+            Check("image", False, f"{DEFAULT_IMAGE} not built — run `autoresearch images build`")
+        )
     runtimes = info.get("Runtimes", {})
     out.append(Check("gvisor", "runsc" in runtimes,
                      "runsc registered" if "runsc" in runtimes else "runsc not registered (optional hardening)",
@@ -90,5 +104,3 @@ def run_checks(echo: Callable[[str], None]) -> bool:
     for c in results:
         echo(c.line())
     return all(c.ok for c in results if c.required)
-
-

@@ -55,7 +55,11 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
         for stanza in f.read_text().split("\n\n"):
             fields = dict(
                 (k.strip().lower(), v.strip())
-                for k, _, v in (ln.partition(":") for ln in stanza.splitlines() if ":" in ln and not ln.startswith("#"))
+                for k, _, v in (
+                    ln.partition(":")
+                    for ln in stanza.splitlines()
+                    if ":" in ln and not ln.startswith("#")
+                )
             )
             suites = fields.get("suites", "").split()
             if SUITE in suites and "main" in fields.get("components", "").split():
@@ -68,7 +72,9 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
             m = re.match(rf"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s+.*\bmain\b", ln)
             if m:
                 return m.group(1)
-    raise UserError(f"no apt source for Debian {SUITE} main under {sources_dir} — configure one, or let a registry answer")
+    raise UserError(
+        f"no apt source for Debian {SUITE} main under {sources_dir} — configure one, or let a registry answer"
+    )
 
 
 def _find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image | None:
@@ -100,30 +106,49 @@ def _debootstrap_base(client: docker.DockerClient, packages: list[str], say: Say
     if shutil.which("debootstrap") is None:
         if os.geteuid() == 0 and Path("/etc/debian_version").exists():
             say("installing Debian's debootstrap (root on Debian)")
-            subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "debootstrap"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         else:
-            raise UserError("no registry answers and debootstrap is missing — install debootstrap (as root) or give the box registry access")
+            raise UserError(
+                "no registry answers and debootstrap is missing — install debootstrap (as root) or give the box registry access"
+            )
     if os.geteuid() != 0:
-        raise UserError("an offline base image needs debootstrap as root — run `sudo autoresearch images build`")
+        raise UserError(
+            "an offline base image needs debootstrap as root — run `sudo autoresearch images build`"
+        )
     mirror = apt_mirror()
     with tempfile.TemporaryDirectory(prefix="autoresearch-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         say(f"debootstrap {SUITE} (minbase + {', '.join(packages)}) from {mirror} — about a minute")
         t0 = time.monotonic()
         proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(rootfs), mirror],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(packages)}",
+                SUITE,
+                str(rootfs),
+                mirror,
+            ],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise UserError(f"debootstrap failed: {' | '.join(tail)} — check the apt mirror {mirror}")
+            raise UserError(
+                f"debootstrap failed: {' | '.join(tail)} — check the apt mirror {mirror}"
+            )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for f in (rootfs / junk).glob("*"):
                 if f.is_file():
                     f.unlink()
         say(f"debootstrap done in {time.monotonic() - t0:.0f} s; importing")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE
+        )
         assert tar.stdout is not None
         repo, _, version = tag.partition(":")
         client.api.import_image_from_stream(tar.stdout, repository=repo, tag=version)
@@ -132,11 +157,15 @@ def _debootstrap_base(client: docker.DockerClient, packages: list[str], say: Say
     return tag
 
 
-def build(client: docker.DockerClient, name: str = "python", *, base: str = "auto", say: Say = print) -> str:
+def build(
+    client: docker.DockerClient, name: str = "python", *, base: str = "auto", say: Say = print
+) -> str:
     """Build `autoresearch/<name>` unless an image with the same inputs exists; return its tag."""
     folder = IMAGES_DIR / name
     if not (folder / "Dockerfile").exists():
-        raise UserError(f"no image recipe at {folder} — pick one of: {', '.join(sorted(IMAGE_TAGS))}")
+        raise UserError(
+            f"no image recipe at {folder} — pick one of: {', '.join(sorted(IMAGE_TAGS))}"
+        )
     tag = IMAGE_TAGS.get(name, f"autoresearch/{name}:latest")
     digest = inputs_hash(folder)
     existing = _find_image(client, tag)
@@ -146,7 +175,9 @@ def build(client: docker.DockerClient, name: str = "python", *, base: str = "aut
     packages = _packages(folder)
     base_ref = _registry_base(client, say) if base in ("auto", "registry") else None
     if base_ref is None and base == "registry":
-        raise UserError("no registry answers — use `--base debootstrap` (root, Debian mirror) instead")
+        raise UserError(
+            "no registry answers — use `--base debootstrap` (root, Debian mirror) instead"
+        )
     apt_packages = " ".join(packages) if base_ref else ""
     base_ref = base_ref or _debootstrap_base(client, packages, say)
     say(f"building {tag} from {base_ref}")
@@ -163,6 +194,8 @@ def build(client: docker.DockerClient, name: str = "python", *, base: str = "aut
     except BuildError as e:
         raise UserError(f"building {tag} failed: {e.msg} — see `docker build {folder}`") from None
     except APIError as e:
-        raise UserError(f"building {tag} failed: {e.explanation} — see `docker build {folder}`") from None
+        raise UserError(
+            f"building {tag} failed: {e.explanation} — see `docker build {folder}`"
+        ) from None
     say(f"built {tag} (inputs {digest})")
     return tag

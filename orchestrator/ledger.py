@@ -128,10 +128,17 @@ class Ledger:
             self.db.execute(sql, args)
 
     # -- the run ----------------------------------------------------------
-    def create_run(self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str) -> None:
+    def create_run(
+        self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str
+    ) -> None:
         self._write(
             "INSERT INTO run (tag, created, base_commit, contract, source, evaluator_hash) VALUES (?,?,?,?,?,?)",
-            tag, time.time(), base, contract_json, source, evaluator_hash,
+            tag,
+            time.time(),
+            base,
+            contract_json,
+            source,
+            evaluator_hash,
         )
 
     def run(self) -> RunInfo | None:
@@ -148,17 +155,25 @@ class Ledger:
     def begin(self, exp_id: int, parent: str) -> None:
         self._write(
             "INSERT INTO experiment (id, phase, parent, started) VALUES (?, 'proposing', ?, ?)",
-            exp_id, parent, time.time(),
+            exp_id,
+            parent,
+            time.time(),
         )
 
     def abandon(self, exp_id: int) -> None:
         """Drop a row whose proposal never happened (the agent had nothing more)."""
         self._write("DELETE FROM experiment WHERE id = ? AND phase = 'proposing'", exp_id)
 
-    def frozen(self, exp_id: int, commit: str, description: str, hypothesis: str, loc: int | None) -> None:
+    def frozen(
+        self, exp_id: int, commit: str, description: str, hypothesis: str, loc: int | None
+    ) -> None:
         self._write(
             "UPDATE experiment SET phase='frozen', commit_sha=?, description=?, hypothesis=?, loc=? WHERE id=?",
-            commit, description, hypothesis, loc, exp_id,
+            commit,
+            description,
+            hypothesis,
+            loc,
+            exp_id,
         )
 
     def running(self, exp_id: int) -> None:
@@ -166,9 +181,12 @@ class Ledger:
 
     def infra_retry(self, exp_id: int, detail: str) -> None:
         with self.db:
-            self.db.execute("UPDATE experiment SET infra_retries = infra_retries + 1 WHERE id=?", (exp_id,))
             self.db.execute(
-                "INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, 'infra', ?)", (time.time(), exp_id, detail)
+                "UPDATE experiment SET infra_retries = infra_retries + 1 WHERE id=?", (exp_id,)
+            )
+            self.db.execute(
+                "INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, 'infra', ?)",
+                (time.time(), exp_id, detail),
             )
 
     def decided(self, exp_id: int, *, status: str, reason: str, metric: float | None = None,
@@ -180,15 +198,36 @@ class Ledger:
             """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
                timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?,
                description=COALESCE(?, description) WHERE id=?""",
-            status, reason, metric, json.dumps(metrics or {}), exit_code, int(timed_out), int(oom_killed),
-            wall_s, cpu_s, peak_memory_bytes, description, exp_id,
+            status,
+            reason,
+            metric,
+            json.dumps(metrics or {}),
+            exit_code,
+            int(timed_out),
+            int(oom_killed),
+            wall_s,
+            cpu_s,
+            peak_memory_bytes,
+            description,
+            exp_id,
         )
 
     def done(self, exp_id: int, *, merged: bool) -> None:
-        self._write("UPDATE experiment SET phase='done', merged=?, finished=? WHERE id=?", int(merged), time.time(), exp_id)
+        self._write(
+            "UPDATE experiment SET phase='done', merged=?, finished=? WHERE id=?",
+            int(merged),
+            time.time(),
+            exp_id,
+        )
 
     def event(self, kind: str, detail: str, exp_id: int | None = None) -> None:
-        self._write("INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, ?, ?)", time.time(), exp_id, kind, detail)
+        self._write(
+            "INSERT INTO event (ts, experiment, kind, detail) VALUES (?, ?, ?, ?)",
+            time.time(),
+            exp_id,
+            kind,
+            detail,
+        )
 
     def experiments(self) -> list[Experiment]:
         rows = self.db.execute("SELECT * FROM experiment ORDER BY id").fetchall()

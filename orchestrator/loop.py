@@ -97,7 +97,9 @@ class Run:
     def _baseline(self) -> None:
         best = self.ws.best()
         self.ledger.begin(0, best)
-        self.ledger.frozen(0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best))
+        self.ledger.frozen(
+            0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best)
+        )
         self.say("experiment 0: baseline")
         exp = self.ledger.get(0)
         assert exp is not None
@@ -130,7 +132,9 @@ class Run:
                 return True
         finally:
             remove_tree(scratch)
-        self.ledger.frozen(n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit))
+        self.ledger.frozen(
+            n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
+        )
         (self.ledger.exp_dir(n) / "diff.patch").write_text(self.ws.diff(best, commit))
         self.say(f"experiment {n}: {proposal.description}")
         exp = self.ledger.get(n)
@@ -176,7 +180,9 @@ class Run:
         if head == exp.commit_sha:
             return True  # merged before a crash; the ledger had not caught up
         if head != exp.parent:
-            self.ledger.event("merge-skipped", f"branch moved to {head[:12]}; expected {exp.parent[:12]}", exp.id)
+            self.ledger.event(
+                "merge-skipped", f"branch moved to {head[:12]}; expected {exp.parent[:12]}", exp.id
+            )
             return False
         self.ws.fast_forward(exp.commit_sha, exp.parent)
         return True
@@ -190,7 +196,9 @@ class Run:
         return decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
 
     def _best(self) -> Best:
-        kept = [e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)]
+        kept = [
+            e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)
+        ]
         last = kept[-1]
         assert last.metric is not None
         return Best(last.metric, last.loc)
@@ -203,7 +211,9 @@ class Run:
                 result = self._run_once(exp)
             except InfraError as e:
                 self.ledger.infra_retry(exp.id, str(e))
-                self.say(f"  infrastructure error (not the candidate's fault): {e} — retrying in {delay:.0f} s")
+                self.say(
+                    f"  infrastructure error (not the candidate's fault): {e} — retrying in {delay:.0f} s"
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self.backoff.cap)
                 continue
@@ -238,7 +248,10 @@ class Run:
                 "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
             }
             info = self.ledger.run()
-            labels = {"autoresearch.run": info.tag if info else self.ws.tag, "autoresearch.experiment": str(exp.id)}
+            labels = {
+                "autoresearch.run": info.tag if info else self.ws.tag,
+                "autoresearch.experiment": str(exp.id),
+            }
             spec = RunSpec(
                 workspace=work, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
                 mounts=tuple(mounts), env=env, labels=labels,

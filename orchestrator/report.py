@@ -11,7 +11,9 @@ def _fmt(v: float | None, spec: str = ".6g") -> str:
 
 def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) -> str:
     base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
-    rows = [("#", "status", metric, "Δ baseline", "wall s", "cpu s", "mem MiB", "description", "reason")]
+    rows = [
+        ("#", "status", metric, "Δ baseline", "wall s", "cpu s", "mem MiB", "description", "reason")
+    ]
     for e in exps:
         delta = "-" if e.metric is None or base is None else f"{e.metric - base:+.6g}"
         status = e.status or f"({e.phase})"
@@ -22,8 +24,12 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
                      _fmt(mem, ".0f"), e.description[:40], (e.reason or "")[:60]))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    kept = [e for e in exps if e.status == "keep" and e.metric is not None and (e.merged or e.id == 0)]
-    counts = {s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")}
+    kept = [
+        e for e in exps if e.status == "keep" and e.metric is not None and (e.merged or e.id == 0)
+    ]
+    counts = {
+        s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")
+    }
     head = f"run {info.tag} ({goal} {metric}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
     if kept and base is not None:
         head += f"; best {kept[-1].metric:.6g} (baseline {base:.6g})"

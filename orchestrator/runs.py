@@ -41,7 +41,9 @@ def default_tag(root: Path, today: dt.date | None = None) -> str:
 def build_agent(contract: Contract) -> Agent:
     cfg = contract.agent
     if cfg is None:
-        raise ContractError("no agent given — pass `--agent replay --patches DIR` or add an [agent] table to the contract")
+        raise ContractError(
+            "no agent given — pass `--agent replay --patches DIR` or add an [agent] table to the contract"
+        )
     return ReplayAgent(cfg.patches)
 
 
@@ -68,24 +70,42 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     check_against_repo(contract, root, source)
     folder = run_dir(root, tag)
     if (folder / "ledger.sqlite").exists():
-        raise UserError(f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag")
+        raise UserError(
+            f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag"
+        )
     agent = build_agent(contract)
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
     folder.mkdir(parents=True, exist_ok=True)
     _snapshot(root, contract, folder)
     ledger = Ledger(folder)
-    ledger.create_run(tag, base, contract.model_dump_json(), source, evaluator_hash(folder / "evaluator"))
+    ledger.create_run(
+        tag, base, contract.model_dump_json(), source, evaluator_hash(folder / "evaluator")
+    )
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
-    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say, backoff=backoff)
+    return Run(
+        contract=contract,
+        ledger=ledger,
+        workspace=ws,
+        sandbox=sandbox,
+        agent=agent,
+        say=say,
+        backoff=backoff,
+    )
 
 
-def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None) -> Run:
+def open_run(
+    root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None
+) -> Run:
     folder = run_dir(root, tag)
     if not (folder / "ledger.sqlite").exists():
-        known = sorted(p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists())
+        known = sorted(
+            p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists()
+        )
         hint = f" (runs here: {', '.join(known)})" if known else ""
-        raise RunNotFound(f"no run tagged {tag!r} in {root}{hint} — check the tag or the --repo folder")
+        raise RunNotFound(
+            f"no run tagged {tag!r} in {root}{hint} — check the tag or the --repo folder"
+        )
     ledger = Ledger(folder)
     info = ledger.run()
     assert info is not None

@@ -45,9 +45,13 @@ class Change:
 
 
 def repo_root(start: Path) -> Path:
-    proc = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        raise WorkspaceError(f"{start} is not inside a git repository — run `git init` and commit your files first")
+        raise WorkspaceError(
+            f"{start} is not inside a git repository — run `git init` and commit your files first"
+        )
     return Path(proc.stdout.strip())
 
 
@@ -62,7 +66,9 @@ class Workspace:
         self.branch_ref = f"refs/heads/{self.branch}"
 
     # -- plumbing ---------------------------------------------------------
-    def git(self, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> bytes:
+    def git(
+        self, *args: str, env: dict[str, str] | None = None, input: bytes | None = None
+    ) -> bytes:
         proc = subprocess.run(
             ["git", "-C", str(self.root), *args],
             capture_output=True,
@@ -70,7 +76,9 @@ class Workspace:
             env={**os.environ, **_GIT_ENV, **(env or {})},
         )
         if proc.returncode != 0:
-            raise WorkspaceError(f"git {args[0]} failed in {self.root}: {proc.stderr.decode(errors='replace').strip()}")
+            raise WorkspaceError(
+                f"git {args[0]} failed in {self.root}: {proc.stderr.decode(errors='replace').strip()}"
+            )
         return proc.stdout
 
     def rev(self, ref: str) -> str | None:
@@ -86,7 +94,9 @@ class Workspace:
         """Create the run branch at HEAD (if new) and return the commit it starts from."""
         head = self.rev("HEAD")
         if head is None:
-            raise WorkspaceError(f"{self.root} has no commits — commit your files, then start the run")
+            raise WorkspaceError(
+                f"{self.root} has no commits — commit your files, then start the run"
+            )
         existing = self.rev(self.branch_ref)
         if existing is None:
             self.git("update-ref", self.branch_ref, head, "0" * 40)
@@ -103,7 +113,9 @@ class Workspace:
     def best(self) -> str:
         sha = self.rev(self.branch_ref)
         if sha is None:
-            raise WorkspaceError(f"run branch {self.branch} is gone — was it deleted? recreate it or start a new tag")
+            raise WorkspaceError(
+                f"run branch {self.branch} is gone — was it deleted? recreate it or start a new tag"
+            )
         return sha
 
     def fast_forward(self, candidate: str, expected_old: str) -> None:
@@ -122,7 +134,7 @@ class Workspace:
             tar.extractall(dest, filter="tar")
         if writable_by_all:
             # The container's user is not us; the folder's parent is private (0700).
-            for dirpath, dirnames, filenames in os.walk(dest):
+            for dirpath, _dirnames, filenames in os.walk(dest):
                 os.chmod(dirpath, 0o777)
                 for name in filenames:
                     p = os.path.join(dirpath, name)
@@ -130,7 +142,9 @@ class Workspace:
                         os.chmod(p, os.stat(p).st_mode | 0o666)
 
     def diff(self, old: str, new: str) -> str:
-        return self.git("diff", "--no-color", "--no-ext-diff", "--binary", old, new).decode(errors="replace")
+        return self.git("diff", "--no-color", "--no-ext-diff", "--binary", old, new).decode(
+            errors="replace"
+        )
 
     def lines_of_code(self, commit: str) -> int:
         """Non-blank lines in the implementation files at `commit` (the simplicity rule)."""
@@ -138,8 +152,12 @@ class Workspace:
         files = [p for p in listing if p and matches_any(p, self.impl.paths)]
         if not files:
             return 0
-        text = self.git("cat-file", "--batch", input="".join(f"{commit}:{p}\n" for p in files).encode())
-        return sum(1 for ln in text.decode(errors="replace").splitlines() if ln.strip()) - len(files)
+        text = self.git(
+            "cat-file", "--batch", input="".join(f"{commit}:{p}\n" for p in files).encode()
+        )
+        return sum(1 for ln in text.decode(errors="replace").splitlines() if ln.strip()) - len(
+            files
+        )
 
     # -- freezing a proposal ----------------------------------------------
     def freeze(self, scratch: Path, parent: str, message: str, experiment: int) -> str:
@@ -157,12 +175,16 @@ class Workspace:
         commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
         size = len(self.diff(parent, commit).encode())
         if size > self.impl.max_diff_bytes:
-            raise ProposalRefused(f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}")
+            raise ProposalRefused(
+                f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}"
+            )
         self.git("update-ref", self.candidate_ref(experiment), commit)
         return commit
 
     def _changes(self, parent: str, env: dict[str, str]) -> list[Change]:
-        raw = self.git("diff-index", "--cached", "--raw", "-z", "--no-renames", parent, env=env).decode()
+        raw = self.git(
+            "diff-index", "--cached", "--raw", "-z", "--no-renames", parent, env=env
+        ).decode()
         fields = raw.split("\0")
         out = []
         for meta, path in zip(fields[0::2], fields[1::2], strict=False):
@@ -178,9 +200,13 @@ class Workspace:
         for c in changes:
             name = c.path
             if any(part.startswith(".git") for part in name.split("/")):
-                raise ProposalRefused(f"{name}: git control files (.git*, .gitattributes, .gitmodules) may never change")
+                raise ProposalRefused(
+                    f"{name}: git control files (.git*, .gitattributes, .gitmodules) may never change"
+                )
             if not matches_any(name, self.impl.paths):
-                raise ProposalRefused(f"{name} is outside implementation.paths ({', '.join(self.impl.paths)})")
+                raise ProposalRefused(
+                    f"{name} is outside implementation.paths ({', '.join(self.impl.paths)})"
+                )
             if c.status == "D":
                 continue
             if c.new_mode == "120000":
@@ -190,10 +216,14 @@ class Workspace:
             if c.status == "A" and c.new_mode == "100755":
                 raise ProposalRefused(f"{name}: new files may not be executable")
             if c.status in ("M", "T") and c.old_mode != c.new_mode:
-                raise ProposalRefused(f"{name}: file mode may not change ({c.old_mode} → {c.new_mode})")
+                raise ProposalRefused(
+                    f"{name}: file mode may not change ({c.old_mode} → {c.new_mode})"
+                )
             size = int(self.git("cat-file", "-s", c.new_blob).decode())
             if size > self.impl.max_file_bytes:
-                raise ProposalRefused(f"{name} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}")
+                raise ProposalRefused(
+                    f"{name} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}"
+                )
             head = self.git("cat-file", "blob", c.new_blob)[:8192]
             if b"\0" in head:
                 raise ProposalRefused(f"{name}: binary files are not allowed")

@@ -17,10 +17,16 @@ from orchestrator.errors import ContractError, ProposalRefused
 class ReplayAgent:
     def __init__(self, patches: Path) -> None:
         if not patches.is_dir():
-            raise ContractError(f"agent.patches: {patches} is not a folder — point --patches at a folder of .patch/.diff files")
-        self.patches = sorted(p for p in patches.iterdir() if p.is_file() and not p.name.startswith("."))
+            raise ContractError(
+                f"agent.patches: {patches} is not a folder — point --patches at a folder of .patch/.diff files"
+            )
+        self.patches = sorted(
+            p for p in patches.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
         if not self.patches:
-            raise ContractError(f"agent.patches: {patches} holds no patch files — add some `git diff` files")
+            raise ContractError(
+                f"agent.patches: {patches} holds no patch files — add some `git diff` files"
+            )
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         if ctx.experiment > len(self.patches):
@@ -37,5 +43,7 @@ class ReplayAgent:
         )
         if proc.returncode != 0:
             first = (proc.stderr.strip().splitlines() or ["git apply failed"])[0]
-            raise ProposalRefused(f"patch {patch.name} does not apply: {first}", description=patch.stem)
+            raise ProposalRefused(
+                f"patch {patch.name} does not apply: {first}", description=patch.stem
+            )
         return Proposal(description=patch.stem, hypothesis=f"replayed from {patch.name}")

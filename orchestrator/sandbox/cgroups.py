@@ -58,7 +58,9 @@ class CgroupSampler:
     def __init__(self, container_id: str) -> None:
         self._id = container_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"cgroup-{container_id[:12]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"cgroup-{container_id[:12]}", daemon=True
+        )
         self.usage = Usage()
 
     def __enter__(self) -> CgroupSampler:

@@ -90,7 +90,10 @@ class DockerSandbox:
     def _create(self, spec: RunSpec) -> Container:
         lim = spec.limits
         mounts = [DockerMount("/workspace", str(spec.workspace), type="bind", read_only=False)]
-        mounts += [DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only) for m in spec.mounts]
+        mounts += [
+            DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+            for m in spec.mounts
+        ]
         log_size = max(lim.log_bytes, 1024**2)
         kwargs: dict[str, Any] = dict(
             command=["/bin/sh", "-c", spec.command],
@@ -111,13 +114,17 @@ class DockerSandbox:
             nano_cpus=int(lim.cpus * 1e9),
             ipc_mode="private",
             init=True,
-            log_config=LogConfig(type="json-file", config={"max-size": str(log_size), "max-file": "2"}),
+            log_config=LogConfig(
+                type="json-file", config={"max-size": str(log_size), "max-file": "2"}
+            ),
             detach=True,
         )
         try:
             return self.client.containers.create(lim.image, **kwargs)
         except ImageNotFound:
-            raise InfraError(f"image {lim.image} is not present locally — run `autoresearch images build`") from None
+            raise InfraError(
+                f"image {lim.image} is not present locally — run `autoresearch images build`"
+            ) from None
         except (APIError, requests.RequestException) as e:
             raise InfraError(f"creating the container failed: {e}") from e
 
@@ -143,7 +150,9 @@ class DockerSandbox:
                     container.kill()  # SIGKILL: nothing inside can ignore it
                 exit_code = self._wait(container, KILL_GRACE_S)
                 if exit_code is None:
-                    raise InfraError(f"container {container.short_id} survived SIGKILL for {KILL_GRACE_S:.0f} s")
+                    raise InfraError(
+                        f"container {container.short_id} survived SIGKILL for {KILL_GRACE_S:.0f} s"
+                    )
             wall = time.monotonic() - start
         usage = sampler.usage
         container.reload()

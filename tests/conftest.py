@@ -1,0 +1,119 @@
+"""Shared fixtures: a real Docker engine, the real default image, real git repos in tmp_path.
+
+`make test` sets the engine and image up; when they are missing we fail loudly
+(never skip): a green run without a sandbox would prove nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from orchestrator.contract import DEFAULT_IMAGE, Contract, build_contract
+from orchestrator.loop import Backoff, Run
+from orchestrator.runs import start_run
+from orchestrator.sandbox import LABEL
+from orchestrator.sandbox.docker import DockerSandbox
+
+IMPL = '''"""The implementation the agent may change."""
+OFFSET = 10.0
+
+
+def score():
+    return OFFSET
+'''
+
+BENCH = """from impl import score
+
+print(f"score: {score():.6f}")
+"""
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(DEFAULT_IMAGE)
+    except Exception as e:
+        pytest.fail(f"Docker engine or {DEFAULT_IMAGE} unavailable ({e}) — run the suite with `make test`", pytrace=False)
+    return client
+
+
+@pytest.fixture(scope="session")
+def sandbox(docker_client: docker.DockerClient) -> DockerSandbox:
+    return DockerSandbox(docker_client)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A sample project: impl.py (editable) and bench.py (the evaluator), committed."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "impl.py").write_text(IMPL)
+    (root / "bench.py").write_text(BENCH)
+    (root / "README.md").write_text("sample\n")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+def make_patch(folder: Path, name: str, path: str, old: str, new: str) -> Path:
+    """A `git diff`-style patch of one file, from text `old` to text `new`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    diff = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+    )
+    out = folder / name
+    out.write_text(f"diff --git a/{path} b/{path}\n" + "".join(diff))
+    return out
+
+
+def contract_for(patches: Path, **over: object) -> Contract:
+    data: dict[str, object] = {
+        "implementation": {"paths": ["impl.py"]},
+        "evaluator": {"command": "python bench.py", "paths": ["bench.py"]},
+        "metric": {"name": "score", "goal": "min"},
+        "budget": {"seconds": 30},
+        "sandbox": {"memory": "256m", "pids": 64},
+        "agent": {"kind": "replay", "patches": str(patches)},
+    }
+    return build_contract(data, dict(over), "test")
+
+
+@pytest.fixture
+def start(repo: Path, sandbox: DockerSandbox) -> Iterator[object]:
+    """start(contract, tag) -> Run, on the sample repo, with fast infra retries."""
+    messages: list[str] = []
+
+    def _start(contract: Contract, tag: str = "t") -> Run:
+        return start_run(repo, tag, contract, "test", sandbox, say=messages.append, backoff=Backoff(0.1, 0.5))
+
+    yield _start
+
+
+def our_containers(client: docker.DockerClient, **labels: str) -> list[object]:
+    filters = [f"{LABEL}=1", *(f"{k}={v}" for k, v in labels.items())]
+    return client.containers.list(all=True, filters={"label": filters})
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root except .git and the run folder, by content."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.parts and ".autoresearch" not in p.parts
+    }

@@ -1,0 +1,126 @@
+"""The acceptance runs of the core loop, end to end: real engine, real git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, tree_snapshot
+
+IMPROVED = IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0")
+
+
+def test_improve_worsen_raise(repo: Path, tmp_path: Path, start, docker_client: docker.DockerClient) -> None:
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-lower-offset.patch", "impl.py", IMPL, IMPROVED)
+    make_patch(patches, "02-raise-offset.patch", "impl.py", IMPROVED, IMPROVED.replace("4.0", "7.0"))
+    make_patch(patches, "03-explode.patch", "impl.py", IMPROVED,
+               IMPROVED.replace("return OFFSET", 'raise RuntimeError("boom")'))  # fmt: skip
+    before = tree_snapshot(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+
+    run = start(contract_for(patches))
+    assert run.execute() == "the agent has nothing more to propose"
+
+    rows = (run.run_dir / "results.tsv").read_text().splitlines()
+    assert rows[0] == "commit\tmetric\tmemory_gb\tstatus\tdescription"
+    assert [r.split("\t")[3] for r in rows[1:]] == ["keep", "keep", "discard", "crash"]
+    assert [r.split("\t")[4] for r in rows[1:]] == ["baseline", "01-lower-offset", "02-raise-offset", "03-explode"]
+    assert rows[1].split("\t")[1] == "10.000000" and rows[2].split("\t")[1] == "4.000000"
+
+    # The run branch holds exactly the kept diff, on top of the user's HEAD.
+    branch = "autoresearch/t"
+    assert git(repo, "rev-parse", f"{branch}~1").strip() == head
+    assert git(repo, "diff", "--name-only", head, branch).split() == ["impl.py"]
+    assert git(repo, "show", f"{branch}:impl.py") == IMPROVED
+    # The user's checkout, index and HEAD are untouched; the evaluator too.
+    assert tree_snapshot(repo) == before
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "symbolic-ref", "--short", "HEAD").strip() == "main"
+    # Losers' diffs and logs are kept for review; the crash's traceback is in its log.
+    exps = run.ledger.experiments()
+    assert "RuntimeError: boom" in (run.ledger.exp_dir(3) / "output.log").read_text()
+    assert "+OFFSET = 7.0" in (run.ledger.exp_dir(2) / "diff.patch").read_text()
+    assert exps[3].reason == "exit code 1"
+    assert all(e.phase == "done" for e in exps)
+    assert our_containers(docker_client, **{"autoresearch.run": "t"}) == []
+
+
+def test_sigterm_ignoring_loop_dies_at_the_budget(repo: Path, tmp_path: Path, start,
+                                                  docker_client: docker.DockerClient) -> None:  # fmt: skip
+    hog = IMPL + "\nimport signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-hog.patch", "impl.py", IMPL, hog)
+    run = start(contract_for(patches, **{"budget.seconds": 3}))
+    run.execute()
+    e = run.ledger.get(1)
+    assert e.status == "crash" and e.timed_out and e.reason.startswith("timeout")
+    assert e.wall_s < 3 + 5
+    assert our_containers(docker_client, **{"autoresearch.run": "t"}) == []
+
+
+def test_container_writes_never_reach_the_host(repo: Path, tmp_path: Path, start) -> None:
+    sneaky = IMPL.replace(
+        "def score():",
+        "def score():\n"
+        "    for target in ('bench.py', '/workspace/bench.py', '/etc/evil', '/evil'):\n"
+        "        try:\n"
+        "            open(target, 'a').write('pwned')\n"
+        "            print('WROTE', target)\n"
+        "        except OSError as e:\n"
+        "            print('REFUSED', target, e.strerror)\n"
+        "    open('dropped.py', 'w').write('print(1)')\n"
+        "    open('impl.py', 'w').write('OFFSET = -1e9')\n",
+    )
+    patches = tmp_path / "patches"
+    proposed = sneaky.replace("OFFSET = 10.0", "OFFSET = 1.0")
+    make_patch(patches, "01-sneaky.patch", "impl.py", IMPL, proposed)
+    before = tree_snapshot(repo)
+    run = start(contract_for(patches))
+    run.execute()
+    log = (run.ledger.exp_dir(1) / "output.log").read_text()
+    assert "WROTE" not in log
+    assert log.count("REFUSED") == 4 and "Read-only file system" in log
+    assert tree_snapshot(repo) == before
+    # What merged is the proposed commit, not what the container rewrote.
+    assert git(repo, "show", "autoresearch/t:impl.py") == proposed
+    assert "dropped.py" not in git(repo, "ls-tree", "-r", "--name-only", "autoresearch/t")
+
+
+def test_a_path_outside_implementation_is_refused_before_it_runs(repo: Path, tmp_path: Path, start) -> None:
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-touch-readme.patch", "README.md", "sample\n", "hacked\n")
+    make_patch(patches, "02-touch-evaluator.patch", "bench.py", (repo / "bench.py").read_text(), "print('score: 0')\n")
+    make_patch(patches, "03-fine.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
+    run = start(contract_for(patches))
+    run.execute()
+    e1, e2, e3 = run.ledger.get(1), run.ledger.get(2), run.ledger.get(3)
+    assert e1.status == "refused" and "README.md is outside implementation.paths" in e1.reason
+    assert e2.status == "refused" and "bench.py is outside" in e2.reason
+    assert e1.wall_s is None and e1.commit_sha is None  # never ran
+    assert e3.status == "keep"  # and the night goes on
+
+
+def test_host_secrets_never_reach_a_container(repo: Path, tmp_path: Path, start,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    secret = "sk-ant-api03-THIS-MUST-NOT-LEAK"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret + "-aws")
+    dump = IMPL.replace(
+        "def score():",
+        "import os\nfor k, v in sorted(os.environ.items()):\n    print(f'{k}={v}')\n"
+        "print(open('/proc/1/environ', 'rb').read())\n\n\ndef score():",
+    )
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-dump-env.patch", "impl.py", IMPL, dump)
+    run = start(contract_for(patches))
+    run.execute()
+    log = (run.ledger.exp_dir(1) / "output.log").read_text()
+    assert "AUTORESEARCH_EXPERIMENT=1" in log  # the dump did run
+    for f in run.run_dir.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    assert "ANTHROPIC" not in log and "AWS_" not in log

@@ -1,0 +1,115 @@
+"""Pure parts: contract validation, metric parsing, the decision, path globs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.contract import build_contract, parse_size, read_contract_file
+from orchestrator.decision import Best, Outcome, decide
+from orchestrator.errors import ContractError
+from orchestrator.metrics import parse_metrics
+from orchestrator.paths import matches
+
+BASE = {
+    "implementation": {"paths": ["impl.py"]},
+    "evaluator": {"command": "python bench.py", "paths": ["bench.py"]},
+    "metric": {"name": "score", "goal": "min"},
+}
+
+
+def test_defaults_are_the_patterns_five_minutes_and_no_network() -> None:
+    c = build_contract(BASE, {}, "c.toml")
+    assert c.budget.seconds == 300
+    assert c.sandbox.network == "none"
+    assert c.sandbox.memory == 2 * 1024**3
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({**BASE, "colour": "red"}, "c.toml: colour: Extra inputs are not permitted — remove it"),
+        ({**BASE, "metric": {"name": "score", "goal": "down"}}, "c.toml: metric.goal:"),
+        ({**BASE, "implementation": {"paths": ["../x.py"]}}, "implementation.paths.0:"),
+        ({**BASE, "implementation": {"paths": ["/etc/passwd"]}}, "relative to the repository root"),
+        ({**BASE, "sandbox": {"memory": "lots"}}, "sandbox.memory: 'lots' is not a size"),
+        ({**BASE, "sandbox": {"network": "bridge"}}, "sandbox.network:"),
+        ({**BASE, "sandbox": {"user": "0:0"}}, "sandbox.user:"),
+        ({**BASE, "implementation": {"paths": ["bench.py"]}}, "evaluator must be fixed"),
+        ({k: v for k, v in BASE.items() if k != "metric"}, "c.toml: metric: Field required — add it"),
+    ],
+)
+def test_a_bad_contract_is_one_line_naming_file_and_key(data: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ContractError) as e:
+        build_contract(data, {}, "c.toml")
+    assert fragment in e.value.message
+    assert "\n" not in e.value.message
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[implementation]\npaths=["impl.py"]\n[evaluator]\ncommand="x"\n[metric]\nname="s"\ngoal="min"\n[budget]\nseconds=10\n')
+    c = build_contract(read_contract_file(f), {"budget.seconds": 60, "metric.goal": None}, str(f))
+    assert c.budget.seconds == 60 and c.metric.goal == "min"
+
+
+def test_broken_toml_is_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[metric\n")
+    with pytest.raises(ContractError, match=r"c.toml: not valid TOML"):
+        read_contract_file(f)
+
+
+def test_sizes() -> None:
+    assert parse_size("512m") == 512 * 1024**2
+    assert parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert parse_size(4096) == 4096
+
+
+def test_metric_lines_both_forms_last_wins() -> None:
+    text = "val_bpb:          0.997900\nnoise: not a number\nMETRIC p95_ms=12.5\nval_bpb: 0.9\nstep 3: 4 5\n"
+    assert parse_metrics(text) == {"val_bpb": 0.9, "p95_ms": 12.5}
+
+
+def test_globs() -> None:
+    assert matches("src/a.py", "src/*.py") and not matches("src/x/a.py", "src/*.py")
+    assert matches("src/x/a.py", "src/**/*.py") and matches("src/a.py", "src/**/*.py")
+    assert matches("pkg/mod/a.py", "pkg") and not matches("pkg2/a.py", "pkg")
+
+
+def _ok(value: float, loc: int = 10) -> Outcome:
+    return Outcome(exit_code=0, timed_out=False, oom_killed=False, metrics={"score": value}, loc=loc)
+
+
+METRIC = build_contract(BASE, {"metric.min_improvement": 0.1}, "c").metric
+
+
+def test_decision_keep_discard_crash() -> None:
+    best = Best(5.0, 10)
+    assert decide(_ok(4.0), best, METRIC).status == "keep"
+    assert decide(_ok(6.0), best, METRIC).status == "discard"
+    assert decide(_ok(4.95), best, METRIC).status == "discard"  # within min_improvement
+    assert decide(_ok(4.95, loc=8), best, METRIC).reason.startswith("equal within")  # simplicity rule
+    assert decide(_ok(5.05, loc=8), best, METRIC).status == "keep"
+    assert decide(_ok(5.2, loc=8), best, METRIC).status == "discard"  # simpler but clearly worse
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (Outcome(1, False, False, {"score": 1.0}), "exit code 1"),
+        (Outcome(137, True, False, {}, budget_s=5), "timeout"),
+        (Outcome(137, False, True, {}), "out of memory"),
+        (Outcome(0, False, False, {"other": 1.0}), "no 'score' metric"),
+        (Outcome(0, False, False, {"score": float("nan")}), "is nan"),
+    ],
+)
+def test_decision_crashes(outcome: Outcome, reason: str) -> None:
+    d = decide(outcome, Best(5.0, 10), METRIC)
+    assert d.status == "crash" and reason in d.reason
+
+
+def test_baseline_is_kept_unless_it_crashes() -> None:
+    assert decide(_ok(9.0), None, METRIC).status == "keep"
+    assert decide(Outcome(2, False, False, {}), None, METRIC).status == "crash"
