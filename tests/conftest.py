@@ -41,7 +41,10 @@ def docker_client() -> docker.DockerClient:
         client.ping()
         client.images.get(DEFAULT_IMAGE)
     except Exception as e:
-        pytest.fail(f"Docker engine or {DEFAULT_IMAGE} unavailable ({e}) — run the suite with `make test`", pytrace=False)
+        pytest.fail(
+            f"Docker engine or {DEFAULT_IMAGE} unavailable ({e}) — run the suite with `make test`",
+            pytrace=False,
+        )
     return client
 
 
@@ -100,7 +103,9 @@ def start(repo: Path, sandbox: DockerSandbox) -> Iterator[object]:
     messages: list[str] = []
 
     def _start(contract: Contract, tag: str = "t") -> Run:
-        return start_run(repo, tag, contract, "test", sandbox, say=messages.append, backoff=Backoff(0.1, 0.5))
+        return start_run(
+            repo, tag, contract, "test", sandbox, say=messages.append, backoff=Backoff(0.1, 0.5)
+        )
 
     yield _start
 

@@ -12,10 +12,14 @@ from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, 
 IMPROVED = IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0")
 
 
-def test_improve_worsen_raise(repo: Path, tmp_path: Path, start, docker_client: docker.DockerClient) -> None:
+def test_improve_worsen_raise(
+    repo: Path, tmp_path: Path, start, docker_client: docker.DockerClient
+) -> None:
     patches = tmp_path / "patches"
     make_patch(patches, "01-lower-offset.patch", "impl.py", IMPL, IMPROVED)
-    make_patch(patches, "02-raise-offset.patch", "impl.py", IMPROVED, IMPROVED.replace("4.0", "7.0"))
+    make_patch(
+        patches, "02-raise-offset.patch", "impl.py", IMPROVED, IMPROVED.replace("4.0", "7.0")
+    )
     make_patch(patches, "03-explode.patch", "impl.py", IMPROVED,
                IMPROVED.replace("return OFFSET", 'raise RuntimeError("boom")'))  # fmt: skip
     before = tree_snapshot(repo)
@@ -27,7 +31,12 @@ def test_improve_worsen_raise(repo: Path, tmp_path: Path, start, docker_client: 
     rows = (run.run_dir / "results.tsv").read_text().splitlines()
     assert rows[0] == "commit\tmetric\tmemory_gb\tstatus\tdescription"
     assert [r.split("\t")[3] for r in rows[1:]] == ["keep", "keep", "discard", "crash"]
-    assert [r.split("\t")[4] for r in rows[1:]] == ["baseline", "01-lower-offset", "02-raise-offset", "03-explode"]
+    assert [r.split("\t")[4] for r in rows[1:]] == [
+        "baseline",
+        "01-lower-offset",
+        "02-raise-offset",
+        "03-explode",
+    ]
     assert rows[1].split("\t")[1] == "10.000000" and rows[2].split("\t")[1] == "4.000000"
 
     # The run branch holds exactly the kept diff, on top of the user's HEAD.
@@ -51,7 +60,10 @@ def test_improve_worsen_raise(repo: Path, tmp_path: Path, start, docker_client: 
 
 def test_sigterm_ignoring_loop_dies_at_the_budget(repo: Path, tmp_path: Path, start,
                                                   docker_client: docker.DockerClient) -> None:  # fmt: skip
-    hog = IMPL + "\nimport signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    hog = (
+        IMPL
+        + "\nimport signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    )
     patches = tmp_path / "patches"
     make_patch(patches, "01-hog.patch", "impl.py", IMPL, hog)
     run = start(contract_for(patches, **{"budget.seconds": 3}))
@@ -90,10 +102,18 @@ def test_container_writes_never_reach_the_host(repo: Path, tmp_path: Path, start
     assert "dropped.py" not in git(repo, "ls-tree", "-r", "--name-only", "autoresearch/t")
 
 
-def test_a_path_outside_implementation_is_refused_before_it_runs(repo: Path, tmp_path: Path, start) -> None:
+def test_a_path_outside_implementation_is_refused_before_it_runs(
+    repo: Path, tmp_path: Path, start
+) -> None:
     patches = tmp_path / "patches"
     make_patch(patches, "01-touch-readme.patch", "README.md", "sample\n", "hacked\n")
-    make_patch(patches, "02-touch-evaluator.patch", "bench.py", (repo / "bench.py").read_text(), "print('score: 0')\n")
+    make_patch(
+        patches,
+        "02-touch-evaluator.patch",
+        "bench.py",
+        (repo / "bench.py").read_text(),
+        "print('score: 0')\n",
+    )
     make_patch(patches, "03-fine.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
     run = start(contract_for(patches))
     run.execute()

@@ -37,10 +37,15 @@ def test_defaults_are_the_patterns_five_minutes_and_no_network() -> None:
         ({**BASE, "sandbox": {"network": "bridge"}}, "sandbox.network:"),
         ({**BASE, "sandbox": {"user": "0:0"}}, "sandbox.user:"),
         ({**BASE, "implementation": {"paths": ["bench.py"]}}, "evaluator must be fixed"),
-        ({k: v for k, v in BASE.items() if k != "metric"}, "c.toml: metric: Field required — add it"),
+        (
+            {k: v for k, v in BASE.items() if k != "metric"},
+            "c.toml: metric: Field required — add it",
+        ),
     ],
 )
-def test_a_bad_contract_is_one_line_naming_file_and_key(data: dict[str, object], fragment: str) -> None:
+def test_a_bad_contract_is_one_line_naming_file_and_key(
+    data: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(ContractError) as e:
         build_contract(data, {}, "c.toml")
     assert fragment in e.value.message
@@ -49,7 +54,9 @@ def test_a_bad_contract_is_one_line_naming_file_and_key(data: dict[str, object],
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
-    f.write_text('[implementation]\npaths=["impl.py"]\n[evaluator]\ncommand="x"\n[metric]\nname="s"\ngoal="min"\n[budget]\nseconds=10\n')
+    f.write_text(
+        '[implementation]\npaths=["impl.py"]\n[evaluator]\ncommand="x"\n[metric]\nname="s"\ngoal="min"\n[budget]\nseconds=10\n'
+    )
     c = build_contract(read_contract_file(f), {"budget.seconds": 60, "metric.goal": None}, str(f))
     assert c.budget.seconds == 60 and c.metric.goal == "min"
 
@@ -79,7 +86,9 @@ def test_globs() -> None:
 
 
 def _ok(value: float, loc: int = 10) -> Outcome:
-    return Outcome(exit_code=0, timed_out=False, oom_killed=False, metrics={"score": value}, loc=loc)
+    return Outcome(
+        exit_code=0, timed_out=False, oom_killed=False, metrics={"score": value}, loc=loc
+    )
 
 
 METRIC = build_contract(BASE, {"metric.min_improvement": 0.1}, "c").metric
@@ -90,7 +99,9 @@ def test_decision_keep_discard_crash() -> None:
     assert decide(_ok(4.0), best, METRIC).status == "keep"
     assert decide(_ok(6.0), best, METRIC).status == "discard"
     assert decide(_ok(4.95), best, METRIC).status == "discard"  # within min_improvement
-    assert decide(_ok(4.95, loc=8), best, METRIC).reason.startswith("equal within")  # simplicity rule
+    assert decide(_ok(4.95, loc=8), best, METRIC).reason.startswith(
+        "equal within"
+    )  # simplicity rule
     assert decide(_ok(5.05, loc=8), best, METRIC).status == "keep"
     assert decide(_ok(5.2, loc=8), best, METRIC).status == "discard"  # simpler but clearly worse
 

@@ -1,0 +1,133 @@
+"""The Docker sandbox under attack: each test tries to break one promise of DESIGN.md."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from orchestrator.contract import Sandbox as Limits
+from orchestrator.errors import InfraError
+from orchestrator.sandbox import LABEL, RunSpec
+from orchestrator.sandbox.docker import OWNER_LABEL, DockerSandbox, owner_id
+from tests.conftest import our_containers
+
+LIMITS = Limits(memory="128m", pids=64, cpus=1, tmpfs="16m")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    w = tmp_path / "ws"
+    w.mkdir(mode=0o777)
+    w.chmod(0o777)
+    return w
+
+
+def spec(work: Path, command: str, budget: float = 20, **kw: object) -> RunSpec:
+    return RunSpec(workspace=work, command=command, budget_s=budget, limits=kw.pop("limits", LIMITS),
+                   labels={"autoresearch.run": "sandbox-test"}, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_hardening_reaches_the_engine(sandbox: DockerSandbox, work: Path) -> None:
+    c = sandbox._create(spec(work, "true"))
+    try:
+        host, cfg = c.attrs["HostConfig"], c.attrs["Config"]
+    finally:
+        c.remove(force=True)
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
+    assert host["NetworkMode"] == "none"
+    assert host["Memory"] == host["MemorySwap"] == 128 * 1024**2
+    assert host["PidsLimit"] == 64 and host["NanoCpus"] == 10**9
+    assert "size=16777216" in host["Tmpfs"]["/tmp"]
+    assert host["LogConfig"]["Type"] == "json-file" and host["LogConfig"]["Config"]["max-size"]
+    assert host["Init"] is True and host["IpcMode"] == "private"
+    assert cfg["User"] == "10001:10001"
+    assert all("docker.sock" not in (m.get("Source") or "") for m in host.get("Mounts") or [])
+    assert {k.split("=")[0] for k in cfg["Env"]} <= {
+        "PATH",
+        "HOME",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+        "LANG",
+    }
+
+
+def test_the_view_from_inside(sandbox: DockerSandbox, work: Path) -> None:
+    r = sandbox.run(spec(work, "id -u; id -g; id -G; ls /sys/class/net; ps -e --no-headers | wc -l; "
+                              "ls /var/run/docker.sock 2>&1; touch /x 2>&1; echo ok"))  # fmt: skip
+    lines = r.output.splitlines()
+    assert lines[:4] == [
+        "10001",
+        "10001",
+        "10001",
+        "lo",
+    ]  # non-root uid AND gid; no interface but lo
+    assert int(lines[4]) <= 5  # init, sh, ps, wc: no host process is visible
+    assert "No such file" in lines[5]
+    assert "Read-only file system" in lines[6]
+    assert r.exit_code == 0
+
+
+def test_memory_bomb_is_recorded_as_oom(sandbox: DockerSandbox, work: Path) -> None:
+    r = sandbox.run(spec(work, "python -c 'x = bytearray(512 * 2**20)'"))
+    assert r.oom_killed and r.exit_code == 137 and not r.timed_out
+
+
+def test_fork_bomb_hits_the_pids_limit(sandbox: DockerSandbox, work: Path) -> None:
+    bomb = "python -c \"import os,time\nn=0\nwhile n<500:\n  try:\n    os.fork() or time.sleep(30)\n    n+=1\n  except OSError as e:\n    print('refused', n, e.strerror); break\""
+    r = sandbox.run(spec(work, bomb, budget=10))
+    assert "refused" in r.output and "Resource temporarily unavailable" in r.output
+
+
+def test_daemons_and_background_children_die_with_the_container(sandbox: DockerSandbox, work: Path,
+                                                                 docker_client: docker.DockerClient) -> None:  # fmt: skip
+    t0 = time.monotonic()
+    r = sandbox.run(
+        spec(work, "setsid sh -c 'trap \"\" TERM; sleep 1000' & trap '' TERM; sleep 1000", budget=2)
+    )
+    assert r.timed_out and time.monotonic() - t0 < 2 + 5
+    r = sandbox.run(spec(work, "nohup sleep 1000 >/dev/null 2>&1 & echo left-behind"))
+    assert r.exit_code == 0 and not r.timed_out
+    assert our_containers(docker_client, **{"autoresearch.run": "sandbox-test"}) == []
+
+
+def test_an_output_flood_is_capped_with_the_tail_kept(sandbox: DockerSandbox, work: Path) -> None:
+    r = sandbox.run(spec(work, "head -c 300000000 /dev/zero | tr '\\0' A; echo; echo 'score: 1'", budget=60,
+                         limits=LIMITS.model_copy(update={"log_bytes": 1024**2})))  # fmt: skip
+    assert len(r.output) <= 8 * 1024**2 + 100
+    assert r.output.rstrip().endswith("score: 1")
+
+
+def test_a_missing_image_is_an_infrastructure_error(sandbox: DockerSandbox, work: Path) -> None:
+    with pytest.raises(InfraError, match="not present locally"):
+        sandbox.run(
+            spec(work, "true", limits=LIMITS.model_copy(update={"image": "autoresearch/absent:0"}))
+        )
+
+
+def test_reap_removes_only_containers_of_dead_owners(sandbox: DockerSandbox, docker_client: docker.DockerClient,
+                                                     work: Path) -> None:  # fmt: skip
+    gone = subprocess.Popen(["sleep", "0"])
+    dead_owner = owner_id(gone.pid)
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        made = {}
+        for name, owner in (("dead", dead_owner), ("alive", owner_id(alive.pid))):
+            made[name] = docker_client.containers.create(
+                LIMITS.image,
+                ["sleep", "1"],
+                labels={LABEL: "1", OWNER_LABEL: owner, "autoresearch.run": "reap"},
+            )
+        assert sandbox.reap() >= 1
+        left = {c.id for c in our_containers(docker_client, **{"autoresearch.run": "reap"})}
+        assert made["dead"].id not in left and made["alive"].id in left
+    finally:
+        alive.kill()
+        for c in our_containers(docker_client, **{"autoresearch.run": "reap"}):
+            c.remove(force=True)
