@@ -92,7 +92,7 @@ def test_a_good_change_freezes_into_a_child_commit(ws: Workspace, tmp_path: Path
         "gitattributes",
         "nested-gitattributes",
         "empty",
-    ],  # fmt: skip
+    ],
 )
 def test_diff_attacks_are_refused(ws: Workspace, tmp_path: Path, attack, reason: str) -> None:
     s = _scratch(ws, tmp_path)
