@@ -193,7 +193,12 @@ class Run:
             metrics=parse_metrics(result.output), loc=exp.loc, budget_s=self.contract.budget.seconds,
             memory_limit=self.contract.sandbox.memory,
         )  # fmt: skip
-        return decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
+        d = decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
+        if d.status == "crash" and result.exit_code not in (0, None) and not result.timed_out:
+            last = next((ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), "")
+            if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
+                d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
+        return d
 
     def _best(self) -> Best:
         kept = [
