@@ -195,7 +195,9 @@ class Run:
         )  # fmt: skip
         d = decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
         if d.status == "crash" and result.exit_code not in (0, None) and not result.timed_out:
-            last = next((ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), "")
+            last = next(
+                (ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), ""
+            )
             if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
                 d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
         return d

@@ -78,8 +78,10 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     base = ws.start()
     dirty = ws.git("status", "--porcelain", "--", *contract.implementation.paths).decode().strip()
     if dirty:
-        say(f"warning: uncommitted changes to implementation files are not part of the run (it starts from "
-            f"{base[:12]}): {' '.join(line[3:] for line in dirty.splitlines()[:5])} — commit them to include them")
+        say(
+            f"warning: uncommitted changes to implementation files are not part of the run (it starts from "
+            f"{base[:12]}): {' '.join(line[3:] for line in dirty.splitlines()[:5])} — commit them to include them"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     _snapshot(root, contract, folder)
     ledger = Ledger(folder)

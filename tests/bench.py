@@ -55,7 +55,15 @@ def orchestrated_runs(tmp: Path, n: int) -> list[float]:
         {},
         "bench",
     )
-    run = start_run(repo, "bench", contract, "bench", DockerSandbox(), say=lambda _m: None, backoff=Backoff(1, 5))
+    run = start_run(
+        repo,
+        "bench",
+        contract,
+        "bench",
+        DockerSandbox(),
+        say=lambda _m: None,
+        backoff=Backoff(1, 5),
+    )
     run.execute()
     exps = [e for e in run.ledger.experiments() if e.id > 0]
     assert len(exps) == n and all(e.status == "discard" for e in exps), [e.status for e in exps]
@@ -70,11 +78,15 @@ def main() -> int:
         bare += bare_runs(EXPERIMENTS // 2)
     b, o = statistics.median(bare), statistics.median(ours)
     ratio = o / b
-    print(f"\norchestration overhead, no-op evaluator, {EXPERIMENTS} experiments each (medians, same run)")
+    print(
+        f"\norchestration overhead, no-op evaluator, {EXPERIMENTS} experiments each (medians, same run)"
+    )
     print("| measure | median s | ratio |")
     print("| --- | --- | --- |")
     print(f"| bare `docker run --rm --network none` | {b:.3f} | 1.00 |")
-    print(f"| one full experiment (propose → freeze → sandbox → decide → record) | {o:.3f} | {ratio:.2f} |")
+    print(
+        f"| one full experiment (propose → freeze → sandbox → decide → record) | {o:.3f} | {ratio:.2f} |"
+    )
     print(f"target ≤ 1.20: {'met' if ratio <= 1.2 else 'NOT met'}")
     return 0
 
