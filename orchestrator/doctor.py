@@ -28,23 +28,20 @@ class Check:
 
 
 def _gpus() -> Check:
-    try:
-        import pynvml
+    from orchestrator.gpus import NvmlInventory
 
-        pynvml.nvmlInit()
-        try:
-            n = pynvml.nvmlDeviceGetCount()
-            names = [
-                pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(n)
-            ]
-        finally:
-            pynvml.nvmlShutdown()
+    inv = NvmlInventory()
+    gpus = inv.snapshot()
+    inv.close()
+    if not gpus:
         return Check(
-            "gpus", True, f"{n} via NVML ({', '.join(map(str, names)) or 'none'})", required=False
+            "gpus",
+            False,
+            f"0 GPUs — no NVML library or driver ({inv.error}); CPU slots only",
+            required=False,
         )
-    except Exception as e:  # NVML raises its own error types, or the library is absent
-        return Check("gpus", False, f"0 GPUs — no NVML library or driver ({type(e).__name__}); CPU slots only",
-                     required=False)  # fmt: skip
+    names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
+    return Check("gpus", True, f"{len(gpus)} via NVML ({names})", required=False)
 
 
 def checks() -> list[Check]:
