@@ -8,6 +8,7 @@ recorded as the candidate's failure and never ends the night by itself.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import random
 import time
@@ -20,6 +21,7 @@ from orchestrator.contract import Contract
 from orchestrator.decision import Best, Decision, Outcome, decide
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 from orchestrator.ledger import Experiment, Ledger
+from orchestrator.logs import EventLog
 from orchestrator.metrics import parse_metrics
 from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
 from orchestrator.workspace import Workspace, remove_tree
@@ -56,15 +58,44 @@ class Run:
         self.backoff = backoff or Backoff()
         self.run_dir = ledger.dir
         self.evaluator_dir = self.run_dir / "evaluator"
+        self.events = EventLog(self.run_dir)
+
+    def _note(self, event: str, message: str, **fields: object) -> None:
+        """One event: a JSON line in events.jsonl and a sentence on the terminal."""
+        self.events.event(event, message=message, **fields)
+        self.say(message)
 
     # -- the night --------------------------------------------------------
     def execute(self) -> str:
-        """Run until a stop rule fires; return why it stopped."""
-        self.sandbox.reap()
+        """Run until a stop rule fires; return why it stopped.
+
+        Raises UserError when another process is already running this run.
+        """
+        lock = (self.run_dir / "lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"run {self.ws.tag} is already running in another process — wait for it or kill it"
+            ) from None
+        try:
+            return self._execute()
+        finally:
+            lock.close()
+
+    def _execute(self) -> str:
+        reaped = self.sandbox.reap()
+        if reaped:
+            self._note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
         self.ledger.set_stopped(None)
         for exp in self.ledger.experiments():
             if exp.phase != "done":
-                self.say(f"resuming experiment {exp.id} from phase '{exp.phase}'")
+                self._note(
+                    "resume",
+                    f"resuming experiment {exp.id} from phase '{exp.phase}'",
+                    experiment=exp.id,
+                    phase=exp.phase,
+                )
                 self._finish(exp)
         if self.ledger.get(0) is None:
             self._baseline()
@@ -73,6 +104,7 @@ class Run:
         if base.status != "keep":
             reason = f"baseline crashed ({base.reason}) — fix the evaluator or implementation; see {self.ledger.exp_dir(0)}/output.log"
             self.ledger.set_stopped(reason)
+            self.events.event("stopped", reason=reason)
             raise UserError(reason)
         while (why := self._stop_reason()) is None:
             if not self._next():
@@ -80,7 +112,7 @@ class Run:
                 break
         self.ledger.set_stopped(why)
         self.ledger.write_results_tsv()
-        self.say(f"stopped: {why}")
+        self._note("stopped", f"stopped: {why}", reason=why)
         return why
 
     def _stop_reason(self) -> str | None:
@@ -100,7 +132,7 @@ class Run:
         self.ledger.frozen(
             0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best)
         )
-        self.say("experiment 0: baseline")
+        self._note("experiment", "experiment 0: baseline", experiment=0, commit=best)
         exp = self.ledger.get(0)
         assert exp is not None
         self._finish(exp)
@@ -136,7 +168,13 @@ class Run:
             n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
         )
         (self.ledger.exp_dir(n) / "diff.patch").write_text(self.ws.diff(best, commit))
-        self.say(f"experiment {n}: {proposal.description}")
+        self._note(
+            "experiment",
+            f"experiment {n}: {proposal.description}",
+            experiment=n,
+            commit=commit,
+            description=proposal.description,
+        )
         exp = self.ledger.get(n)
         assert exp is not None
         self._finish(exp)
@@ -144,7 +182,7 @@ class Run:
         return True
 
     def _refuse(self, n: int, reason: str, *, description: str) -> None:
-        self.say(f"experiment {n}: refused — {reason}")
+        self._note("refused", f"experiment {n}: refused — {reason}", experiment=n, reason=reason)
         self.ledger.decided(n, status="refused", reason=reason, description=description)
         self.ledger.done(n, merged=False)
         self.ledger.write_results_tsv()
@@ -166,12 +204,29 @@ class Run:
                 oom_killed=result.oom_killed, wall_s=result.wall_s, cpu_s=result.cpu_s,
                 peak_memory_bytes=result.peak_memory_bytes,
             )  # fmt: skip
-            self.say(f"  → {decision.status}: {decision.reason} ({result.wall_s:.1f} s)")
+            self._note(
+                "decided",
+                f"  → {decision.status}: {decision.reason} ({result.wall_s:.1f} s)",
+                experiment=exp.id,
+                status=decision.status,
+                reason=decision.reason,
+                metric=decision.metric,
+                wall_s=result.wall_s,
+                exit_code=result.exit_code,
+                timed_out=result.timed_out,
+                oom_killed=result.oom_killed,
+                peak_memory_bytes=result.peak_memory_bytes,
+                cpu_s=result.cpu_s,
+            )
             exp = self.ledger.get(exp.id)  # type: ignore[assignment]
         assert exp is not None
         if exp.phase == "decided":
             merged = exp.status == "keep" and exp.id > 0 and self._merge(exp)
             self.ledger.done(exp.id, merged=merged)
+            if merged:
+                self.events.event(
+                    "merged", experiment=exp.id, commit=exp.commit_sha, branch=self.ws.branch
+                )
         self.ledger.write_results_tsv()
 
     def _merge(self, exp: Experiment) -> bool:

@@ -144,3 +144,24 @@ def test_host_secrets_never_reach_a_container(repo: Path, tmp_path: Path, start,
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
     assert "ANTHROPIC" not in log and "AWS_" not in log
+
+
+def test_events_are_json_lines_and_a_run_runs_once(repo: Path, tmp_path: Path, start) -> None:
+    import fcntl
+    import json
+
+    from orchestrator.errors import UserError
+
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-lower.patch", "impl.py", IMPL, IMPROVED)
+    run = start(contract_for(patches))
+    with (run.run_dir / "lock").open("a") as held:  # another process holds the run
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="already running"):
+            run.execute()
+    run.execute()
+    events = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
+    decided = [e for e in events if e["event"] == "decided"]
+    assert [(e["experiment"], e["status"]) for e in decided] == [(0, "keep"), (1, "keep")]
+    assert {"timestamp", "level", "metric", "wall_s", "peak_memory_bytes"} <= decided[1].keys()
+    assert any(e["event"] == "merged" and e["experiment"] == 1 for e in events)
