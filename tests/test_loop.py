@@ -165,3 +165,43 @@ def test_events_are_json_lines_and_a_run_runs_once(repo: Path, tmp_path: Path, s
     assert [(e["experiment"], e["status"]) for e in decided] == [(0, "keep"), (1, "keep")]
     assert {"timestamp", "level", "metric", "wall_s", "peak_memory_bytes"} <= decided[1].keys()
     assert any(e["event"] == "merged" and e["experiment"] == 1 for e in events)
+
+
+class FlakySandbox:
+    """The real sandbox behind an engine that fails the first `failures` calls."""
+
+    def __init__(self, real, failures: int) -> None:
+        self.real, self.failures = real, failures
+
+    def run(self, spec):
+        from orchestrator.errors import InfraError
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise InfraError(
+                "Docker failed during the experiment: ConnectionError: engine went away"
+            )
+        return self.real.run(spec)
+
+    def reap(self, *, everything: bool = False) -> int:
+        return self.real.reap(everything=everything)
+
+
+def test_an_infrastructure_failure_is_retried_never_blamed(
+    repo: Path, tmp_path: Path, sandbox
+) -> None:
+    from orchestrator.loop import Backoff
+    from orchestrator.runs import start_run
+
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-lower.patch", "impl.py", IMPL, IMPROVED)
+    messages: list[str] = []
+    run = start_run(repo, "f", contract_for(patches), "test", FlakySandbox(sandbox, 0), say=messages.append,
+                    backoff=Backoff(0.05, 0.1))  # fmt: skip
+    run.sandbox.failures = 3  # the baseline's first tries hit a dead engine
+    assert run.execute() == "the agent has nothing more to propose"
+    base, first = run.ledger.get(0), run.ledger.get(1)
+    assert base.status == "keep" and base.infra_retries == 3
+    assert first.status == "keep" and first.infra_retries == 0
+    assert sum("infrastructure error (not the candidate's fault)" in m for m in messages) == 3
+    assert len((run.run_dir / "results.tsv").read_text().splitlines()) == 1 + 2
