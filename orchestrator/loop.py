@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -287,8 +288,7 @@ class Run:
         assert exp.commit_sha is not None
         box = self.run_dir / "sandbox"
         box.mkdir(mode=0o700, exist_ok=True)
-        work = box / f"{exp.id:04d}"
-        remove_tree(work)
+        work = Path(tempfile.mkdtemp(prefix=f"{exp.id:04d}-", dir=box))
         try:
             self.ws.export(exp.commit_sha, work, writable_by_all=True)
             c = self.contract
@@ -322,7 +322,10 @@ class Run:
         except OSError as e:
             raise InfraError(f"preparing the sandbox folder failed: {e}") from e
         finally:
-            remove_tree(work)
+            try:
+                remove_tree(work)
+            except OSError as e:  # e.g. files the sandbox user made that we may not delete
+                self.events.event("leftover", experiment=exp.id, path=str(work), error=str(e))
 
     def _direction(self) -> str:
         d = self.contract.direction
