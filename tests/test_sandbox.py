@@ -131,3 +131,21 @@ def test_reap_removes_only_containers_of_dead_owners(sandbox: DockerSandbox, doc
         alive.kill()
         for c in our_containers(docker_client, **{"autoresearch.run": "reap"}):
             c.remove(force=True)
+
+
+def test_leased_gpus_reach_the_container_by_uuid(sandbox: DockerSandbox, work: Path) -> None:
+    from orchestrator.gpus import FakeInventory, Leases
+
+    leases = Leases(FakeInventory.of(4))
+    got = leases.acquire(2, "exp-1")
+    assert got is not None
+    # This CPU engine cannot start a GPU container; the request it would pass is what we check.
+    c = sandbox._create(spec(work, "true", gpus=tuple(g.uuid for g in got)))
+    try:
+        requests = c.attrs["HostConfig"]["DeviceRequests"]
+    finally:
+        c.remove(force=True)
+    assert requests == [
+        {"Driver": "", "Count": 0, "DeviceIDs": ["GPU-fake-0000", "GPU-fake-0001"],
+         "Capabilities": [["gpu"]], "Options": {}}
+    ]  # fmt: skip

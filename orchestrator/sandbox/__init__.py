@@ -33,6 +33,8 @@ class RunSpec:
     mounts: tuple[Mount, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()
+    """UUIDs of the leased GPUs the container may use (Docker device requests)."""
 
 
 @dataclass(frozen=True)

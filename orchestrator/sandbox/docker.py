@@ -22,7 +22,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import LogConfig
+from docker.types import DeviceRequest, LogConfig
 from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, InfraError
@@ -119,6 +119,10 @@ class DockerSandbox:
             ),
             detach=True,
         )
+        if spec.gpus:  # exactly the leased GPUs, by UUID: never `--gpus all` on a shared box
+            kwargs["device_requests"] = [
+                DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
+            ]
         try:
             return self.client.containers.create(lim.image, **kwargs)
         except ImageNotFound:
