@@ -1,0 +1,58 @@
+"""Image recipes: the mirror comes from this machine's apt sources; builds are cached by input hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from orchestrator import images
+from orchestrator.contract import DEFAULT_IMAGE
+from orchestrator.errors import UserError
+
+
+def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "other.sources").write_text(
+        "Types: deb\nURIs: https://example.invalid/node\nSuites: nodistro\nComponents: main\n"
+    )
+    (d / "debian.sources").write_text(
+        "Types: deb\n# a comment\nURIs: http://mirror.example.invalid/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://security.example.invalid/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n"
+    )
+    assert images.apt_mirror(tmp_path) == "http://mirror.example.invalid/debian"
+
+
+def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text(
+        "# x\ndeb [arch=amd64] http://old.example.invalid/debian bookworm main contrib\n"
+    )
+    assert images.apt_mirror(tmp_path) == "http://old.example.invalid/debian"
+
+
+def test_no_mirror_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    with pytest.raises(UserError, match="no apt source for Debian bookworm main"):
+        images.apt_mirror(tmp_path)
+
+
+def test_a_second_build_is_a_cached_no_op(docker_client: docker.DockerClient) -> None:
+    said: list[str] = []
+    assert images.build(docker_client, "python", say=said.append) == DEFAULT_IMAGE
+    assert said == [
+        f"{DEFAULT_IMAGE} is up to date (inputs {images.inputs_hash(images.IMAGES_DIR / 'python')})"
+    ]
+
+
+def test_the_image_runs_as_a_non_root_user_with_python_and_numpy(
+    docker_client: docker.DockerClient,
+) -> None:
+    out = docker_client.containers.run(
+        DEFAULT_IMAGE, ["sh", "-c", "id -u; id -g; python -c 'import numpy; print(numpy.__name__)'"],
+        remove=True, network_mode="none",
+    )  # fmt: skip
+    assert out.decode().split() == ["10001", "10001", "numpy"]
