@@ -1,7 +1,8 @@
 """`make bench`: orchestration overhead per experiment vs a bare `docker run`.
 
-Both are measured in the same run (the machine is noisy; ratios travel, absolute
-seconds do not). A no-op evaluator isolates what the orchestrator adds: export the
+Both are measured in the same run, interleaved: before each experiment's proposal
+the agent times one bare `docker run`, so a burst of machine noise hits both sides
+(ratios travel, absolute seconds do not). A no-op evaluator isolates what the orchestrator adds: export the
 tree, freeze the commit, create/start/wait/remove a hardened container, parse,
 decide, write the ledger and results.tsv.
 """
@@ -15,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.agents import Context, Proposal
+from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import DEFAULT_IMAGE, build_contract
 from orchestrator.loop import Backoff
 from orchestrator.runs import start_run
@@ -35,7 +38,21 @@ def bare_runs(n: int) -> list[float]:
     return out
 
 
-def orchestrated_runs(tmp: Path, n: int) -> list[float]:
+class InterleavedReplay:
+    """The replay agent, timing one bare `docker run` before each proposal."""
+
+    def __init__(self, patches: Path) -> None:
+        self.inner = ReplayAgent(patches)
+        self.bare: dict[int, float] = {}
+
+    def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        if ctx.experiment <= len(self.inner.patches):
+            self.bare[ctx.experiment] = bare_runs(1)[0]
+        return self.inner.propose(ctx, scratch)
+
+
+def orchestrated_runs(tmp: Path, n: int) -> tuple[list[float], list[float]]:
+    """(bare docker run seconds, full experiment seconds without that bare run), interleaved."""
     repo = tmp / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -55,27 +72,24 @@ def orchestrated_runs(tmp: Path, n: int) -> list[float]:
         {},
         "bench",
     )
+    sandbox = DockerSandbox()
     run = start_run(
-        repo,
-        "bench",
-        contract,
-        "bench",
-        DockerSandbox(),
-        say=lambda _m: None,
-        backoff=Backoff(1, 5),
+        repo, "bench", contract, "bench", sandbox, say=lambda _m: None, backoff=Backoff(1, 5)
     )
+    agent = InterleavedReplay(patches)
+    run.agent = agent
     run.execute()
     exps = [e for e in run.ledger.experiments() if e.id > 0]
     assert len(exps) == n and all(e.status == "discard" for e in exps), [e.status for e in exps]
-    return [e.finished - e.started for e in exps if e.finished is not None]
+    bare = [agent.bare[e.id] for e in exps]
+    ours = [e.finished - e.started - agent.bare[e.id] for e in exps if e.finished is not None]
+    return bare, ours
 
 
 def main() -> int:
     bare_runs(2)  # warm the engine and the page cache
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
-        bare = bare_runs(EXPERIMENTS // 2)
-        ours = orchestrated_runs(Path(tmp), EXPERIMENTS)
-        bare += bare_runs(EXPERIMENTS // 2)
+        bare, ours = orchestrated_runs(Path(tmp), EXPERIMENTS)
     b, o = statistics.median(bare), statistics.median(ours)
     ratio = o / b
     print(
