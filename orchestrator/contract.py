@@ -135,6 +135,9 @@ class Sandbox(_Model):
     tmpfs: Size = 256 * 1024**2
     """Size of the in-memory /tmp (the only writable path besides /workspace)."""
 
+    disk: Size = 2 * 1024**3
+    """Most bytes /workspace may hold (the candidate tree included); past it the run is stopped."""
+
     network: Literal["none"] = "none"
     """Experiments never have a network."""
 

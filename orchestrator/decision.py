@@ -25,6 +25,8 @@ class Outcome:
     loc: int | None = None
     budget_s: float | None = None
     memory_limit: int | None = None
+    disk_full: bool = False
+    disk_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ def crash_reason(outcome: Outcome, metric_name: str) -> str | None:
     if outcome.oom_killed:
         limit = f" ({outcome.memory_limit / 1024**2:.0f} MiB)" if outcome.memory_limit else ""
         return f"out of memory: killed at the memory limit{limit}"
+    if outcome.disk_full and outcome.exit_code != 0:
+        limit = f" ({outcome.disk_limit / 1024**2:.0f} MiB)" if outcome.disk_limit else ""
+        return f"disk cap: /workspace reached sandbox.disk{limit}"
     if outcome.exit_code != 0:
         return f"exit code {outcome.exit_code}"
     value = outcome.metrics.get(metric_name)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.sandbox import RunResult
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     tag TEXT PRIMARY KEY,
@@ -45,6 +47,9 @@ CREATE TABLE IF NOT EXISTS experiment (
     wall_s REAL,
     cpu_s REAL,
     peak_memory_bytes INTEGER,
+    workspace_bytes INTEGER,
+    disk_full INTEGER NOT NULL DEFAULT 0,
+    signal INTEGER,
     loc INTEGER,
     merged INTEGER NOT NULL DEFAULT 0,
     infra_retries INTEGER NOT NULL DEFAULT 0,
@@ -82,6 +87,9 @@ class Experiment:
     wall_s: float | None
     cpu_s: float | None
     peak_memory_bytes: int | None
+    workspace_bytes: int | None
+    disk_full: bool
+    signal: int | None
     loc: int | None
     merged: bool
     infra_retries: int
@@ -92,7 +100,7 @@ class Experiment:
     def from_row(cls, row: sqlite3.Row) -> Experiment:
         d = dict(row)
         d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
-        for flag in ("timed_out", "oom_killed", "merged"):
+        for flag in ("timed_out", "oom_killed", "merged", "disk_full"):
             d[flag] = bool(d[flag])
         return cls(**d)
 
@@ -190,27 +198,20 @@ class Ledger:
             )
 
     def decided(self, exp_id: int, *, status: str, reason: str, metric: float | None = None,
-                metrics: dict[str, float] | None = None, exit_code: int | None = None, timed_out: bool = False,
-                oom_killed: bool = False, wall_s: float | None = None, cpu_s: float | None = None,
-                peak_memory_bytes: int | None = None, description: str | None = None) -> None:  # fmt: skip
+                metrics: dict[str, float] | None = None, result: RunResult | None = None,
+                description: str | None = None) -> None:  # fmt: skip
+        """Record the decision and the trusted figures of the run that led to it."""
         assert status in STATUSES, status
+        r = result
         self._write(
             """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
-               timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?,
-               description=COALESCE(?, description) WHERE id=?""",
-            status,
-            reason,
-            metric,
-            json.dumps(metrics or {}),
-            exit_code,
-            int(timed_out),
-            int(oom_killed),
-            wall_s,
-            cpu_s,
-            peak_memory_bytes,
-            description,
-            exp_id,
-        )
+               timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?, workspace_bytes=?,
+               disk_full=?, signal=?, description=COALESCE(?, description) WHERE id=?""",
+            status, reason, metric, json.dumps(metrics or {}),
+            r and r.exit_code, int(bool(r and r.timed_out)), int(bool(r and r.oom_killed)),
+            r and r.wall_s, r and r.cpu_s, r and r.peak_memory_bytes, r and r.workspace_bytes,
+            int(bool(r and r.disk_full)), r and r.signal, description, exp_id,
+        )  # fmt: skip
 
     def done(self, exp_id: int, *, merged: bool) -> None:
         self._write(

@@ -25,6 +25,7 @@ from orchestrator.ledger import Experiment, Ledger
 from orchestrator.logs import EventLog
 from orchestrator.metrics import parse_metrics
 from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
+from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount_below
 from orchestrator.workspace import Workspace, remove_tree
 
 Say = Callable[[str], None]
@@ -85,6 +86,9 @@ class Run:
             lock.close()
 
     def _execute(self) -> str:
+        box = self.run_dir / "sandbox"
+        unmount_below(box)  # a killed run's workspace filesystems
+        remove_tree(box)
         reaped = self.sandbox.reap()
         if reaped:
             self._note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
@@ -201,9 +205,7 @@ class Run:
             decision = self._judge(exp, result)
             self.ledger.decided(
                 exp.id, status=decision.status, reason=decision.reason, metric=decision.metric,
-                metrics=parse_metrics(result.output), exit_code=result.exit_code, timed_out=result.timed_out,
-                oom_killed=result.oom_killed, wall_s=result.wall_s, cpu_s=result.cpu_s,
-                peak_memory_bytes=result.peak_memory_bytes,
+                metrics=parse_metrics(result.output), result=result,
             )  # fmt: skip
             self._note(
                 "decided",
@@ -213,11 +215,14 @@ class Run:
                 reason=decision.reason,
                 metric=decision.metric,
                 wall_s=result.wall_s,
+                cpu_s=result.cpu_s,
                 exit_code=result.exit_code,
+                signal=result.signal,
                 timed_out=result.timed_out,
                 oom_killed=result.oom_killed,
+                disk_full=result.disk_full,
                 peak_memory_bytes=result.peak_memory_bytes,
-                cpu_s=result.cpu_s,
+                workspace_bytes=result.workspace_bytes,
             )
             exp = self.ledger.get(exp.id)  # type: ignore[assignment]
         assert exp is not None
@@ -247,7 +252,8 @@ class Run:
         outcome = Outcome(
             exit_code=result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed,
             metrics=parse_metrics(result.output), loc=exp.loc, budget_s=self.contract.budget.seconds,
-            memory_limit=self.contract.sandbox.memory,
+            memory_limit=self.contract.sandbox.memory, disk_full=result.disk_full,
+            disk_limit=self.contract.sandbox.disk,
         )  # fmt: skip
         d = decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
         if d.status == "crash" and result.exit_code not in (0, None) and not result.timed_out:
@@ -288,44 +294,43 @@ class Run:
         assert exp.commit_sha is not None
         box = self.run_dir / "sandbox"
         box.mkdir(mode=0o700, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{exp.id:04d}-", dir=box))
+        parent = Path(tempfile.mkdtemp(prefix=f"{exp.id:04d}-", dir=box))
         try:
-            self.ws.export(exp.commit_sha, work, writable_by_all=True)
-            c = self.contract
-            mounts = [
-                Mount(self.evaluator_dir / p, f"/workspace/{p}") for p in c.evaluator.paths
-            ] + [
-                Mount(m.source if m.source.is_absolute() else self.ws.root / m.source, m.target) for m in c.evaluator.data
-            ]  # fmt: skip
-            for p in c.evaluator.paths:  # Docker needs the mount point to exist
-                target = work / p
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    (target.mkdir() if (self.evaluator_dir / p).is_dir() else target.touch())
-            env = {
-                **c.sandbox.env,
-                "HOME": "/tmp",
-                "AUTORESEARCH_EXPERIMENT": str(exp.id),
-                "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
-                "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
-            }
-            info = self.ledger.run()
-            labels = {
-                "autoresearch.run": info.tag if info else self.ws.tag,
-                "autoresearch.experiment": str(exp.id),
-            }
-            spec = RunSpec(
-                workspace=work, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
-                mounts=tuple(mounts), env=env, labels=labels,
-            )  # fmt: skip
-            return self.sandbox.run(spec)
+            with capped_workdir(parent, self.contract.sandbox.disk) as disk:
+                self.ws.export(exp.commit_sha, disk.path, writable_by_all=True)
+                return self.sandbox.run(self._spec(exp, disk))
         except OSError as e:
             raise InfraError(f"preparing the sandbox folder failed: {e}") from e
         finally:
             try:
-                remove_tree(work)
+                remove_tree(parent)
             except OSError as e:  # e.g. files the sandbox user made that we may not delete
-                self.events.event("leftover", experiment=exp.id, path=str(work), error=str(e))
+                self.events.event("leftover", experiment=exp.id, path=str(parent), error=str(e))
+
+    def _spec(self, exp: Experiment, disk: Workdir) -> RunSpec:
+        c = self.contract
+        mounts = [Mount(self.evaluator_dir / p, f"/workspace/{p}") for p in c.evaluator.paths]
+        for m in c.evaluator.data:
+            mounts.append(
+                Mount(m.source if m.source.is_absolute() else self.ws.root / m.source, m.target)
+            )
+        for p in c.evaluator.paths:  # Docker needs the mount point to exist
+            target = disk.path / p
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (target.mkdir() if (self.evaluator_dir / p).is_dir() else target.touch())
+        env = {
+            **c.sandbox.env,
+            "HOME": "/tmp",
+            "AUTORESEARCH_EXPERIMENT": str(exp.id),
+            "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
+            "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
+        }
+        labels = {"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)}
+        return RunSpec(
+            workspace=disk.path, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
+            mounts=tuple(mounts), env=env, labels=labels, disk=disk,
+        )  # fmt: skip
 
     def _direction(self) -> str:
         d = self.contract.direction

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.contract import Sandbox as SandboxLimits
+from orchestrator.sandbox.disk import Workdir
 
 LABEL = "autoresearch"
 """Every container we create carries this label (value "1")."""
@@ -35,6 +36,8 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     gpus: tuple[str, ...] = ()
     """UUIDs of the leased GPUs the container may use (Docker device requests)."""
+    disk: Workdir | None = None
+    """The capped folder behind `workspace`; watched by the sandbox when not enforced."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ class RunResult:
     cpu_s: float | None
     output: str
     """stdout+stderr interleaved, at most what the engine kept (capped)."""
+    disk_full: bool = False
+    """/workspace reached `sandbox.disk` (ENOSPC inside, or killed by the watchdog)."""
+    workspace_bytes: int | None = None
+    """Bytes the run added to /workspace."""
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended the process (exit codes above 128), if any."""
+        return self.exit_code - 128 if self.exit_code is not None and self.exit_code > 128 else None
 
 
 class SandboxBackend(Protocol):

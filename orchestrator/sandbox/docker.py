@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from docker.types import Mount as DockerMount
 from orchestrator.errors import EngineUnavailable, InfraError
 from orchestrator.sandbox import LABEL, RunResult, RunSpec
 from orchestrator.sandbox.cgroups import CgroupSampler
+from orchestrator.sandbox.disk import Workdir
 
 OWNER_LABEL = f"{LABEL}.owner"
 KILL_GRACE_S = 10.0
@@ -78,6 +80,32 @@ def _cap_tail(data: bytes, limit: int) -> str:
         cut = len(data) - limit
         data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
     return data.decode("utf-8", errors="replace")
+
+
+class DiskWatch:
+    """Kills a container whose (unenforced) workspace folder passes its cap."""
+
+    def __init__(self, disk: Workdir, container: Container, interval: float = 0.2) -> None:
+        self.disk, self.container, self.interval = disk, container, interval
+        self.tripped = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="disk-watch", daemon=True)
+
+    def __enter__(self) -> DiskWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.disk.used() >= self.disk.cap:
+                self.tripped = True
+                with contextlib.suppress(NotFound, APIError, requests.RequestException):
+                    self.container.kill()
+                return
 
 
 class DockerSandbox:
@@ -142,11 +170,14 @@ class DockerSandbox:
             self._remove(container)
 
     def _run(self, container: Container, spec: RunSpec) -> RunResult:
+        disk = spec.disk
+        before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
         container.start()
         timed_out = False
-        with CgroupSampler(container.id) as sampler:
+        watch = DiskWatch(disk, container) if disk and not disk.enforced else None
+        with CgroupSampler(container.id) as sampler, watch or contextlib.nullcontext():
             exit_code = self._wait(container, deadline - time.monotonic())
             if exit_code is None:
                 timed_out = True
@@ -167,6 +198,10 @@ class DockerSandbox:
             # not send, with memory at the limit, is the kernel's OOM killer.
             oom = usage.peak_memory_bytes >= 0.9 * spec.limits.memory
         output = _cap_tail(container.logs(stdout=True, stderr=True), 8 * spec.limits.log_bytes)
+        disk_full = bool(watch and watch.tripped) or bool(disk and disk.enforced and disk.full())
+        written = None if disk is None or before is None else max(0, disk.used() - before)
+        if watch and watch.tripped:
+            timed_out = False  # we killed it for the disk, not the clock
         return RunResult(
             exit_code=exit_code,
             timed_out=timed_out,
@@ -175,6 +210,8 @@ class DockerSandbox:
             peak_memory_bytes=usage.peak_memory_bytes,
             cpu_s=usage.cpu_s,
             output=output,
+            disk_full=disk_full,
+            workspace_bytes=written,
         )
 
     @staticmethod

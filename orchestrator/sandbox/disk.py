@@ -1,0 +1,116 @@
+"""A /workspace that cannot fill the host's disk.
+
+Bind mounts have no size limit, so the candidate's folder gets one: as root (CI,
+a dedicated box) it is a fresh ext4 filesystem in a sparse image file of exactly
+`sandbox.disk` bytes, loop-mounted — writes past the cap fail with ENOSPC inside
+the container and the host disk never holds more than the image. Without root,
+the folder is plain and the sandbox's watchdog kills the container once the
+folder passes the cap (bounded overshoot: one polling interval of writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_NAME = "disk.img"
+MOUNT_NAME = "ws"
+
+
+def _can_mount() -> bool:
+    return (
+        os.geteuid() == 0
+        and Path("/dev/loop-control").exists()
+        and shutil.which("mkfs.ext4") is not None
+        and shutil.which("mount") is not None
+    )
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+@dataclass
+class Workdir:
+    path: Path
+    cap: int
+    enforced: bool
+    """True: a size-limited filesystem; False: a plain folder the sandbox must watch."""
+
+    def used(self) -> int:
+        if self.enforced:
+            st = os.statvfs(self.path)
+            return (st.f_blocks - st.f_bfree) * st.f_frsize
+        return tree_bytes(self.path)
+
+    def full(self) -> bool:
+        if self.enforced:
+            st = os.statvfs(self.path)
+            return st.f_bavail * st.f_frsize < max(1024**2, self.cap // 100)
+        return self.used() >= self.cap
+
+
+def unmount_below(parent: Path) -> None:
+    """Unmount any workspace filesystem a killed run left under `parent` (idempotent)."""
+    if not parent.exists():
+        return
+    for mnt in parent.glob(f"*/{MOUNT_NAME}"):
+        if os.path.ismount(mnt):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _run("umount", "-l", str(mnt))
+
+
+@contextlib.contextmanager
+def capped_workdir(parent: Path, cap: int) -> Iterator[Workdir]:
+    """A folder under `parent` that holds at most `cap` bytes; unmounted on exit."""
+    mnt = parent / MOUNT_NAME
+    mnt.mkdir(mode=0o777)
+    enforced = False
+    if _can_mount():
+        img = parent / IMAGE_NAME
+        try:
+            with img.open("wb") as f:
+                f.truncate(cap)
+            _run(
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "nodiscard",
+                str(img),
+            )
+            _run("mount", "-o", "loop,nosuid,nodev", str(img), str(mnt))
+            enforced = True
+            (mnt / "lost+found").rmdir()
+            os.chmod(mnt, 0o777)
+        except (OSError, subprocess.CalledProcessError):
+            if os.path.ismount(mnt):
+                _run("umount", "-l", str(mnt))
+            enforced = False
+    try:
+        yield Workdir(mnt, cap, enforced)
+    finally:
+        if enforced:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _run("umount", str(mnt))
+            if os.path.ismount(mnt):
+                _run("umount", "-l", str(mnt))
+            (parent / IMAGE_NAME).unlink(missing_ok=True)
