@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,10 @@ class Ledger:
         self.dir = run_dir
         self.path = run_dir / "ledger.sqlite"
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=30, check_same_thread=False
+        )
+        self._lock = threading.RLock()  # one connection, shared by the loop's threads
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a killed process
@@ -132,8 +136,12 @@ class Ledger:
         self.db.close()
 
     def _write(self, sql: str, *args: Any) -> None:
-        with self.db:
+        with self._lock, self.db:
             self.db.execute(sql, args)
+
+    def _query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.db.execute(sql, args).fetchall()
 
     # -- the run ----------------------------------------------------------
     def create_run(
@@ -150,8 +158,8 @@ class Ledger:
         )
 
     def run(self) -> RunInfo | None:
-        row = self.db.execute("SELECT * FROM run").fetchone()
-        return RunInfo(**dict(row)) if row else None
+        rows = self._query("SELECT * FROM run")
+        return RunInfo(**dict(rows[0])) if rows else None
 
     def add_active(self, seconds: float) -> None:
         self._write("UPDATE run SET active_s = active_s + ?", seconds)
@@ -188,7 +196,7 @@ class Ledger:
         self._write("UPDATE experiment SET phase='running' WHERE id=?", exp_id)
 
     def infra_retry(self, exp_id: int, detail: str) -> None:
-        with self.db:
+        with self._lock, self.db:
             self.db.execute(
                 "UPDATE experiment SET infra_retries = infra_retries + 1 WHERE id=?", (exp_id,)
             )
@@ -231,12 +239,11 @@ class Ledger:
         )
 
     def experiments(self) -> list[Experiment]:
-        rows = self.db.execute("SELECT * FROM experiment ORDER BY id").fetchall()
-        return [Experiment.from_row(r) for r in rows]
+        return [Experiment.from_row(r) for r in self._query("SELECT * FROM experiment ORDER BY id")]
 
     def get(self, exp_id: int) -> Experiment | None:
-        row = self.db.execute("SELECT * FROM experiment WHERE id=?", (exp_id,)).fetchone()
-        return Experiment.from_row(row) if row else None
+        rows = self._query("SELECT * FROM experiment WHERE id=?", exp_id)
+        return Experiment.from_row(rows[0]) if rows else None
 
     # -- files beside the ledger ------------------------------------------
     def exp_dir(self, exp_id: int) -> Path:

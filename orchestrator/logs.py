@@ -6,6 +6,7 @@ its last step. The terminal gets the same events as plain sentences.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,7 +26,9 @@ class EventLog:
         )
 
     def event(self, name: str, **fields: Any) -> None:
-        self.log.info(name, **fields)
+        """Best effort: the ledger is the durable record, and a full disk must not stop the run."""
+        with contextlib.suppress(OSError):
+            self.log.info(name, **fields)
 
     def close(self) -> None:
         self._file.close()

@@ -8,9 +8,11 @@ recorded as the candidate's failure and never ends the night by itself.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import random
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +39,12 @@ class Backoff:
 
     first: float = 5.0
     cap: float = 300.0
+
+
+def _disk_full(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(e) or "disk I/O error" in str(e)
 
 
 def evaluator_hash(root: Path) -> str:
@@ -93,14 +101,36 @@ class Run:
         if reaped:
             self._note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
         self.ledger.set_stopped(None)
+        pause = self.backoff.first
+        while True:
+            try:
+                why = self._step()
+                pause = self.backoff.first
+            except (OSError, sqlite3.OperationalError) as e:
+                if not _disk_full(e):
+                    raise
+                self._note("disk-full", f"disk full under {self.run_dir} ({e}) — free some space; the run "
+                           f"continues by itself (next try in {pause:.0f} s)", error=str(e))  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, self.backoff.cap)
+                continue
+            if why is not None:
+                break
+        self.ledger.set_stopped(why)
+        self.ledger.write_results_tsv()
+        self._note("stopped", f"stopped: {why}", reason=why)
+        return why
+
+    def _step(self) -> str | None:
+        """Advance the run by one experiment from what the ledger says; the stop reason when done.
+
+        Every step starts by settling unfinished experiments, so a step interrupted
+        (disk full, a kill) is simply taken again.
+        """
         for exp in self.ledger.experiments():
             if exp.phase != "done":
-                self._note(
-                    "resume",
-                    f"resuming experiment {exp.id} from phase '{exp.phase}'",
-                    experiment=exp.id,
-                    phase=exp.phase,
-                )
+                self._note("resume", f"resuming experiment {exp.id} from phase '{exp.phase}'",
+                           experiment=exp.id, phase=exp.phase)  # fmt: skip
                 self._finish(exp)
         if self.ledger.get(0) is None:
             self._baseline()
@@ -111,13 +141,9 @@ class Run:
             self.ledger.set_stopped(reason)
             self.events.event("stopped", reason=reason)
             raise UserError(reason)
-        while (why := self._stop_reason()) is None:
-            if not self._next():
-                why = "the agent has nothing more to propose"
-                break
-        self.ledger.set_stopped(why)
-        self.ledger.write_results_tsv()
-        self._note("stopped", f"stopped: {why}", reason=why)
+        why = self._stop_reason()
+        if why is None and not self._next():
+            why = "the agent has nothing more to propose"
         return why
 
     def _stop_reason(self) -> str | None:

@@ -11,6 +11,7 @@ it wins, so nothing the container writes can reach the repo.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -76,9 +77,11 @@ class Workspace:
             env={**os.environ, **_GIT_ENV, **(env or {})},
         )
         if proc.returncode != 0:
-            raise WorkspaceError(
-                f"git {args[0]} failed in {self.root}: {proc.stderr.decode(errors='replace').strip()}"
-            )
+            err = proc.stderr.decode(errors="replace").strip()
+            if shutil.disk_usage(self.root).free < 1024**2:
+                # git rarely says ENOSPC; a failure on a full disk is the disk's, not the repo's
+                raise OSError(errno.ENOSPC, f"git {args[0]} failed on a full disk: {err}")
+            raise WorkspaceError(f"git {args[0]} failed in {self.root}: {err}")
         return proc.stdout
 
     def rev(self, ref: str) -> str | None:

@@ -122,3 +122,8 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".git" not in p.parts and ".autoresearch" not in p.parts
     }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the Docker engine run last, so nothing else sees the gap."""
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)

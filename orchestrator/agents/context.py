@@ -27,13 +27,19 @@ def fence_untrusted(text: str, label: str, limit: int = TAIL_CHARS) -> str:
     )
 
 
-def render_history(experiments: list[Experiment], tails: dict[int, str], recent_failures: int = 3) -> str:
+def render_history(
+    experiments: list[Experiment], tails: dict[int, str], recent_failures: int = 3
+) -> str:
     """One line per experiment; the log tails of the most recent failures, fenced."""
     lines = []
     for e in experiments:
         metric = "-" if e.metric is None else f"{e.metric:.6g}"
-        lines.append(f"#{e.id} {e.status or e.phase}: {metric} — {e.description} ({e.reason or ''})")
-    failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][-recent_failures:]
+        lines.append(
+            f"#{e.id} {e.status or e.phase}: {metric} — {e.description} ({e.reason or ''})"
+        )
+    failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
+        -recent_failures:
+    ]
     for e in failed:
         lines.append("")
         lines.append(fence_untrusted(tails[e.id], f"log tail of experiment #{e.id}"))

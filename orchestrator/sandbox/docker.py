@@ -114,6 +114,8 @@ class DockerSandbox:
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self.client = client or connect()
         self.owner = owner_id()
+        self._orphans: set[str] = set()
+        """Our containers whose removal failed (engine down); retried before every run."""
 
     def _create(self, spec: RunSpec) -> Container:
         lim = spec.limits
@@ -161,6 +163,7 @@ class DockerSandbox:
             raise InfraError(f"creating the container failed: {e}") from e
 
     def run(self, spec: RunSpec) -> RunResult:
+        self._remove_orphans()
         container = self._create(spec)
         try:
             return self._run(container, spec)
@@ -238,9 +241,20 @@ class DockerSandbox:
                 return
             except (APIError, requests.RequestException):
                 time.sleep(0.5 * (attempt + 1))
-        # Left for `reap`: its owner label names this process, which will die.
+        self._orphans.add(container.id)  # retried before the next run, and by `reap`
+
+    def _remove_orphans(self) -> None:
+        for cid in list(self._orphans):
+            try:
+                self.client.api.remove_container(cid, force=True, v=True)
+            except NotFound:
+                pass
+            except (APIError, requests.RequestException):
+                continue
+            self._orphans.discard(cid)
 
     def reap(self, *, everything: bool = False) -> int:
+        self._remove_orphans()
         try:
             found = self.client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
         except (APIError, requests.RequestException) as e:
