@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 engine:
 	@scripts/ensure-docker
+	@scripts/ensure-runsc
 
 images: install engine
 	$(BIN)/autoresearch images build

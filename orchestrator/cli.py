@@ -211,11 +211,30 @@ def cleanup(everything: bool) -> None:
 
 
 @main.command()
-def doctor() -> None:
-    """Say what is ready and what is missing, one line each."""
-    from orchestrator.doctor import run_checks
+@click.option(
+    "--sandbox",
+    "audit",
+    is_flag=True,
+    help="Audit the sandbox container against the CIS Docker Benchmark.",
+)
+@click.argument("contract_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def doctor(audit: bool, contract_file: Path | None) -> None:
+    """Say what is ready and what is missing, one line each.
 
-    ok = run_checks(click.echo)
+    With --sandbox, create (never start) the container CONTRACT_FILE's runs would
+    use, and print PASS/FAIL per CIS container-runtime item.
+    """
+    from orchestrator.doctor import audit_sandbox, run_checks
+
+    if audit:
+        limits = None
+        if contract_file is not None:
+            limits = build_contract(
+                read_contract_file(contract_file), {}, str(contract_file)
+            ).sandbox
+        ok = audit_sandbox(click.echo, limits)
+    else:
+        ok = run_checks(click.echo)
     if not ok:
         raise SystemExit(1)
 

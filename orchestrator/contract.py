@@ -141,6 +141,12 @@ class Sandbox(_Model):
     network: Literal["none"] = "none"
     """Experiments never have a network."""
 
+    runtime: Literal["runc", "runsc"] = "runc"
+    """OCI runtime: `runsc` (gVisor) puts a user-space kernel between the code and the host's."""
+
+    seccomp: Path | None = None
+    """A seccomp profile (JSON, repo-relative or absolute); None = Docker's default profile."""
+
     user: str = Field(default="10001:10001", pattern=r"^[1-9]\d*:[1-9]\d*$")
     """uid:gid inside the container; both non-zero."""
 

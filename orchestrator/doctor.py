@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.contract import DEFAULT_IMAGE
+from orchestrator.contract import Sandbox as SandboxLimits
 from orchestrator.errors import EngineUnavailable
 
 
@@ -101,3 +102,30 @@ def run_checks(echo: Callable[[str], None]) -> bool:
     for c in results:
         echo(c.line())
     return all(c.ok for c in results if c.required)
+
+
+def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = None) -> bool:
+    """Create (never start) the sandbox container a run would use and audit it (CIS items)."""
+    import tempfile
+    from pathlib import Path
+
+    from orchestrator.sandbox import RunSpec
+    from orchestrator.sandbox.audit import audit
+    from orchestrator.sandbox.docker import DockerSandbox
+
+    limits = limits or SandboxLimits()
+    sandbox = DockerSandbox()
+    with tempfile.TemporaryDirectory(prefix="autoresearch-audit-") as tmp:
+        container = sandbox.create(
+            RunSpec(workspace=Path(tmp), command="true", budget_s=1, limits=limits)
+        )
+        try:
+            items = audit(container.attrs)
+        finally:
+            container.remove(force=True)
+    echo(
+        f"sandbox container ({limits.image}, runtime {limits.runtime}) against the CIS Docker Benchmark:"
+    )
+    for item in items:
+        echo(item.line())
+    return all(i.ok for i in items)

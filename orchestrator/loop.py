@@ -353,9 +353,11 @@ class Run:
             "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
         }
         labels = {"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)}
+        seccomp = self.run_dir / "seccomp.json"
         return RunSpec(
             workspace=disk.path, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
             mounts=tuple(mounts), env=env, labels=labels, disk=disk,
+            seccomp=seccomp.read_text() if seccomp.exists() else None,
         )  # fmt: skip
 
     def _direction(self) -> str:

@@ -8,6 +8,7 @@ direction. `resume` rebuilds the same Run from that folder alone.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import stat
@@ -63,6 +64,19 @@ def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
         os.chmod(dirpath, 0o755)
     if contract.direction:
         shutil.copy2(root / contract.direction, dest / "direction.md")
+    if contract.sandbox.seccomp is not None:
+        src = (
+            contract.sandbox.seccomp
+            if contract.sandbox.seccomp.is_absolute()
+            else root / contract.sandbox.seccomp
+        )
+        try:
+            json.loads(src.read_text())
+        except (OSError, ValueError) as e:
+            raise ContractError(
+                f"sandbox.seccomp: {src} is not a readable JSON profile ({e}) — fix the path or the file"
+            ) from None
+        shutil.copy2(src, dest / "seccomp.json")
 
 
 def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend,

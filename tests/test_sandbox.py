@@ -32,13 +32,13 @@ def spec(work: Path, command: str, budget: float = 20, **kw: object) -> RunSpec:
 
 
 def test_hardening_reaches_the_engine(sandbox: DockerSandbox, work: Path) -> None:
-    c = sandbox._create(spec(work, "true"))
+    c = sandbox.create(spec(work, "true"))
     try:
         host, cfg = c.attrs["HostConfig"], c.attrs["Config"]
     finally:
         c.remove(force=True)
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
-    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert "no-new-privileges=true" in host["SecurityOpt"]
     assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
     assert host["NetworkMode"] == "none"
     assert host["Memory"] == host["MemorySwap"] == 128 * 1024**2
@@ -140,7 +140,7 @@ def test_leased_gpus_reach_the_container_by_uuid(sandbox: DockerSandbox, work: P
     got = leases.acquire(2, "exp-1")
     assert got is not None
     # This CPU engine cannot start a GPU container; the request it would pass is what we check.
-    c = sandbox._create(spec(work, "true", gpus=tuple(g.uuid for g in got)))
+    c = sandbox.create(spec(work, "true", gpus=tuple(g.uuid for g in got)))
     try:
         requests = c.attrs["HostConfig"]["DeviceRequests"]
     finally:
@@ -149,3 +149,64 @@ def test_leased_gpus_reach_the_container_by_uuid(sandbox: DockerSandbox, work: P
         {"Driver": "", "Count": 0, "DeviceIDs": ["GPU-fake-0000", "GPU-fake-0001"],
          "Capabilities": [["gpu"]], "Options": {}}
     ]  # fmt: skip
+
+
+def test_the_sandbox_passes_every_cis_item_and_a_weak_container_fails(
+    sandbox: DockerSandbox, docker_client: docker.DockerClient, work: Path
+) -> None:
+    from orchestrator.sandbox.audit import audit
+
+    c = sandbox.create(spec(work, "true"))
+    try:
+        ours = audit(c.attrs)
+    finally:
+        c.remove(force=True)
+    assert all(i.ok for i in ours), [i.line() for i in ours if not i.ok]
+    assert len(ours) == 16
+    weak = docker_client.containers.create(  # what a careless runner would do; created, never started
+        LIMITS.image, ["true"], user="0:0", privileged=True, pid_mode="host", cap_add=["SYS_ADMIN"],
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}, "/etc": {"bind": "/host-etc"}},
+        security_opt=["seccomp=unconfined"], network_mode="host", labels={LABEL: "1", "autoresearch.run": "weak"},
+    )  # fmt: skip
+    try:
+        failed = {i.cis for i in audit(weak.attrs) if not i.ok}
+    finally:
+        weak.remove(force=True)
+    assert failed == {"4.1", "5.3", "5.4", "5.5", "5.9", "5.10", "5.11", "5.12", "5.15", "5.21", "5.25", "5.28",
+                      "5.29", "5.31"}  # fmt: skip
+
+
+def test_a_seccomp_profile_is_applied(sandbox: DockerSandbox, work: Path) -> None:
+    import json
+
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    r = sandbox.run(
+        spec(work, "mkdir /tmp/d 2>&1; echo still-running", seccomp=json.dumps(profile))
+    )
+    assert "Operation not permitted" in r.output and "still-running" in r.output
+
+
+def runsc_registered(client: docker.DockerClient) -> bool:
+    return "runsc" in (client.info().get("Runtimes") or {})
+
+
+def test_runsc_is_requested_when_the_contract_says_so(
+    sandbox: DockerSandbox, docker_client: docker.DockerClient, work: Path
+) -> None:
+    if not runsc_registered(docker_client):
+        pytest.skip(
+            "runsc (gVisor) is not registered with this Docker engine (scripts/ensure-runsc)"
+        )
+    r = sandbox.run(
+        spec(
+            work,
+            "dmesg 2>/dev/null | head -1; echo ok",
+            limits=LIMITS.model_copy(update={"runtime": "runsc"}),
+        )
+    )
+    assert "gVisor" in r.output or "Starting gVisor" in r.output, (
+        r.output
+    )  # gVisor's own kernel log

@@ -36,6 +36,8 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     gpus: tuple[str, ...] = ()
     """UUIDs of the leased GPUs the container may use (Docker device requests)."""
+    seccomp: str | None = None
+    """The seccomp profile's JSON text; None = the engine's default profile."""
     disk: Workdir | None = None
     """The capped folder behind `workspace`; watched by the sandbox when not enforced."""
 

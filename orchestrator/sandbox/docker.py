@@ -32,6 +32,7 @@ from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
 
 OWNER_LABEL = f"{LABEL}.owner"
+RUNSC_THREAD_HEADROOM = 256
 KILL_GRACE_S = 10.0
 """After SIGKILL, how long we wait for the engine to report the exit."""
 
@@ -117,7 +118,8 @@ class DockerSandbox:
         self._orphans: set[str] = set()
         """Our containers whose removal failed (engine down); retried before every run."""
 
-    def _create(self, spec: RunSpec) -> Container:
+    def create(self, spec: RunSpec) -> Container:
+        """The hardened container for `spec`, created but not started; the caller removes it."""
         lim = spec.limits
         mounts = [DockerMount("/workspace", str(spec.workspace), type="bind", read_only=False)]
         mounts += [
@@ -134,7 +136,7 @@ class DockerSandbox:
             hostname="sandbox",
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
+            security_opt=["no-new-privileges=true"],
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs},mode=1777"},
             mounts=mounts,
@@ -149,6 +151,16 @@ class DockerSandbox:
             ),
             detach=True,
         )
+        if lim.runtime != "runc":
+            kwargs["runtime"] = lim.runtime
+            # gVisor's own kernel reaps orphans and takes every process down with the
+            # sandbox; docker-init under runsc breaks pipes for a non-root user.
+            kwargs["init"] = False
+            # The host's pids cgroup counts gVisor's own threads (sentry, gofer), not the
+            # guest's processes (goroutines): too low a limit panics the sandbox kernel.
+            kwargs["pids_limit"] = lim.pids + RUNSC_THREAD_HEADROOM
+        if spec.seccomp is not None:
+            kwargs["security_opt"] = [*kwargs["security_opt"], f"seccomp={spec.seccomp}"]
         if spec.gpus:  # exactly the leased GPUs, by UUID: never `--gpus all` on a shared box
             kwargs["device_requests"] = [
                 DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
@@ -164,7 +176,7 @@ class DockerSandbox:
 
     def run(self, spec: RunSpec) -> RunResult:
         self._remove_orphans()
-        container = self._create(spec)
+        container = self.create(spec)
         try:
             return self._run(container, spec)
         except (APIError, requests.RequestException, DockerException) as e:

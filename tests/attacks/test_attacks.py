@@ -24,7 +24,7 @@ from orchestrator.loop import Run
 from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, tree_snapshot
 
 SECRET = "sk-ant-api03-ATTACK-SUITE-SECRET"
-BUDGET = 4
+BUDGET = 6
 LIMITS = {
     "memory": "128m",
     "pids": 64,
@@ -112,8 +112,8 @@ ATTACKS: dict[str, str] = {
         print('SOCK' if os.path.exists('/var/run/docker.sock') or os.path.exists('/run/docker.sock') else 'NO-SOCK')
     """,
     "network": """
-        import os
-        print('IFACES', sorted(os.listdir('/sys/class/net')))
+        import socket
+        print('IFACES', sorted(name for _, name in socket.if_nameindex()))
     """,
     "privilege": """
         import os, socket, subprocess
@@ -127,7 +127,7 @@ ATTACKS: dict[str, str] = {
             print('RAW-OK')
         except OSError as e:
             print('RAW-REFUSED', e.strerror)
-        found = subprocess.run(['find', '/', '-xdev', '-perm', '/6000', '-type', 'f'], capture_output=True, text=True)
+        found = subprocess.run(['find', '/usr/bin', '/usr/sbin', '/usr/lib', '-perm', '/6000', '-type', 'f'], capture_output=True, text=True)
         print('SETUID', len(found.stdout.split()))
     """,
     "see-processes": """
@@ -201,9 +201,16 @@ def _host_procs(marker: str) -> list[str]:
     return [ln for ln in out.splitlines() if "pgrep" not in ln]
 
 
-@pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory, sandbox, docker_client: docker.DockerClient):  # type: ignore[no-untyped-def]
-    """Run every attack in one night; return what the tests need to judge it."""
+@pytest.fixture(scope="module", params=["runc", "runsc"])
+def night(
+    request, tmp_path_factory: pytest.TempPathFactory, sandbox, docker_client: docker.DockerClient
+):  # type: ignore[no-untyped-def]
+    """Run every attack in one night, once per OCI runtime; return what the tests need to judge it."""
+    runtime = request.param
+    if runtime not in (docker_client.info().get("Runtimes") or {}):
+        pytest.skip(
+            f"{runtime} is not registered with this Docker engine (scripts/ensure-runsc registers gVisor)"
+        )
     from orchestrator.loop import Backoff
     from orchestrator.runs import start_run
     from tests.conftest import BENCH
@@ -233,7 +240,7 @@ def night(tmp_path_factory: pytest.TempPathFactory, sandbox, docker_client: dock
     honest = len(index) + 1
     make_patch(patches, f"{honest:02d}-honest.patch", "impl.py", IMPL, IMPL.replace("10.0", "3.0"))
 
-    over = {"budget.seconds": BUDGET, **{f"sandbox.{k}": v for k, v in LIMITS.items()},
+    over = {"budget.seconds": BUDGET, "sandbox.runtime": runtime, **{f"sandbox.{k}": v for k, v in LIMITS.items()},
             "evaluator.data": [{"source": str(data), "target": "/data"}]}  # fmt: skip
     before = (tree_snapshot(repo), tree_snapshot(data))
     old = os.environ.get("ANTHROPIC_API_KEY")
@@ -254,7 +261,7 @@ def night(tmp_path_factory: pytest.TempPathFactory, sandbox, docker_client: dock
         for i in exps
         if (run.ledger.exp_dir(i) / "output.log").exists()
     }
-    return {"run": run, "why": why, "index": index, "exps": exps, "logs": logs, "repo": repo, "data": data,
+    return {"runtime": runtime, "run": run, "why": why, "index": index, "exps": exps, "logs": logs, "repo": repo, "data": data,
             "before": before, "honest": honest, "tmp": tmp}  # fmt: skip
 
 
@@ -285,7 +292,10 @@ def test_the_night_goes_on_and_nothing_outside_changes(
 
 def test_fork_bomb_is_held_by_the_pids_limit(night) -> None:  # type: ignore[no-untyped-def]
     e, _ = _exp(night, "fork-bomb")
-    assert e.status == "crash" and e.timed_out and e.wall_s < BUDGET + 5
+    # runc: the pids limit holds until the deadline. runsc: guest processes are goroutines of
+    # gVisor's kernel, bounded by the memory limit (an OOM kill) or the deadline.
+    assert e.status == "crash" and (e.timed_out or (night["runtime"] == "runsc" and e.oom_killed))
+    assert e.wall_s < BUDGET + 5
 
 
 def test_memory_bomb_is_recorded_as_oom(night) -> None:  # type: ignore[no-untyped-def]
