@@ -11,17 +11,20 @@ def _fmt(v: float | None, spec: str = ".6g") -> str:
 
 def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) -> str:
     base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
-    rows = [
-        ("#", "status", metric, "Δ baseline", "wall s", "cpu s", "mem MiB", "description", "reason")
-    ]
+    header = ("#", "status", metric, "Δ baseline", "wall s", "cpu s", "mem MiB", "disk MiB", "exit")
+    rows = [(*header, "description", "reason")]
     for e in exps:
         delta = "-" if e.metric is None or base is None else f"{e.metric - base:+.6g}"
         status = e.status or f"({e.phase})"
         if e.status == "keep" and e.id > 0 and not e.merged:
             status = "keep*"
         mem = None if e.peak_memory_bytes is None else e.peak_memory_bytes / 1024**2
+        disk = None if e.workspace_bytes is None else e.workspace_bytes / 1024**2
+        ended = (
+            "-" if e.exit_code is None else (f"sig {e.signal}" if e.signal else str(e.exit_code))
+        )
         rows.append((str(e.id), status, _fmt(e.metric), delta, _fmt(e.wall_s, ".1f"), _fmt(e.cpu_s, ".1f"),
-                     _fmt(mem, ".0f"), e.description[:40], (e.reason or "")[:60]))  # fmt: skip
+                     _fmt(mem, ".0f"), _fmt(disk, ".1f"), ended, e.description[:40], (e.reason or "")[:60]))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     kept = [
