@@ -87,7 +87,15 @@ def _root(ctx: click.Context, near: Path | None = None) -> Path:
 @click.option("--image", help="Sandbox image (local; never pulled).")
 @click.option("--cpus", type=float, help="CPU quota per experiment, in cores.")
 @click.option("--memory", help="Memory limit per experiment, e.g. 2g.")
-@click.option("--agent", type=click.Choice(["replay"]), help="Who proposes changes.")
+@click.option(
+    "--agent",
+    type=click.Choice(["auto", "anthropic", "tuner", "command", "replay"]),
+    help="Who proposes changes (auto: Claude when ANTHROPIC_API_KEY is set, else the tuner).",
+)
+@click.option("--model", help="Claude model for --agent anthropic/auto.")
+@click.option(
+    "--agent-command", help="Command line for --agent command; {prompt_file} is replaced."
+)
 @click.option(
     "--patches",
     type=click.Path(file_okay=False, path_type=Path),
@@ -139,16 +147,47 @@ def load_contract(
         "sandbox.cpus": flags["cpus"],
         "sandbox.memory": flags["memory"],
     }
-    if flags["agent"] or flags["patches"]:
-        agent = dict(data.get("agent") or {})
-        agent["kind"] = flags["agent"] or agent.get("kind", "replay")
-        if flags["patches"]:
-            agent["patches"] = str(flags["patches"].resolve())
-        data["agent"] = agent
-    if isinstance(data.get("agent"), dict) and "patches" in data["agent"]:
-        p = Path(data["agent"]["patches"])
-        data["agent"]["patches"] = str(p if p.is_absolute() else root / p)
+    if flags["agent"] or flags["patches"] or flags["model"] or flags["agent_command"]:
+        data["agent"] = agent_from_flags(dict(data.get("agent") or {}), flags)
+    agent = data.get("agent")
+    if isinstance(agent, dict) and isinstance(agent.get("patches"), str):
+        p = Path(agent["patches"])
+        agent["patches"] = str(p if p.is_absolute() else root / p)
     return build_contract(data, overrides, source), source
+
+
+def agent_from_flags(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The contract's [agent] table with the agent flags applied."""
+    kind = flags["agent"] or (
+        "replay"
+        if flags["patches"]
+        else "command"
+        if flags["agent_command"]
+        else table.get("kind", "auto")
+    )
+    if kind == table.get("kind"):
+        out = dict(table)
+    elif kind == "tuner" and table.get("kind") == "auto" and isinstance(table.get("tuner"), dict):
+        out = dict(table["tuner"])  # the auto table's tuner settings
+    elif (
+        kind == "anthropic"
+        and table.get("kind") == "auto"
+        and isinstance(table.get("anthropic"), dict)
+    ):
+        out = dict(table["anthropic"])
+    else:
+        out = {}
+    out["kind"] = kind
+    if flags["patches"]:
+        out["patches"] = str(flags["patches"].resolve())
+    if flags["agent_command"]:
+        out["command"] = flags["agent_command"]
+    if flags["model"]:
+        if kind == "auto":
+            out["anthropic"] = {**dict(out.get("anthropic") or {}), "model": flags["model"]}
+        else:
+            out["model"] = flags["model"]
+    return out
 
 
 def _execute(the_run: Any, tag: str) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.agent_config import AgentConfig, AutoAgentConfig
 from orchestrator.errors import ContractError
 
 DEFAULT_IMAGE = "autoresearch/python:3.11"
@@ -118,6 +119,9 @@ class Budget(_Model):
     max_hours: float | None = Field(default=None, gt=0)
     """Stop starting experiments after this many hours; None = no limit."""
 
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Stop once the agent has spent this much (USD); None = no limit."""
+
 
 class Sandbox(_Model):
     image: str = DEFAULT_IMAGE
@@ -157,16 +161,6 @@ class Sandbox(_Model):
     """Tail of stdout+stderr kept per experiment."""
 
 
-class ReplayAgentConfig(_Model):
-    kind: Literal["replay"] = "replay"
-    patches: Path
-    """Folder of `git diff` patches, applied in name order, one per experiment."""
-
-
-# A discriminated union on `kind` once more agents land (anthropic, tuner, command).
-AgentConfig = ReplayAgentConfig
-
-
 class Contract(_Model):
     direction: RepoPath | None = None
     """The human-written Markdown brief the agent reads."""
@@ -176,7 +170,7 @@ class Contract(_Model):
     metric: Metric
     budget: Budget = Budget()
     sandbox: Sandbox = Sandbox()
-    agent: AgentConfig | None = None
+    agent: AgentConfig = AutoAgentConfig()
 
     @model_validator(mode="after")
     def _evaluator_is_not_editable(self) -> Contract:
@@ -198,9 +192,14 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+_UNION_TAGS = {"replay", "anthropic", "tuner", "command", "auto", "float", "int", "categorical"}
+
+
 def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # Discriminated unions add their tag to the location ("agent.replay.patches"); users wrote "agent.patches".
+    loc = [str(p) for i, p in enumerate(first["loc"]) if not (i and str(p) in _UNION_TAGS)]
+    where = ".".join(loc) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     fix = {
         "extra_forbidden": "remove it (see README 'Contract format' for the keys)",

@@ -49,7 +49,10 @@ class ProposalRefused(Exception):
     Recorded as the experiment's outcome with `reason`; the candidate never runs.
     """
 
-    def __init__(self, reason: str, description: str = "") -> None:
+    def __init__(self, reason: str, description: str = "", cost_usd: float | None = None,
+                 usage: dict[str, int] | None = None) -> None:  # fmt: skip
         super().__init__(reason)
         self.reason = reason
         self.description = description
+        self.cost_usd = cost_usd
+        self.usage = usage or {}

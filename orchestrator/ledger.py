@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS experiment (
     disk_full INTEGER NOT NULL DEFAULT 0,
     signal INTEGER,
     loc INTEGER,
+    cost_usd REAL,
+    usage TEXT,
     merged INTEGER NOT NULL DEFAULT 0,
     infra_retries INTEGER NOT NULL DEFAULT 0,
     started REAL NOT NULL,
@@ -92,6 +94,8 @@ class Experiment:
     disk_full: bool
     signal: int | None
     loc: int | None
+    cost_usd: float | None
+    usage: dict[str, int]
     merged: bool
     infra_retries: int
     started: float
@@ -101,6 +105,7 @@ class Experiment:
     def from_row(cls, row: sqlite3.Row) -> Experiment:
         d = dict(row)
         d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+        d["usage"] = json.loads(d["usage"]) if d["usage"] else {}
         for flag in ("timed_out", "oom_killed", "merged", "disk_full"):
             d[flag] = bool(d[flag])
         return cls(**d)
@@ -191,6 +196,19 @@ class Ledger:
             loc,
             exp_id,
         )
+
+    def cost(self, exp_id: int, cost_usd: float | None, usage: dict[str, int]) -> None:
+        """What proposing experiment `exp_id` cost (recorded even when it is refused)."""
+        self._write(
+            "UPDATE experiment SET cost_usd=?, usage=? WHERE id=?",
+            cost_usd,
+            json.dumps(usage),
+            exp_id,
+        )
+
+    def total_cost(self) -> float:
+        rows = self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM experiment")
+        return float(rows[0][0])
 
     def running(self, exp_id: int) -> None:
         self._write("UPDATE experiment SET phase='running' WHERE id=?", exp_id)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agents import Agent, Context
+from orchestrator.agents import Agent, Context, Proposal
 from orchestrator.contract import Contract
 from orchestrator.decision import Best, Decision, Outcome, decide
 from orchestrator.errors import InfraError, ProposalRefused, UserError
@@ -154,6 +154,8 @@ class Run:
         info = self.ledger.run()
         if b.max_hours is not None and info is not None and info.active_s >= b.max_hours * 3600:
             return f"max hours reached ({b.max_hours:g} h)"
+        if b.max_cost_usd is not None and (spent := self.ledger.total_cost()) >= b.max_cost_usd:
+            return f"max cost reached (${spent:.2f} of ${b.max_cost_usd:g})"
         return None
 
     # -- one experiment ---------------------------------------------------
@@ -178,21 +180,21 @@ class Run:
         remove_tree(scratch)
         self.ws.export(best, scratch)
         try:
-            ctx = Context(n, self.contract, self._direction(), best, exps)
-            try:
-                proposal = self.agent.propose(ctx, scratch)
-            except ProposalRefused as e:
-                self._refuse(n, e.reason, description=e.description or "(no proposal)")
-                return True
+            proposal = self._propose(n, best, exps, scratch)
             if proposal is None:
                 self.ledger.abandon(n)
                 return False
+            self.ledger.cost(n, proposal.cost_usd, proposal.usage)
             try:
                 commit = self.ws.freeze(scratch, best, proposal.description, n)
             except ProposalRefused as e:
                 (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
                 self._refuse(n, e.reason, description=proposal.description)
                 return True
+        except ProposalRefused as e:
+            self.ledger.cost(n, e.cost_usd, e.usage)
+            self._refuse(n, e.reason, description=e.description or "(no proposal)")
+            return True
         finally:
             remove_tree(scratch)
         self.ledger.frozen(
@@ -211,6 +213,27 @@ class Run:
         self._finish(exp)
         self.ledger.add_active(time.monotonic() - t0)
         return True
+
+    def _propose(self, n: int, best: str, exps: list[Experiment], scratch: Path) -> Proposal | None:
+        """Ask the agent; an outage of its backend pauses here (never the candidate's failure)."""
+        tails = {}
+        for e in exps:
+            log = self.ledger.exp_dir(e.id) / "output.log"
+            if e.status == "crash" and log.exists():
+                tails[e.id] = log.read_text(errors="replace")[-4000:]
+        ctx = Context(n, self.contract, self._direction(), best, exps, self.ws.implementation_files(best), tails,
+                      self.run_dir)  # fmt: skip
+        delay = self.backoff.first
+        while True:
+            try:
+                return self.agent.propose(ctx, scratch)
+            except InfraError as e:
+                self._note("agent-unavailable", f"  the agent's backend is unavailable: {e} — retrying in {delay:.0f} s",
+                           experiment=n, error=str(e), retry_in_s=delay)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, self.backoff.cap)
+                remove_tree(scratch)
+                self.ws.export(best, scratch)
 
     def _refuse(self, n: int, reason: str, *, description: str) -> None:
         self._note("refused", f"experiment {n}: refused — {reason}", experiment=n, reason=reason)

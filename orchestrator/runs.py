@@ -14,6 +14,12 @@ import shutil
 import stat
 from pathlib import Path
 
+from orchestrator.agent_config import (
+    AnthropicAgentConfig,
+    AutoAgentConfig,
+    ReplayAgentConfig,
+    TunerAgentConfig,
+)
 from orchestrator.agents import Agent
 from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import Contract, check_against_repo
@@ -39,13 +45,32 @@ def default_tag(root: Path, today: dt.date | None = None) -> str:
     return tag
 
 
-def build_agent(contract: Contract) -> Agent:
+def build_agent(contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+    """The contract's agent; `auto` picks Claude when a key is set, else the tuner."""
     cfg = contract.agent
-    if cfg is None:
-        raise ContractError(
-            "no agent given — pass `--agent replay --patches DIR` or add an [agent] table to the contract"
-        )
-    return ReplayAgent(cfg.patches)
+    if isinstance(cfg, AutoAgentConfig):
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            cfg = cfg.anthropic
+        elif cfg.tuner is not None:
+            cfg = cfg.tuner
+        else:
+            raise ContractError(
+                "no agent can run: set ANTHROPIC_API_KEY for Claude, or declare a search space for the offline "
+                "tuner ([agent.tuner.space] with kind = 'auto', or kind = 'tuner'), or use --agent replay --patches DIR"
+            )
+    if isinstance(cfg, ReplayAgentConfig):
+        return ReplayAgent(cfg.patches)
+    if isinstance(cfg, AnthropicAgentConfig):
+        from orchestrator.agents.anthropic import AnthropicAgent
+
+        return AnthropicAgent(cfg, say=say)
+    if isinstance(cfg, TunerAgentConfig):
+        from orchestrator.agents.tuner import Tuner
+
+        return Tuner(cfg, contract, run_dir, say=say)
+    from orchestrator.agents.command import CommandAgent
+
+    return CommandAgent(cfg, say=say)
 
 
 def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
@@ -87,7 +112,7 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
         raise UserError(
             f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag"
         )
-    agent = build_agent(contract)
+    agent = build_agent(contract, folder, say)
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
     dirty = ws.git("status", "--porcelain", "--", *contract.implementation.paths).decode().strip()
@@ -131,7 +156,7 @@ def open_run(
     assert info is not None
     contract = Contract.model_validate_json(info.contract)
     ws = Workspace(root, tag, contract.implementation)
-    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=build_agent(contract), say=say,
+    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=build_agent(contract, folder, say), say=say,
                backoff=backoff)  # fmt: skip
 
 

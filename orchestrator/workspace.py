@@ -149,6 +149,16 @@ class Workspace:
             errors="replace"
         )
 
+    def implementation_files(self, commit: str, limit: int = 200_000) -> dict[str, str]:
+        """The text of each implementation file at `commit` (what an agent is shown)."""
+        listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
+        out = {}
+        for path in (p for p in listing if p and matches_any(p, self.impl.paths)):
+            data = self.git("cat-file", "blob", f"{commit}:{path}")
+            if b"\0" not in data[:8192]:
+                out[path] = data[:limit].decode(errors="replace")
+        return out
+
     def lines_of_code(self, commit: str) -> int:
         """Non-blank lines in the implementation files at `commit` (the simplicity rule)."""
         listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")

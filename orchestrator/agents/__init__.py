@@ -3,6 +3,11 @@
 | file | agent |
 | --- | --- |
 | `replay.py` | applies a folder of `git diff` patches in name order (scripted runs, tests) |
+| `anthropic.py` | Claude through the official SDK: text-editor tool + `submit`, streaming, caching, cost |
+| `tuner.py` | Optuna ask/tell over module-level constants declared in `[agent.space]` (offline) |
+| `command.py` | any coding-agent CLI (Claude Code, Codex, aider...) run on the scratch checkout |
+| `editor.py` | the text-editor tool the LLM agents edit through; refuses writes outside the allowed paths |
+| `context.py` | renders what an agent sees; untrusted log tails fenced and truncated |
 
 An agent edits a scratch copy of the best commit; it never touches the repo.
 Whatever it writes is then validated and frozen by the workspace.
@@ -27,6 +32,12 @@ class Context:
     direction: str
     best_commit: str
     history: list[Experiment] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    """The implementation files at the best commit, by repo-relative path."""
+    tails: dict[int, str] = field(default_factory=dict)
+    """Log tails of failed experiments, by id (untrusted text)."""
+    run_dir: Path | None = None
+    """The run folder, for agents that keep state (the tuner's study)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class Proposal:
     hypothesis: str = ""
     """Why it should help: the reasoning trail users read in the morning."""
     cost_usd: float | None = None
+    """What proposing cost; None when unknown (a model without a price)."""
+    usage: dict[str, int] = field(default_factory=dict)
+    """Tokens: input, output, cache_write, cache_read."""
 
 
 class Agent(Protocol):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from orchestrator.agents import Context
+from orchestrator.contract import Contract
 from orchestrator.ledger import Experiment
 
 TAIL_CHARS = 2000
@@ -44,3 +46,44 @@ def render_history(
         lines.append("")
         lines.append(fence_untrusted(tails[e.id], f"log tail of experiment #{e.id}"))
     return "\n".join(lines)
+
+
+def contract_summary(c: Contract) -> str:
+    better = "lower" if c.metric.goal == "min" else "higher"
+    lines = [
+        f"- Metric: `{c.metric.name}`, {better} is better; a change must beat the best by more than "
+        f"{c.metric.min_improvement:g} to count (an equal result with fewer lines of code also wins).",
+        f"- You may edit only: {', '.join(c.implementation.paths)} (files over "
+        f"{c.implementation.max_file_bytes} bytes, binaries, symlinks and mode changes are refused).",
+        f"- The evaluator (read-only, you cannot change it): `{c.evaluator.command}`"
+        + (f" using {', '.join(c.evaluator.paths)}" if c.evaluator.paths else ""),
+        f"- Each experiment runs in a sandbox with no network, {c.sandbox.cpus:g} CPU, "
+        f"{c.sandbox.memory // 1024**2} MiB memory, killed after {c.budget.seconds:g} s.",
+    ]
+    return "\n".join(lines)
+
+
+def render_stable(ctx: Context) -> str:
+    """The parts that do not change during a run (cached by the API)."""
+    return (
+        "# Direction (written by the human who owns this project)\n\n"
+        f"{ctx.direction.strip() or '(no direction file)'}\n\n"
+        "# Contract\n\n" + contract_summary(ctx.contract)
+    )
+
+
+def render_dynamic(ctx: Context) -> str:
+    """The current best files and the whole history."""
+    parts = [f"# Experiment {ctx.experiment}: the current best files\n"]
+    for path, text in ctx.files.items():
+        longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+        fence = "`" * max(3, longest + 1)
+        parts.append(f"## {path}\n{fence}\n{text}\n{fence}\n")
+    parts.append("# History (every experiment so far)\n")
+    parts.append(render_history(ctx.history, ctx.tails) or "(none yet)")
+    return "\n".join(parts)
+
+
+def render_prompt(ctx: Context) -> str:
+    """Everything in one text, for agents that take a single prompt file."""
+    return render_stable(ctx) + "\n\n" + render_dynamic(ctx)

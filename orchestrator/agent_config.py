@@ -1,0 +1,150 @@
+"""The `[agent]` table of a contract: which proposer, and its settings.
+
+A discriminated union on `kind` (STYLE.md #3); each member builds its agent
+lazily in `orchestrator.runs.build_agent`, so the replay agent never imports the
+SDK and the tuner never needs a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Model):
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+DEFAULT_PRICES: dict[str, Price] = {  # Anthropic's list prices, 5-minute cache writes (2026-11)
+    "claude-sonnet-5-5": Price(input=2, output=10, cache_write=2.5, cache_read=0.2),
+    "claude-sonnet-5": Price(input=2, output=10, cache_write=2.5, cache_read=0.2),
+    "claude-sonnet-4-6": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
+    "claude-sonnet-4-5": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
+    "claude-fable-5-1": Price(input=10, output=50, cache_write=12.5, cache_read=0.25),
+    "claude-opus-4-5": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
+    "claude-haiku-4-5": Price(input=1, output=5, cache_write=1.25, cache_read=0.1),
+}
+
+
+class ReplayAgentConfig(_Model):
+    kind: Literal["replay"] = "replay"
+    patches: Path
+    """Folder of `git diff` patches, applied in name order, one per experiment."""
+
+
+class AnthropicAgentConfig(_Model):
+    kind: Literal["anthropic"] = "anthropic"
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = Field(default=16000, gt=0)
+    """Most output tokens per API call (thinking included)."""
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    """None = the API's default. Must stay None with extended thinking."""
+    thinking_budget: int | None = Field(default=None, ge=1024)
+    """Extended thinking tokens per call; None = off."""
+    max_turns: int = Field(default=40, gt=0)
+    """API calls per proposal before it is given up (recorded as refused)."""
+    max_tokens_per_proposal: int = Field(default=2_000_000, gt=0)
+    """Input + output tokens per proposal, summed over its turns."""
+    prices: dict[str, Price] = DEFAULT_PRICES
+    """USD per million tokens by model; a model not listed has an unknown cost."""
+    base_url: str | None = None
+    """API endpoint; None = the SDK's default (or ANTHROPIC_BASE_URL)."""
+    timeout_s: float = Field(default=600, gt=0)
+    api_retries: int = Field(default=4, ge=0)
+    """Retries the SDK makes itself (408/409/429/5xx/529)."""
+    stream_retries: int = Field(default=5, ge=0)
+    """Our retries of an error event in mid-stream (the SDK does not retry those)."""
+    stream_retry_delay_s: float = Field(default=2.0, ge=0)
+    """First pause before such a retry; doubles each time, up to 30 s."""
+
+    @model_validator(mode="after")
+    def _thinking_has_no_temperature(self) -> AnthropicAgentConfig:
+        if self.thinking_budget is not None and self.temperature is not None:
+            raise ValueError("temperature cannot be set with extended thinking (thinking_budget)")
+        if self.thinking_budget is not None and self.thinking_budget >= self.max_tokens:
+            raise ValueError("thinking_budget must be below max_tokens")
+        return self
+
+
+class FloatParam(_Model):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    file: str | None = None
+    """Implementation file holding the constant; None when there is only one."""
+
+
+class IntParam(_Model):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    file: str | None = None
+
+
+class CategoricalParam(_Model):
+    type: Literal["categorical"]
+    choices: list[str | int | float | bool] = Field(min_length=1)
+    file: str | None = None
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class TunerAgentConfig(_Model):
+    kind: Literal["tuner"] = "tuner"
+    space: dict[str, Param] = Field(min_length=1)
+    """Module-level constants of the implementation and the values they may take."""
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
+    seed: int = 0
+    one_at_a_time: bool = False
+    """Change one constant per experiment (round robin), the others stay at the best's values."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TunerAgentConfig:
+        for name, p in self.space.items():
+            if not name.isidentifier():
+                raise ValueError(f"space key {name!r} is not a Python name")
+            if isinstance(p, FloatParam | IntParam) and p.low >= p.high:
+                raise ValueError(f"space.{name}: low must be below high")
+            if isinstance(p, FloatParam | IntParam) and p.log and p.low <= 0:
+                raise ValueError(f"space.{name}: a log scale needs low > 0")
+        return self
+
+
+class CommandAgentConfig(_Model):
+    kind: Literal["command"] = "command"
+    command: str = Field(min_length=1)
+    """Shell command run in the scratch checkout; `{prompt_file}` is replaced by the rendered context."""
+    timeout_s: float = Field(default=1800, gt=0)
+
+
+class AutoAgentConfig(_Model):
+    """Claude when ANTHROPIC_API_KEY is set, else the tuner when a space is declared."""
+
+    kind: Literal["auto"] = "auto"
+    anthropic: AnthropicAgentConfig = AnthropicAgentConfig()
+    tuner: TunerAgentConfig | None = None
+
+
+AgentConfig = Annotated[
+    ReplayAgentConfig
+    | AnthropicAgentConfig
+    | TunerAgentConfig
+    | CommandAgentConfig
+    | AutoAgentConfig,
+    Field(discriminator="kind"),
+]
