@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrator.poller import Poller
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -183,32 +185,21 @@ class FakeInventory:
         return sum(used) if used else None
 
 
-class VramSampler:
+class VramSampler(Poller):
     """Samples the peak GPU memory of a changing set of host pids, in a daemon thread."""
 
     def __init__(
         self, inventory: GpuInventory, pids: Callable[[], set[int]], interval: float = 0.1
     ) -> None:
+        super().__init__(interval, "vram-sampler")
         self.inventory = inventory
         self.pids = pids
-        self.interval = interval
         self.peak: int | None = None
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="vram-sampler", daemon=True)
 
-    def __enter__(self) -> VramSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            used = self.inventory.process_memory(self.pids())
-            self.samples += 1
-            if used is not None:
-                self.peak = max(used, self.peak or 0)
-            self._stop.wait(self.interval)
+    def poll(self) -> bool:
+        used = self.inventory.process_memory(self.pids())
+        self.samples += 1
+        if used is not None:
+            self.peak = max(used, self.peak or 0)
+        return True

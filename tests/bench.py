@@ -22,7 +22,7 @@ from orchestrator.contract import DEFAULT_IMAGE, build_contract
 from orchestrator.loop import Backoff
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
-from tests.conftest import IMPL, git, make_patch
+from tests.conftest import IMPL, make_patch, make_repo
 
 EXPERIMENTS = 20
 COMMAND = "echo score: 1"
@@ -53,12 +53,7 @@ class InterleavedReplay:
 
 def orchestrated_runs(tmp: Path, n: int) -> tuple[list[float], list[float]]:
     """(bare docker run seconds, full experiment seconds without that bare run), interleaved."""
-    repo = tmp / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "impl.py").write_text(IMPL)
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "init")
+    repo = make_repo(tmp / "repo", {"impl.py": IMPL})
     patches = tmp / "patches"
     for i in range(n):
         make_patch(patches, f"{i:03d}.patch", "impl.py", IMPL, IMPL.replace("10.0", f"{i}.5"))

@@ -60,18 +60,23 @@ def git(repo: Path, *args: str) -> str:
     ).stdout  # fmt: skip
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A sample project: impl.py (editable) and bench.py (the evaluator), committed."""
-    root = tmp_path / "project"
-    root.mkdir()
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at `root` with `files` committed on branch main."""
+    root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
-    (root / "impl.py").write_text(IMPL)
-    (root / "bench.py").write_text(BENCH)
-    (root / "README.md").write_text("sample\n")
+    for name, text in files.items():
+        (root / name).write_text(text)
     git(root, "add", ".")
     git(root, "commit", "-qm", "init")
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A sample project: impl.py (editable) and bench.py (the evaluator), committed."""
+    return make_repo(
+        tmp_path / "project", {"impl.py": IMPL, "bench.py": BENCH, "README.md": "sample\n"}
+    )
 
 
 def make_patch(folder: Path, name: str, path: str, old: str, new: str) -> Path:

@@ -34,14 +34,9 @@ def test_constants_are_rewritten_in_place() -> None:
 
 @pytest.fixture
 def knobs(tmp_path: Path) -> Path:
-    root = tmp_path / "knobs"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "impl.py").write_text(SOURCE)
-    (root / "bench.py").write_text(BENCH)
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "init")
-    return root
+    from tests.conftest import make_repo
+
+    return make_repo(tmp_path / "knobs", {"impl.py": SOURCE, "bench.py": BENCH})
 
 
 def _run(knobs: Path, sandbox, tag: str, n: int, **agent: object):  # type: ignore[no-untyped-def]

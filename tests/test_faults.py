@@ -62,7 +62,7 @@ def test_a_missing_image_pauses_the_night_until_it_is_back(repo: Path, tmp_path:
     os.geteuid() != 0, reason="needs root to mount a small filesystem for the run folder"
 )
 def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -> None:
-    from tests.conftest import BENCH, git
+    from tests.conftest import BENCH, make_repo
 
     small, image = tmp_path / "small", tmp_path / "small.img"
     small.mkdir()
@@ -73,13 +73,7 @@ def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -
     )
     subprocess.run(["mount", "-o", "loop", str(image), str(small)], check=True)
     try:
-        repo = small / "project"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        (repo / "impl.py").write_text(IMPL)
-        (repo / "bench.py").write_text(BENCH)
-        git(repo, "add", ".")
-        git(repo, "commit", "-qm", "init")
+        repo = make_repo(small / "project", {"impl.py": IMPL, "bench.py": BENCH})
         filler = small / "filler"
 
         def hog(ready: threading.Event) -> None:

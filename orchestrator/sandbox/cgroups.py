@@ -10,9 +10,10 @@ cannot be found (remote engine, rootless), the figures are None.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from orchestrator.poller import Poller
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -52,29 +53,15 @@ class Usage:
     oom_kills: int = 0
 
 
-class CgroupSampler:
-    """Polls a container's cgroup in a daemon thread until `stop()`."""
+class CgroupSampler(Poller):
+    """Polls a container's cgroup in a daemon thread until `stop()` or the cgroup is gone."""
 
     def __init__(self, container_id: str) -> None:
+        # Fast at first: a short-lived container's cgroup may exist for milliseconds only.
+        super().__init__(0.2, f"cgroup-{container_id[:12]}", growth=1.5, start_interval=0.02)
         self._id = container_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"cgroup-{container_id[:12]}", daemon=True
-        )
+        self._where: tuple[str, Path, Path] | None = None
         self.usage = Usage()
-
-    def __enter__(self) -> CgroupSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> Usage:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        return self.usage
 
     def _locate(self) -> tuple[str, Path, Path] | None:
         for version, mem, cpu in _candidates(self._id):
@@ -82,15 +69,9 @@ class CgroupSampler:
                 return version, mem, cpu
         return None
 
-    def _loop(self) -> None:
-        where = None
-        interval = 0.02
-        while not self._stop.is_set():
-            where = where or self._locate()
-            if where is not None and not self._sample(*where):
-                return  # the cgroup is gone: the container has exited
-            self._stop.wait(interval)
-            interval = min(interval * 1.5, 0.2)
+    def poll(self) -> bool:
+        self._where = self._where or self._locate()
+        return self._where is None or self._sample(*self._where)
 
     def _sample(self, version: str, mem: Path, cpu: Path) -> bool:
         if version == "v2":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from docker.types import DeviceRequest, LogConfig
 from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, InfraError
+from orchestrator.poller import Poller
 from orchestrator.sandbox import LABEL, RunResult, RunSpec
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
@@ -83,30 +83,21 @@ def _cap_tail(data: bytes, limit: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-class DiskWatch:
+class DiskWatch(Poller):
     """Kills a container whose (unenforced) workspace folder passes its cap."""
 
     def __init__(self, disk: Workdir, container: Container, interval: float = 0.2) -> None:
-        self.disk, self.container, self.interval = disk, container, interval
+        super().__init__(interval, "disk-watch")
+        self.disk, self.container = disk, container
         self.tripped = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="disk-watch", daemon=True)
 
-    def __enter__(self) -> DiskWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self.disk.used() >= self.disk.cap:
-                self.tripped = True
-                with contextlib.suppress(NotFound, APIError, requests.RequestException):
-                    self.container.kill()
-                return
+    def poll(self) -> bool:
+        if self.disk.used() < self.disk.cap:
+            return True
+        self.tripped = True
+        with contextlib.suppress(NotFound, APIError, requests.RequestException):
+            self.container.kill()
+        return False
 
 
 class DockerSandbox:

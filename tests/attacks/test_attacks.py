@@ -213,17 +213,10 @@ def night(
         )
     from orchestrator.loop import Backoff
     from orchestrator.runs import start_run
-    from tests.conftest import BENCH
+    from tests.conftest import BENCH, make_repo
 
     tmp = tmp_path_factory.mktemp("attacks")
-    repo = tmp / "project"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "impl.py").write_text(IMPL)
-    (repo / "bench.py").write_text(BENCH)
-    (repo / "README.md").write_text("sample\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "init")
+    repo = make_repo(tmp / "project", {"impl.py": IMPL, "bench.py": BENCH, "README.md": "sample\n"})
     data = tmp / "data"
     data.mkdir()
     (data / "labels.txt").write_text("held-out labels\n")
