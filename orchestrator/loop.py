@@ -186,7 +186,7 @@ class Run:
                 return False
             self.ledger.cost(n, proposal.cost_usd, proposal.usage)
             try:
-                commit = self.ws.freeze(scratch, best, proposal.description, n)
+                commit, diff = self.ws.freeze(scratch, best, proposal.description, n)
             except ProposalRefused as e:
                 (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
                 self._refuse(n, e.reason, description=proposal.description)
@@ -200,7 +200,7 @@ class Run:
         self.ledger.frozen(
             n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
         )
-        (self.ledger.exp_dir(n) / "diff.patch").write_text(self.ws.diff(best, commit))
+        (self.ledger.exp_dir(n) / "diff.patch").write_text(diff)
         self._note(
             "experiment",
             f"experiment {n}: {proposal.description}",

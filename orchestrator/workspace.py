@@ -65,6 +65,7 @@ class Workspace:
         self.impl = implementation
         self.branch = f"autoresearch/{tag}"
         self.branch_ref = f"refs/heads/{self.branch}"
+        self._blob_cache: dict[str, dict[str, bytes]] = {}
 
     # -- plumbing ---------------------------------------------------------
     def git(
@@ -149,32 +150,54 @@ class Workspace:
             errors="replace"
         )
 
+    def _batch(self, specs: list[str]) -> list[bytes | None]:
+        """Contents of many objects in one `git cat-file --batch` (None for a missing one)."""
+        if not specs:
+            return []
+        out = self.git("cat-file", "--batch", input="".join(f"{x}\n" for x in specs).encode())
+        blobs: list[bytes | None] = []
+        pos = 0
+        for _ in specs:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            if header[-1] == b"missing":
+                blobs.append(None)
+                pos = end + 1
+                continue
+            size = int(header[2])
+            blobs.append(out[end + 1 : end + 1 + size])
+            pos = end + 1 + size + 1
+        return blobs
+
+    def _impl_blobs(self, commit: str) -> dict[str, bytes]:
+        """The implementation files at `commit` (commits are immutable: cached)."""
+        if commit not in self._blob_cache:
+            listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
+            paths = [p for p in listing if p and matches_any(p, self.impl.paths)]
+            blobs = self._batch([f"{commit}:{p}" for p in paths])
+            self._blob_cache = {
+                commit: {p: b for p, b in zip(paths, blobs, strict=True) if b is not None}
+            }
+        return self._blob_cache[commit]
+
     def implementation_files(self, commit: str, limit: int = 200_000) -> dict[str, str]:
         """The text of each implementation file at `commit` (what an agent is shown)."""
-        listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
-        out = {}
-        for path in (p for p in listing if p and matches_any(p, self.impl.paths)):
-            data = self.git("cat-file", "blob", f"{commit}:{path}")
-            if b"\0" not in data[:8192]:
-                out[path] = data[:limit].decode(errors="replace")
-        return out
+        return {
+            p: data[:limit].decode(errors="replace")
+            for p, data in self._impl_blobs(commit).items()
+            if b"\0" not in data[:8192]
+        }
 
     def lines_of_code(self, commit: str) -> int:
         """Non-blank lines in the implementation files at `commit` (the simplicity rule)."""
-        listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
-        files = [p for p in listing if p and matches_any(p, self.impl.paths)]
-        if not files:
-            return 0
-        text = self.git(
-            "cat-file", "--batch", input="".join(f"{commit}:{p}\n" for p in files).encode()
-        )
-        return sum(1 for ln in text.decode(errors="replace").splitlines() if ln.strip()) - len(
-            files
+        return sum(
+            sum(1 for ln in data.decode(errors="replace").splitlines() if ln.strip())
+            for data in self._impl_blobs(commit).values()
         )
 
     # -- freezing a proposal ----------------------------------------------
-    def freeze(self, scratch: Path, parent: str, message: str, experiment: int) -> str:
-        """Validate the edits in `scratch` against `parent`; commit them; return the commit.
+    def freeze(self, scratch: Path, parent: str, message: str, experiment: int) -> tuple[str, str]:
+        """Validate the edits in `scratch` against `parent`; commit them; return (commit, diff).
 
         Raises ProposalRefused when the change breaks a rule.
         """
@@ -186,13 +209,13 @@ class Workspace:
             self._validate(changes)
             tree = self.git("write-tree", env=env).decode().strip()
         commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
-        size = len(self.diff(parent, commit).encode())
-        if size > self.impl.max_diff_bytes:
+        diff = self.diff(parent, commit)
+        if (size := len(diff.encode())) > self.impl.max_diff_bytes:
             raise ProposalRefused(
                 f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}"
             )
         self.git("update-ref", self.candidate_ref(experiment), commit)
-        return commit
+        return commit, diff
 
     def _changes(self, parent: str, env: dict[str, str]) -> list[Change]:
         raw = self.git(
@@ -232,14 +255,24 @@ class Workspace:
                 raise ProposalRefused(
                     f"{name}: file mode may not change ({c.old_mode} → {c.new_mode})"
                 )
-            size = int(self.git("cat-file", "-s", c.new_blob).decode())
+        self._check_blobs([c for c in changes if c.status != "D"])
+
+    def _check_blobs(self, changes: list[Change]) -> None:
+        """Size caps and no binaries: one `cat-file --batch-check`, one `--batch` for what fits."""
+        if not changes:
+            return
+        checks = self.git(
+            "cat-file", "--batch-check", input="".join(f"{c.new_blob}\n" for c in changes).encode()
+        )
+        sizes = [int(line.split()[2]) for line in checks.decode().splitlines()]
+        for c, size in zip(changes, sizes, strict=True):
             if size > self.impl.max_file_bytes:
                 raise ProposalRefused(
-                    f"{name} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}"
+                    f"{c.path} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}"
                 )
-            head = self.git("cat-file", "blob", c.new_blob)[:8192]
-            if b"\0" in head:
-                raise ProposalRefused(f"{name}: binary files are not allowed")
+        for c, data in zip(changes, self._batch([c.new_blob for c in changes]), strict=True):
+            if data is not None and b"\0" in data[:8192]:
+                raise ProposalRefused(f"{c.path}: binary files are not allowed")
 
 
 def remove_tree(path: Path) -> None:

@@ -45,7 +45,7 @@ def test_a_good_change_freezes_into_a_child_commit(ws: Workspace, tmp_path: Path
     (s / "impl.py").write_text("OFFSET = 1\n")
     (s / "pkg" / "sub").mkdir(parents=True)
     (s / "pkg" / "sub" / "new.py").write_text("X = 1\n")
-    commit = ws.freeze(s, ws.best(), "ok", 1)
+    commit, _diff = ws.freeze(s, ws.best(), "ok", 1)
     assert git(ws.root, "rev-parse", f"{commit}~1").strip() == ws.best()
     assert git(ws.root, "rev-parse", ws.candidate_ref(1)).strip() == commit
 
@@ -109,7 +109,7 @@ def test_git_hooks_in_the_scratch_never_reach_the_repo(
     hooks.mkdir(parents=True)
     (hooks / "post-checkout").write_text("#!/bin/sh\ntouch /tmp/pwned\n")
     (s / "impl.py").write_text("OFFSET = 2\n")
-    commit = ws.freeze(s, ws.best(), "ok", 1)
+    commit, _diff = ws.freeze(s, ws.best(), "ok", 1)
     assert git(repo, "diff", "--name-only", ws.best(), commit).split() == ["impl.py"]
     assert not (repo / ".git" / "hooks" / "post-checkout").exists()
 
@@ -130,7 +130,7 @@ def test_fast_forward_is_compare_and_swap(ws: Workspace, tmp_path: Path) -> None
     s = _scratch(ws, tmp_path)
     (s / "impl.py").write_text("OFFSET = 3\n")
     base = ws.best()
-    commit = ws.freeze(s, base, "ok", 1)
+    commit, _diff = ws.freeze(s, base, "ok", 1)
     ws.fast_forward(commit, base)
     assert ws.best() == commit
     with pytest.raises(Exception, match="update-ref"):
