@@ -98,6 +98,23 @@ class Evaluator(_Model):
     """Extra read-only mounts (data sets, reference outputs)."""
 
 
+class Score(_Model):
+    """A sealed scoring stage: a second, fresh container that sees the run stage's
+    /results (read-only) and the secret data, but never the implementation."""
+
+    command: str = Field(min_length=1)
+    """Run in /workspace, which holds only the scorer's files; prints the metrics that count."""
+
+    paths: list[RepoPath] = []
+    """The scorer's files (mounted read-only)."""
+
+    data: list[DataMount] = []
+    """Secret data (held-out labels...), mounted read-only here and never in the run stage."""
+
+    seconds: float = Field(default=300, gt=0)
+    """Hard wall-clock limit of the scoring stage."""
+
+
 class Metric(_Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     """The primary metric, as the evaluator prints it."""
@@ -107,6 +124,33 @@ class Metric(_Model):
 
     min_improvement: float = Field(default=0.0, ge=0)
     """Smallest change that counts, in the metric's units; smaller gains tie (simplicity rule)."""
+
+    repeats: int = Field(default=1, ge=1)
+    """Runs per candidate; their metrics are aggregated."""
+
+    aggregate: Literal["median", "mean", "min", "max"] = "median"
+    """How repeated runs combine into one value per metric."""
+
+    z: float = Field(default=2.0, ge=0)
+    """A win must beat the best by more than max(min_improvement, z·σ), σ = the baseline's noise."""
+
+    confirm: bool = False
+    """Re-run a winner once more (fresh seed) before it merges; it must win again."""
+
+    target: float | None = None
+    """Stop the run once the best reaches this value."""
+
+    constraints: list[str] = []
+    """Secondary-metric rules, e.g. `p99_ms <= 400`, `tokens <= 1.1 * baseline`, `tests_failed == 0`."""
+
+    @field_validator("constraints")
+    @classmethod
+    def _parse(cls, v: list[str]) -> list[str]:
+        from orchestrator.constraints import parse_constraint
+
+        for text in v:
+            parse_constraint(text)
+        return v
 
 
 class Budget(_Model):
@@ -121,6 +165,15 @@ class Budget(_Model):
 
     max_cost_usd: float | None = Field(default=None, gt=0)
     """Stop once the agent has spent this much (USD); None = no limit."""
+
+    baseline_repeats: int = Field(default=3, ge=1)
+    """Runs of the unmodified baseline; their spread is the noise σ (1 = no noise estimate)."""
+
+    plateau: int | None = Field(default=None, ge=1)
+    """Stop after this many experiments in a row without a gain of `plateau_pct` % or more."""
+
+    plateau_pct: float = Field(default=1.0, ge=0)
+    """The relative gain (percent of the best) that ends a plateau."""
 
 
 class Sandbox(_Model):
@@ -171,12 +224,20 @@ class Contract(_Model):
     budget: Budget = Budget()
     sandbox: Sandbox = Sandbox()
     agent: AgentConfig = AutoAgentConfig()
+    score: Score | None = None
 
     @model_validator(mode="after")
     def _evaluator_is_not_editable(self) -> Contract:
         from orchestrator.paths import matches_any
 
-        for p in self.evaluator.paths:
+        fixed = [*self.evaluator.paths, *(self.score.paths if self.score else [])]
+        secret = {str(m.source) for m in (self.score.data if self.score else [])}
+        for m in self.evaluator.data:
+            if str(m.source) in secret:
+                raise ValueError(
+                    f"score.data {str(m.source)!r} is also evaluator data; secret data must stay sealed"
+                )
+        for p in fixed:
             if matches_any(p, self.implementation.paths):
                 raise ValueError(
                     f"evaluator path {p!r} is also an implementation path; the evaluator must be fixed"

@@ -6,9 +6,11 @@ No Docker, no git, no clock: unit-testable on plain values (STYLE.md #10).
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestrator.constraints import parse_constraint
 from orchestrator.contract import Metric
 
 Status = Literal["keep", "discard", "crash"]
@@ -62,34 +64,62 @@ def crash_reason(outcome: Outcome, metric_name: str) -> str | None:
     return None
 
 
-def decide(outcome: Outcome, best: Best | None, metric: Metric) -> Decision:
-    """Judge a candidate. `best` is None for the baseline (experiment 0)."""
+def noise_band(metric: Metric, sigma: float | None) -> float:
+    """The smallest gain that counts: max(min_improvement, z·σ)."""
+    return max(metric.min_improvement, metric.z * sigma if sigma else 0.0)
+
+
+def aggregate(values: list[float], how: str) -> float:
+    if how == "mean":
+        return statistics.fmean(values)
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    return statistics.median(values)
+
+
+def combine(runs: list[dict[str, float]], how: str) -> dict[str, float]:
+    """One value per metric over repeated runs (metrics missing from a run are left out of it)."""
+    names = {k for r in runs for k in r}
+    return {k: aggregate([r[k] for r in runs if k in r], how) for k in sorted(names)}
+
+
+def decide(outcome: Outcome, best: Best | None, metric: Metric, *, sigma: float | None = None,
+           baseline: dict[str, float] | None = None) -> Decision:  # fmt: skip
+    """Judge a candidate. `best` is None for the baseline (experiment 0).
+
+    `sigma` is the baseline's noise; `baseline` its metrics, for relative constraints.
+    """
     why = crash_reason(outcome, metric.name)
     if why is not None:
         return Decision("crash", why, outcome.metrics.get(metric.name))
     value = outcome.metrics[metric.name]
+    for text in metric.constraints:
+        violated = parse_constraint(text).check(outcome.metrics, baseline or outcome.metrics)
+        if violated:
+            return Decision("crash" if best is None else "discard", violated, value)
     if best is None:
         return Decision("keep", "baseline", value)
+    band = noise_band(metric, sigma)
     gain = (best.metric - value) if metric.goal == "min" else (value - best.metric)
-    if gain > metric.min_improvement:
-        return Decision("keep", f"improved by {gain:.6g} (best was {best.metric:.6g})", value)
+    if gain > band:
+        return Decision(
+            "keep", f"improved by {gain:.6g} (best was {best.metric:.6g}; band {band:.3g})", value
+        )
     fewer = (
         outcome.loc is not None
         and best.loc is not None
         and outcome.loc < best.loc
-        and abs(gain) <= metric.min_improvement
+        and abs(gain) <= band
     )
     if fewer:
         assert best.loc is not None and outcome.loc is not None
         return Decision(
-            "keep",
-            f"equal within {metric.min_improvement:g} with {best.loc - outcome.loc} fewer lines",
-            value,
+            "keep", f"equal within {band:.3g} with {best.loc - outcome.loc} fewer lines", value
         )
-    if gain < 0:
+    if gain < -band:
         return Decision("discard", f"worse by {-gain:.6g} (best {best.metric:.6g})", value)
     return Decision(
-        "discard",
-        f"not better than {best.metric:.6g} by more than {metric.min_improvement:g}",
-        value,
+        "discard", f"within the noise band ±{band:.3g} of the best {best.metric:.6g}", value
     )

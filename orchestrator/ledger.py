@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS run (
     contract TEXT NOT NULL,
     source TEXT NOT NULL,
     evaluator_hash TEXT NOT NULL,
+    image_id TEXT NOT NULL DEFAULT '',
     active_s REAL NOT NULL DEFAULT 0,
     stopped TEXT
 );
@@ -54,7 +55,9 @@ CREATE TABLE IF NOT EXISTS experiment (
     loc INTEGER,
     cost_usd REAL,
     usage TEXT,
+    samples TEXT,
     merged INTEGER NOT NULL DEFAULT 0,
+    merged_sha TEXT,
     infra_retries INTEGER NOT NULL DEFAULT 0,
     started REAL NOT NULL,
     finished REAL
@@ -96,7 +99,9 @@ class Experiment:
     loc: int | None
     cost_usd: float | None
     usage: dict[str, int]
+    samples: list[float]
     merged: bool
+    merged_sha: str | None
     infra_retries: int
     started: float
     finished: float | None
@@ -106,6 +111,7 @@ class Experiment:
         d = dict(row)
         d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
         d["usage"] = json.loads(d["usage"]) if d["usage"] else {}
+        d["samples"] = json.loads(d["samples"]) if d["samples"] else []
         for flag in ("timed_out", "oom_killed", "merged", "disk_full"):
             d[flag] = bool(d[flag])
         return cls(**d)
@@ -119,6 +125,7 @@ class RunInfo:
     contract: str
     source: str
     evaluator_hash: str
+    image_id: str
     active_s: float
     stopped: str | None
 
@@ -149,18 +156,12 @@ class Ledger:
             return self.db.execute(sql, args).fetchall()
 
     # -- the run ----------------------------------------------------------
-    def create_run(
-        self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str
-    ) -> None:
+    def create_run(self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str,
+                   image_id: str = "") -> None:  # fmt: skip
         self._write(
-            "INSERT INTO run (tag, created, base_commit, contract, source, evaluator_hash) VALUES (?,?,?,?,?,?)",
-            tag,
-            time.time(),
-            base,
-            contract_json,
-            source,
-            evaluator_hash,
-        )
+            "INSERT INTO run (tag, created, base_commit, contract, source, evaluator_hash, image_id) VALUES (?,?,?,?,?,?,?)",
+            tag, time.time(), base, contract_json, source, evaluator_hash, image_id,
+        )  # fmt: skip
 
     def run(self) -> RunInfo | None:
         rows = self._query("SELECT * FROM run")
@@ -225,27 +226,25 @@ class Ledger:
 
     def decided(self, exp_id: int, *, status: str, reason: str, metric: float | None = None,
                 metrics: dict[str, float] | None = None, result: RunResult | None = None,
-                description: str | None = None) -> None:  # fmt: skip
+                samples: list[float] | None = None, description: str | None = None) -> None:  # fmt: skip
         """Record the decision and the trusted figures of the run that led to it."""
         assert status in STATUSES, status
         r = result
         self._write(
             """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
                timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?, workspace_bytes=?,
-               disk_full=?, signal=?, description=COALESCE(?, description) WHERE id=?""",
+               disk_full=?, signal=?, samples=?, description=COALESCE(?, description) WHERE id=?""",
             status, reason, metric, json.dumps(metrics or {}),
             r and r.exit_code, int(bool(r and r.timed_out)), int(bool(r and r.oom_killed)),
             r and r.wall_s, r and r.cpu_s, r and r.peak_memory_bytes, r and r.workspace_bytes,
-            int(bool(r and r.disk_full)), r and r.signal, description, exp_id,
+            int(bool(r and r.disk_full)), r and r.signal, json.dumps(samples or []), description, exp_id,
         )  # fmt: skip
 
-    def done(self, exp_id: int, *, merged: bool) -> None:
+    def done(self, exp_id: int, *, merged: bool, merged_sha: str | None = None) -> None:
         self._write(
-            "UPDATE experiment SET phase='done', merged=?, finished=? WHERE id=?",
-            int(merged),
-            time.time(),
-            exp_id,
-        )
+            "UPDATE experiment SET phase='done', merged=?, merged_sha=?, finished=? WHERE id=?",
+            int(merged), merged_sha, time.time(), exp_id,
+        )  # fmt: skip
 
     def event(self, kind: str, detail: str, exp_id: int | None = None) -> None:
         self._write(

@@ -11,9 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import random
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +19,14 @@ from pathlib import Path
 
 from orchestrator.agents import Agent, Context, Proposal
 from orchestrator.contract import Contract
-from orchestrator.decision import Best, Decision, Outcome, decide
 from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.judge import Judge
 from orchestrator.ledger import Experiment, Ledger
 from orchestrator.logs import EventLog
-from orchestrator.metrics import parse_metrics
-from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
-from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount_below
+from orchestrator.runner import Runner
+from orchestrator.sandbox import SandboxBackend
+from orchestrator.sandbox.disk import unmount_below
+from orchestrator.stops import stop_reason
 from orchestrator.workspace import Workspace, remove_tree
 
 Say = Callable[[str], None]
@@ -47,10 +46,13 @@ def _disk_full(e: BaseException) -> bool:
     return "disk is full" in str(e) or "disk I/O error" in str(e)
 
 
-def evaluator_hash(root: Path) -> str:
+def evaluator_hash(run_dir: Path) -> str:
+    """A hash of the trusted files a run scores with: the evaluator and the scorer snapshots."""
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    for sub in ("evaluator", "scorer"):
+        root = run_dir / sub
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(f"{sub}/{f.relative_to(root).as_posix()}".encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -67,8 +69,10 @@ class Run:
         self.say = say
         self.backoff = backoff or Backoff()
         self.run_dir = ledger.dir
-        self.evaluator_dir = self.run_dir / "evaluator"
         self.events = EventLog(self.run_dir)
+        self.runner = Runner(contract=contract, ws=workspace, sandbox=sandbox, ledger=ledger, note=self._note,
+                             first_delay=self.backoff.first, max_delay=self.backoff.cap)  # fmt: skip
+        self.judge = Judge(contract, ledger, self.runner)
 
     def _note(self, event: str, message: str, **fields: object) -> None:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""
@@ -147,16 +151,11 @@ class Run:
         return why
 
     def _stop_reason(self) -> str | None:
-        b = self.contract.budget
-        done = len(self.ledger.experiments()) - 1
-        if b.max_experiments is not None and done >= b.max_experiments:
-            return f"max experiments reached ({b.max_experiments})"
         info = self.ledger.run()
-        if b.max_hours is not None and info is not None and info.active_s >= b.max_hours * 3600:
-            return f"max hours reached ({b.max_hours:g} h)"
-        if b.max_cost_usd is not None and (spent := self.ledger.total_cost()) >= b.max_cost_usd:
-            return f"max cost reached (${spent:.2f} of ${b.max_cost_usd:g})"
-        return None
+        active = info.active_s if info else 0.0
+        return stop_reason(
+            self.contract, self.ledger.experiments(), active, self.ledger.total_cost()
+        )
 
     # -- one experiment ---------------------------------------------------
     def _baseline(self) -> None:
@@ -248,140 +247,57 @@ class Run:
             self.ledger.abandon(exp.id)
             return
         if exp.phase in ("frozen", "running"):
-            assert exp.commit_sha is not None
             self.ledger.running(exp.id)
-            result = self._run_with_retries(exp)
-            decision = self._judge(exp, result)
-            self.ledger.decided(
-                exp.id, status=decision.status, reason=decision.reason, metric=decision.metric,
-                metrics=parse_metrics(result.output), result=result,
-            )  # fmt: skip
-            self._note(
-                "decided",
-                f"  → {decision.status}: {decision.reason} ({result.wall_s:.1f} s)",
-                experiment=exp.id,
-                status=decision.status,
-                reason=decision.reason,
-                metric=decision.metric,
-                wall_s=result.wall_s,
-                cpu_s=result.cpu_s,
-                exit_code=result.exit_code,
-                signal=result.signal,
-                timed_out=result.timed_out,
-                oom_killed=result.oom_killed,
-                disk_full=result.disk_full,
-                peak_memory_bytes=result.peak_memory_bytes,
-                workspace_bytes=result.workspace_bytes,
-            )
+            v = self.judge.judge(exp)
+            d, r = v.decision, v.result
+            self.ledger.decided(exp.id, status=d.status, reason=d.reason, metric=d.metric, metrics=v.metrics,
+                                result=r, samples=v.samples)  # fmt: skip
+            self._note("decided", f"  → {d.status}: {d.reason} ({r.wall_s:.1f} s)", experiment=exp.id,
+                       status=d.status, reason=d.reason, metric=d.metric, samples=v.samples, wall_s=r.wall_s,
+                       cpu_s=r.cpu_s, exit_code=r.exit_code, signal=r.signal, timed_out=r.timed_out,
+                       oom_killed=r.oom_killed, disk_full=r.disk_full, peak_memory_bytes=r.peak_memory_bytes,
+                       workspace_bytes=r.workspace_bytes)  # fmt: skip
             exp = self.ledger.get(exp.id)  # type: ignore[assignment]
         assert exp is not None
         if exp.phase == "decided":
-            merged = exp.status == "keep" and exp.id > 0 and self._merge(exp)
-            self.ledger.done(exp.id, merged=merged)
+            merged = self._merge(exp) if exp.status == "keep" and exp.id > 0 else None
+            self.ledger.done(exp.id, merged=merged is not None, merged_sha=merged)
             if merged:
-                self.events.event(
-                    "merged", experiment=exp.id, commit=exp.commit_sha, branch=self.ws.branch
-                )
+                self.events.event("merged", experiment=exp.id, commit=merged, branch=self.ws.branch)
         self.ledger.write_results_tsv()
 
-    def _merge(self, exp: Experiment) -> bool:
+    def _merge(self, exp: Experiment) -> str | None:
+        """Fast-forward the run branch to the candidate's tree, with provenance trailers.
+
+        Idempotent: a merge that happened before a crash is recognised, never repeated.
+        """
         assert exp.commit_sha is not None
         head = self.ws.best()
-        if head == exp.commit_sha:
-            return True  # merged before a crash; the ledger had not caught up
+        if self.ws.is_merge_of(head, exp.commit_sha, exp.parent):
+            return head
         if head != exp.parent:
             self.ledger.event(
                 "merge-skipped", f"branch moved to {head[:12]}; expected {exp.parent[:12]}", exp.id
             )
-            return False
-        self.ws.fast_forward(exp.commit_sha, exp.parent)
-        return True
-
-    def _judge(self, exp: Experiment, result: RunResult) -> Decision:
-        outcome = Outcome(
-            exit_code=result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed,
-            metrics=parse_metrics(result.output), loc=exp.loc, budget_s=self.contract.budget.seconds,
-            memory_limit=self.contract.sandbox.memory, disk_full=result.disk_full,
-            disk_limit=self.contract.sandbox.disk,
-        )  # fmt: skip
-        d = decide(outcome, None if exp.id == 0 else self._best(), self.contract.metric)
-        if d.status == "crash" and result.exit_code not in (0, None) and not result.timed_out:
-            last = next(
-                (ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), ""
-            )
-            if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
-                d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
-        return d
-
-    def _best(self) -> Best:
-        kept = [
-            e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)
-        ]
-        last = kept[-1]
-        assert last.metric is not None
-        return Best(last.metric, last.loc)
-
-    # -- the sandbox ------------------------------------------------------
-    def _run_with_retries(self, exp: Experiment) -> RunResult:
-        delay = self.backoff.first
-        while True:
-            try:
-                result = self._run_once(exp)
-            except InfraError as e:
-                self.ledger.infra_retry(exp.id, str(e))
-                self.say(
-                    f"  infrastructure error (not the candidate's fault): {e} — retrying in {delay:.0f} s"
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, self.backoff.cap)
-                continue
-            out = self.ledger.exp_dir(exp.id) / "output.log"
-            out.write_text(result.output[-self.contract.sandbox.log_bytes :])
-            return result
-
-    def _run_once(self, exp: Experiment) -> RunResult:
-        assert exp.commit_sha is not None
-        box = self.run_dir / "sandbox"
-        box.mkdir(mode=0o700, exist_ok=True)
-        parent = Path(tempfile.mkdtemp(prefix=f"{exp.id:04d}-", dir=box))
-        try:
-            with capped_workdir(parent, self.contract.sandbox.disk) as disk:
-                self.ws.export(exp.commit_sha, disk.path, writable_by_all=True)
-                return self.sandbox.run(self._spec(exp, disk))
-        except OSError as e:
-            raise InfraError(f"preparing the sandbox folder failed: {e}") from e
-        finally:
-            try:
-                remove_tree(parent)
-            except OSError as e:  # e.g. files the sandbox user made that we may not delete
-                self.events.event("leftover", experiment=exp.id, path=str(parent), error=str(e))
-
-    def _spec(self, exp: Experiment, disk: Workdir) -> RunSpec:
-        c = self.contract
-        mounts = [Mount(self.evaluator_dir / p, f"/workspace/{p}") for p in c.evaluator.paths]
-        for m in c.evaluator.data:
-            mounts.append(
-                Mount(m.source if m.source.is_absolute() else self.ws.root / m.source, m.target)
-            )
-        for p in c.evaluator.paths:  # Docker needs the mount point to exist
-            target = disk.path / p
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                (target.mkdir() if (self.evaluator_dir / p).is_dir() else target.touch())
-        env = {
-            **c.sandbox.env,
-            "HOME": "/tmp",
-            "AUTORESEARCH_EXPERIMENT": str(exp.id),
-            "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
-            "AUTORESEARCH_BUDGET_S": f"{c.budget.seconds:g}",
+            return None
+        base = self.ledger.get(0)
+        info = self.ledger.run()
+        assert (
+            base is not None
+            and base.metric is not None
+            and exp.metric is not None
+            and info is not None
+        )
+        trailers = {
+            "Autoresearch-Experiment": str(exp.id),
+            "Autoresearch-Metric": f"{self.contract.metric.name}={exp.metric:.6g}",
+            "Autoresearch-Baseline": f"{base.metric:.6g}",
+            "Autoresearch-Delta": f"{exp.metric - base.metric:+.6g}",
+            "Autoresearch-Noise-Band": f"{self.judge.band():.6g}",
+            "Autoresearch-Image": info.image_id or self.contract.sandbox.image,
+            "Autoresearch-Evaluator": info.evaluator_hash,
         }
-        labels = {"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)}
-        seccomp = self.run_dir / "seccomp.json"
-        return RunSpec(
-            workspace=disk.path, command=c.evaluator.command, budget_s=c.budget.seconds, limits=c.sandbox,
-            mounts=tuple(mounts), env=env, labels=labels, disk=disk,
-            seccomp=seccomp.read_text() if seccomp.exists() else None,
-        )  # fmt: skip
+        return self.ws.merge(exp.commit_sha, exp.parent, exp.description, exp.hypothesis, trailers)
 
     def _direction(self) -> str:
         d = self.contract.direction

@@ -23,7 +23,7 @@ from orchestrator.agent_config import (
 from orchestrator.agents import Agent
 from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import Contract, check_against_repo
-from orchestrator.errors import ContractError, RunNotFound, UserError
+from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
 from orchestrator.ledger import Ledger
 from orchestrator.loop import Backoff, Run, Say, evaluator_hash
 from orchestrator.sandbox import SandboxBackend
@@ -73,20 +73,27 @@ def build_agent(contract: Contract, run_dir: Path, say: Say = print) -> Agent:
     return CommandAgent(cfg, say=say)
 
 
-def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
-    """Copy the evaluator files and direction as they are now; the run uses only these copies."""
-    ev = dest / "evaluator"
-    for rel in contract.evaluator.paths:
-        src, out = root / rel, ev / rel
+def _copy_readonly(root: Path, paths: list[str], dest: Path) -> None:
+    """Copy trusted files as they are now, read-only and readable by the sandbox's user."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in paths:
+        src, out = root / rel, dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, out, symlinks=False)
         else:
             shutil.copy2(src, out)
-    for dirpath, _dirs, files in os.walk(ev):
-        for name in files:  # read-only, and readable by the sandbox's user
+    for dirpath, _dirs, files in os.walk(dest):
+        for name in files:
             os.chmod(os.path.join(dirpath, name), stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         os.chmod(dirpath, 0o755)
+
+
+def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
+    """Copy the evaluator, scorer and direction as they are now; the run uses only these copies."""
+    _copy_readonly(root, contract.evaluator.paths, dest / "evaluator")
+    if contract.score is not None:
+        _copy_readonly(root, contract.score.paths, dest / "scorer")
     if contract.direction:
         shutil.copy2(root / contract.direction, dest / "direction.md")
     if contract.sandbox.seccomp is not None:
@@ -124,8 +131,12 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     folder.mkdir(parents=True, exist_ok=True)
     _snapshot(root, contract, folder)
     ledger = Ledger(folder)
+    try:
+        image_id = sandbox.image_id(contract.sandbox.image)
+    except InfraError:
+        image_id = ""
     ledger.create_run(
-        tag, base, contract.model_dump_json(), source, evaluator_hash(folder / "evaluator")
+        tag, base, contract.model_dump_json(), source, evaluator_hash(folder), image_id
     )
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
     return Run(

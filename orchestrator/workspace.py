@@ -126,6 +126,27 @@ class Workspace:
         """Move the run branch from `expected_old` to `candidate`, atomically."""
         self.git("update-ref", "-m", "autoresearch: keep", self.branch_ref, candidate, expected_old)
 
+    def merge(self, candidate: str, parent: str, description: str, hypothesis: str,
+              trailers: dict[str, str]) -> str:  # fmt: skip
+        """Commit the candidate's exact tree on `parent` with provenance trailers; fast-forward to it."""
+        tree = self.git("rev-parse", f"{candidate}^{{tree}}").decode().strip()
+        body = f"{description}\n\n" + (f"{hypothesis}\n\n" if hypothesis else "")
+        message = body + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
+        self.fast_forward(commit, parent)
+        return commit
+
+    def is_merge_of(self, head: str, candidate: str, parent: str) -> bool:
+        """Whether `head` already is the merge of `candidate` (same tree, same parent)."""
+        if head == candidate:
+            return True
+        out = (
+            self.git("rev-parse", f"{head}^{{tree}}", f"{candidate}^{{tree}}", f"{head}^@")
+            .decode()
+            .split()
+        )
+        return out[0] == out[1] and out[2:] == [parent]
+
     def candidate_ref(self, experiment: int) -> str:
         return f"refs/autoresearch/{self.tag}/exp-{experiment:04d}"
 

@@ -107,6 +107,9 @@ def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -
             def reap(self, *, everything: bool = False) -> int:
                 return sandbox.reap(everything=everything)
 
+            def image_id(self, image: str) -> str:
+                return sandbox.image_id(image)
+
         said: list[str] = []
         contract = contract_for(_patches(tmp_path), **{"sandbox.disk": "8m"})
         run = start_run(

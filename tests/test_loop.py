@@ -186,6 +186,9 @@ class FlakySandbox:
     def reap(self, *, everything: bool = False) -> int:
         return self.real.reap(everything=everything)
 
+    def image_id(self, image: str) -> str:
+        return self.real.image_id(image)
+
 
 def test_an_infrastructure_failure_is_retried_never_blamed(
     repo: Path, tmp_path: Path, sandbox

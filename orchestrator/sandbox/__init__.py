@@ -58,6 +58,8 @@ class RunResult:
     """/workspace reached `sandbox.disk` (ENOSPC inside, or killed by the watchdog)."""
     workspace_bytes: int | None = None
     """Bytes the run added to /workspace."""
+    run_output: str | None = None
+    """With sealed scoring: the run stage's output (`output` is then the scorer's)."""
 
     @property
     def signal(self) -> int | None:
@@ -73,6 +75,14 @@ class SandboxBackend(Protocol):
         Raises:
             InfraError: the engine failed (unreachable, image missing, API error);
                 the experiment did not run fairly and must be retried.
+        """
+        ...
+
+    def image_id(self, image: str) -> str:
+        """The content id of a local image (provenance: `verify` re-runs in the same one).
+
+        Raises:
+            InfraError: the image is not present or the engine failed.
         """
         ...
 

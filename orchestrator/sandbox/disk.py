@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_NAME = "disk.img"
-MOUNT_NAME = "ws"
+MOUNT_NAME = "fs"
 
 
 def _can_mount() -> bool:
@@ -46,20 +46,31 @@ def tree_bytes(path: Path) -> int:
 
 @dataclass
 class Workdir:
-    path: Path
+    root: Path
+    """The capped filesystem (or folder); holds `workspace/` and `results/`."""
     cap: int
     enforced: bool
     """True: a size-limited filesystem; False: a plain folder the sandbox must watch."""
 
+    @property
+    def path(self) -> Path:
+        """Mounted at /workspace."""
+        return self.root / "workspace"
+
+    @property
+    def results(self) -> Path:
+        """Mounted at /results: what the run stage leaves for a sealed scorer."""
+        return self.root / "results"
+
     def used(self) -> int:
         if self.enforced:
-            st = os.statvfs(self.path)
+            st = os.statvfs(self.root)
             return (st.f_blocks - st.f_bfree) * st.f_frsize
-        return tree_bytes(self.path)
+        return tree_bytes(self.root)
 
     def full(self) -> bool:
         if self.enforced:
-            st = os.statvfs(self.path)
+            st = os.statvfs(self.root)
             return st.f_bavail * st.f_frsize < max(1024**2, self.cap // 100)
         return self.used() >= self.cap
 
@@ -105,6 +116,9 @@ def capped_workdir(parent: Path, cap: int) -> Iterator[Workdir]:
             if os.path.ismount(mnt):
                 _run("umount", "-l", str(mnt))
             enforced = False
+    for sub in ("workspace", "results"):
+        (mnt / sub).mkdir(mode=0o777)
+        os.chmod(mnt / sub, 0o777)
     try:
         yield Workdir(mnt, cap, enforced)
     finally:

@@ -256,6 +256,16 @@ class DockerSandbox:
                 continue
             self._orphans.discard(cid)
 
+    def image_id(self, image: str) -> str:
+        try:
+            return str(self.client.images.get(image).id)
+        except ImageNotFound:
+            raise InfraError(
+                f"image {image} is not present locally — run `autoresearch images build`"
+            ) from None
+        except (APIError, requests.RequestException) as e:
+            raise InfraError(f"inspecting image {image} failed: {e}") from e
+
     def reap(self, *, everything: bool = False) -> int:
         self._remove_orphans()
         try:

@@ -127,8 +127,9 @@ ATTACKS: dict[str, str] = {
             print('RAW-OK')
         except OSError as e:
             print('RAW-REFUSED', e.strerror)
-        found = subprocess.run(['find', '/usr/bin', '/usr/sbin', '/usr/lib', '-perm', '/6000', '-type', 'f'], capture_output=True, text=True)
-        print('SETUID', len(found.stdout.split()))
+        setuid = [e.path for d in ('/usr/bin', '/usr/sbin', '/usr/local/bin') for e in os.scandir(d)
+                  if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mode & 0o6000]
+        print('SETUID', len(setuid), setuid[:3])
     """,
     "see-processes": """
         import os

@@ -1,0 +1,112 @@
+"""Measuring and judging one candidate: repeats, noise, constraints, confirmation.
+
+The candidate runs `metric.repeats` times (the baseline `budget.baseline_repeats`
+times); each metric is aggregated (median by default). The baseline's spread is
+the noise σ, and a win must clear max(min_improvement, z·σ). With
+`metric.confirm`, a winner runs once more with a fresh seed and must win again.
+Any crashed repeat makes the candidate a crash. The decision itself stays the
+pure function in `decision.py`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from orchestrator.contract import Contract
+from orchestrator.decision import Best, Decision, Outcome, combine, decide, noise_band
+from orchestrator.ledger import Experiment, Ledger
+from orchestrator.metrics import parse_metrics
+from orchestrator.runner import Runner
+from orchestrator.sandbox import RunResult
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    metrics: dict[str, float]
+    result: RunResult
+    """The run whose trusted figures are recorded (the failing one, if any failed)."""
+    samples: list[float]
+    """The primary metric of each run (confirmation included)."""
+
+
+class Judge:
+    def __init__(self, contract: Contract, ledger: Ledger, runner: Runner) -> None:
+        self.contract = contract
+        self.ledger = ledger
+        self.runner = runner
+
+    def sigma(self) -> float | None:
+        base = self.ledger.get(0)
+        samples = base.samples if base else []
+        return statistics.stdev(samples) if len(samples) >= 2 else None
+
+    def band(self) -> float:
+        return noise_band(self.contract.metric, self.sigma())
+
+    def best(self) -> Best:
+        kept = [
+            e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)
+        ]
+        assert kept[-1].metric is not None
+        return Best(kept[-1].metric, kept[-1].loc)
+
+    def judge(self, exp: Experiment) -> Verdict:
+        c = self.contract
+        runs = c.budget.baseline_repeats if exp.id == 0 else c.metric.repeats
+        results: list[RunResult] = []
+        for i in range(runs):
+            result = self.runner.run(exp, "output.log" if i == 0 else f"output.{i}.log")
+            results.append(result)
+            verdict = self._single(exp, result)
+            if verdict.status == "crash":
+                return Verdict(
+                    verdict, parse_metrics(result.output), result, self._samples(results)
+                )
+        metrics = combine([parse_metrics(r.output) for r in results], c.metric.aggregate)
+        first = results[0]
+        outcome = Outcome(0, False, False, metrics, loc=exp.loc)
+        baseline = None if exp.id == 0 else (self.ledger.get(0) or exp).metrics
+        best = None if exp.id == 0 else self.best()
+        decision = decide(outcome, best, c.metric, sigma=self.sigma(), baseline=baseline)
+        if decision.status == "keep" and exp.id > 0 and c.metric.confirm:
+            again = self.runner.run(exp, "confirm.log")
+            results.append(again)
+            decision = self._confirmed(exp, decision, again, best, baseline)
+        if len(results) > 1:
+            decision = Decision(decision.status, f"{decision.reason} [{c.metric.aggregate} of {len(results)} runs]",
+                                decision.metric)  # fmt: skip
+        return Verdict(decision, metrics, first, self._samples(results))
+
+    def _confirmed(self, exp: Experiment, won: Decision, again: RunResult, best: Best | None,
+                   baseline: dict[str, float] | None) -> Decision:  # fmt: skip
+        crashed = self._single(exp, again)
+        if crashed.status == "crash":
+            return Decision(
+                "discard", f"not confirmed: the re-run crashed ({crashed.reason})", won.metric
+            )
+        outcome = Outcome(0, False, False, parse_metrics(again.output), loc=exp.loc)
+        second = decide(outcome, best, self.contract.metric, sigma=self.sigma(), baseline=baseline)
+        if second.status != "keep":
+            return Decision("discard", f"not confirmed on a re-run: {second.reason}", won.metric)
+        return Decision("keep", f"{won.reason}; confirmed ({second.metric:.6g})", won.metric)
+
+    def _single(self, exp: Experiment, r: RunResult) -> Decision:
+        """A crash verdict for one run (with the evaluator's last line), or a placeholder keep."""
+        c = self.contract
+        outcome = Outcome(
+            exit_code=r.exit_code, timed_out=r.timed_out, oom_killed=r.oom_killed, metrics=parse_metrics(r.output),
+            budget_s=c.budget.seconds, memory_limit=c.sandbox.memory, disk_full=r.disk_full,
+            disk_limit=c.sandbox.disk,
+        )  # fmt: skip
+        d = decide(outcome, None, c.metric.model_copy(update={"constraints": []}))
+        if d.status == "crash" and r.exit_code not in (0, None) and not r.timed_out:
+            last = next((ln.strip() for ln in reversed(r.output.splitlines()) if ln.strip()), "")
+            if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
+                d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
+        return d
+
+    def _samples(self, results: list[RunResult]) -> list[float]:
+        name = self.contract.metric.name
+        return [m[name] for m in (parse_metrics(r.output) for r in results) if name in m]
