@@ -240,6 +240,31 @@ def status(ctx: click.Context, tag: str | None) -> None:
 
 
 @main.command()
+@click.argument("tag")
+@click.argument("commit", required=False)
+@click.pass_context
+def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
+    """Re-run the merged commits of run TAG (or just COMMIT): do their metrics reproduce?"""
+    from orchestrator.runs import open_run
+    from orchestrator.verify import verify as do_verify
+
+    sandbox = _sandbox()
+    the_run = open_run(_root(ctx), tag, sandbox, say=_say, with_agent=False)
+    checks = do_verify(the_run, commit)
+    if not checks:
+        click.echo(f"run {tag} has no merged experiments to verify")
+        return
+    for c in checks:
+        now = "-" if c.now is None else f"{c.now:.6g}"
+        verdict = "reproduces" if c.reproduces else f"DIFFERS {c.why}".rstrip()
+        click.echo(
+            f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  band ±{c.band:.3g}  {verdict}"
+        )
+    if not all(c.reproduces for c in checks):
+        raise SystemExit(1)
+
+
+@main.command()
 @click.option(
     "--all", "everything", is_flag=True, help="Also remove containers of runs still alive."
 )

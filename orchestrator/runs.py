@@ -150,9 +150,15 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     )
 
 
-def open_run(
-    root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None
-) -> Run:
+class _NoAgent:
+    """For runs opened only to look or verify: proposes nothing."""
+
+    def propose(self, ctx: object, scratch: Path) -> None:
+        return None
+
+
+def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None,
+             *, with_agent: bool = True) -> Run:  # fmt: skip
     folder = run_dir(root, tag)
     if not (folder / "ledger.sqlite").exists():
         known = sorted(
@@ -167,7 +173,8 @@ def open_run(
     assert info is not None
     contract = Contract.model_validate_json(info.contract)
     ws = Workspace(root, tag, contract.implementation)
-    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=build_agent(contract, folder, say), say=say,
+    agent: Agent = build_agent(contract, folder, say) if with_agent else _NoAgent()  # type: ignore[assignment]
+    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
                backoff=backoff)  # fmt: skip
 
 

@@ -1,0 +1,66 @@
+"""`autoresearch verify`: do the merged wins still reproduce?
+
+Each merged commit is re-run in the same image (by content id) with the same
+evaluator (by the hash of its snapshot); its metric must land within the noise
+band of what the ledger recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from orchestrator.decision import combine
+from orchestrator.errors import UserError
+from orchestrator.loop import Run, evaluator_hash
+from orchestrator.metrics import parse_metrics
+
+
+@dataclass(frozen=True)
+class Check:
+    experiment: int
+    commit: str
+    recorded: float
+    now: float | None
+    band: float
+    why: str
+
+    @property
+    def reproduces(self) -> bool:
+        return self.now is not None and abs(self.now - self.recorded) <= self.band
+
+
+def verify(run: Run, commit: str | None = None) -> list[Check]:
+    info = run.ledger.run()
+    assert info is not None
+    image = run.contract.sandbox.image
+    now_id = run.sandbox.image_id(image)
+    if info.image_id and now_id != info.image_id:
+        raise UserError(f"image {image} is not the one the run used (was {info.image_id[:19]}, now {now_id[:19]}) "
+                        "— restore that image to verify")  # fmt: skip
+    if evaluator_hash(run.run_dir) != info.evaluator_hash:
+        raise UserError(
+            f"the evaluator snapshot in {run.run_dir} changed since the run — restore it to verify"
+        )
+    merged = [
+        e for e in run.ledger.experiments() if e.merged and e.merged_sha and e.metric is not None
+    ]
+    if commit is not None:
+        merged = [e for e in merged if e.merged_sha and e.merged_sha.startswith(commit)]
+        if not merged:
+            raise UserError(
+                f"no merged experiment of run {info.tag} has commit {commit} — see `autoresearch status`"
+            )
+    band = max(run.judge.band(), 1e-9)
+    name, how = run.contract.metric.name, run.contract.metric.aggregate
+    checks = []
+    for e in merged:
+        assert e.merged_sha is not None and e.metric is not None
+        target = replace(e, commit_sha=e.merged_sha)
+        results = [
+            run.runner.run(target, f"verify.{i}.log") for i in range(run.contract.metric.repeats)
+        ]
+        value = combine([parse_metrics(r.output) for r in results], how).get(name)
+        failed = next((r for r in results if r.exit_code != 0 or r.timed_out or r.oom_killed), None)
+        why = "crashed now" if failed else ("no metric" if value is None else "")
+        checks.append(Check(e.id, e.merged_sha, e.metric, None if failed else value, band, why))
+    return checks
