@@ -168,7 +168,8 @@ def main() -> int:
     print(f"target ≤ 1.20: {'met' if ratio <= 1.2 else 'NOT met'}")
 
     print(
-        "\nnoise: evaluator score = base + N(0, σ=1) by AUTORESEARCH_SEED; baseline ×5, candidates ×3, z = 2"
+        f"\nnoise: evaluator score = base + N(0, σ=1) by AUTORESEARCH_SEED; baseline ×{NOISE['budget.baseline_repeats']}, "
+        f"candidates ×{NOISE['metric.repeats']}, z = {NOISE['metric.z']}"
     )
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
         kept = seed_only_night(Path(tmp))
