@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,19 @@ def owner_alive(owner: str) -> bool:
     if not pid_s.isdigit():
         return False
     return _proc_start_time(int(pid_s)) == start
+
+
+@contextlib.contextmanager
+def _engine_errors(doing: str, image: str) -> Iterator[None]:
+    """Engine failures as InfraError, with a missing image said plainly."""
+    try:
+        yield
+    except ImageNotFound:
+        raise InfraError(
+            f"image {image} is not present locally — run `autoresearch images build`"
+        ) from None
+    except (APIError, requests.RequestException) as e:
+        raise InfraError(f"{doing} failed: {e}") from e
 
 
 def _cap_tail(data: bytes, limit: int) -> str:
@@ -156,14 +170,8 @@ class DockerSandbox:
             kwargs["device_requests"] = [
                 DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
             ]
-        try:
+        with _engine_errors(f"creating a container from {lim.image}", lim.image):
             return self.client.containers.create(lim.image, **kwargs)
-        except ImageNotFound:
-            raise InfraError(
-                f"image {lim.image} is not present locally — run `autoresearch images build`"
-            ) from None
-        except (APIError, requests.RequestException) as e:
-            raise InfraError(f"creating the container failed: {e}") from e
 
     def run(self, spec: RunSpec) -> RunResult:
         self._remove_orphans()
@@ -257,14 +265,8 @@ class DockerSandbox:
             self._orphans.discard(cid)
 
     def image_id(self, image: str) -> str:
-        try:
+        with _engine_errors(f"inspecting image {image}", image):
             return str(self.client.images.get(image).id)
-        except ImageNotFound:
-            raise InfraError(
-                f"image {image} is not present locally — run `autoresearch images build`"
-            ) from None
-        except (APIError, requests.RequestException) as e:
-            raise InfraError(f"inspecting image {image} failed: {e}") from e
 
     def reap(self, *, everything: bool = False) -> int:
         self._remove_orphans()
