@@ -77,6 +77,7 @@ class Runner:
         try:
             with capped_workdir(parent, c.sandbox.disk) as disk:
                 self.ws.export(exp.commit_sha, disk.path, writable_by_all=True)
+                self._seal(disk.path)
                 mounts = self._mounts(
                     disk, self.run_dir / "evaluator", c.evaluator.paths, c.evaluator.data
                 )
@@ -91,6 +92,21 @@ class Runner:
             raise InfraError(f"preparing the sandbox folder failed: {e}") from e
         finally:
             self._cleanup(exp, parent)
+
+    def _seal(self, workspace: Path) -> None:
+        """The run stage never sees the scorer or its secret data, even where they live in the repo."""
+        score = self.contract.score
+        if score is None:
+            return
+        hidden = list(score.paths) + [
+            str(m.source) for m in score.data if not m.source.is_absolute()
+        ]
+        for rel in hidden:
+            path = workspace / rel
+            if path.is_dir():
+                remove_tree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def _score(self, exp: Experiment, ran: RunResult, results: Path) -> RunResult:
         """The sealed stage: the scorer, the run's results (read-only) and the secrets; no implementation."""

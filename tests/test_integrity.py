@@ -190,6 +190,7 @@ print(f"score: {sum(a != b for a, b in zip(got, labels)) + abs(len(got) - len(la
 """
 PREDICT = """import os, pathlib
 GUESS = "a a a a"
+assert not pathlib.Path("score.py").exists(), "the scorer must be sealed away from the run stage"
 for root, dirs, files in os.walk("/"):
     if root.startswith(("/proc", "/sys")):
         continue
