@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CONTRACT ?= contracts/latency.toml
+CONTRACT ?= contracts/ml-training.toml
 HOURS    ?=
 TAG      ?=
 

@@ -28,7 +28,10 @@ from orchestrator.errors import UserError
 IMAGES_DIR = Path(__file__).resolve().parents[1] / "sandbox-images"
 INPUTS_LABEL = "org.autoresearch.inputs"
 SUITE = "bookworm"
-IMAGE_TAGS = {"python": "autoresearch/python:3.11"}
+IMAGE_TAGS = {
+    "python": "autoresearch/python:3.11",
+    "pytorch-cuda": "autoresearch/pytorch-cuda:latest",
+}
 RECIPE_VERSION = "1"
 """Bump when the way images are built changes (it is part of the inputs hash)."""
 
@@ -172,6 +175,12 @@ def build(
     if existing is not None and existing.labels.get(INPUTS_LABEL) == digest:
         say(f"{tag} is up to date (inputs {digest})")
         return tag
+    if not (folder / "packages.txt").exists():
+        # A recipe with its own registry base (the GPU image): build it as written.
+        say(f"building {tag} from its Dockerfile's base (needs a registry)")
+        _docker_build(client, folder, tag, digest, {}, pull=True)
+        say(f"built {tag} (inputs {digest})")
+        return tag
     packages = _packages(folder)
     base_ref = _registry_base(client, say) if base in ("auto", "registry") else None
     if base_ref is None and base == "registry":
@@ -181,21 +190,21 @@ def build(
     apt_packages = " ".join(packages) if base_ref else ""
     base_ref = base_ref or _debootstrap_base(client, packages, say)
     say(f"building {tag} from {base_ref}")
+    _docker_build(
+        client, folder, tag, digest, {"BASE": base_ref, "APT_PACKAGES": apt_packages}, pull=False
+    )
+    say(f"built {tag} (inputs {digest})")
+    return tag
+
+
+def _docker_build(client: docker.DockerClient, folder: Path, tag: str, digest: str, args: dict[str, str],
+                  *, pull: bool) -> None:  # fmt: skip
     try:
-        client.images.build(
-            path=str(folder),
-            tag=tag,
-            buildargs={"BASE": base_ref, "APT_PACKAGES": apt_packages},
-            labels={INPUTS_LABEL: digest},
-            pull=False,
-            rm=True,
-            forcerm=True,
-        )
+        client.images.build(path=str(folder), tag=tag, buildargs=args, labels={INPUTS_LABEL: digest}, pull=pull,
+                            rm=True, forcerm=True)  # fmt: skip
     except BuildError as e:
         raise UserError(f"building {tag} failed: {e.msg} — see `docker build {folder}`") from None
     except APIError as e:
         raise UserError(
             f"building {tag} failed: {e.explanation} — see `docker build {folder}`"
         ) from None
-    say(f"built {tag} (inputs {digest})")
-    return tag

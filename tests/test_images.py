@@ -56,3 +56,27 @@ def test_the_image_runs_as_a_non_root_user_with_python_and_numpy(
         remove=True, network_mode="none",
     )  # fmt: skip
     assert out.decode().split() == ["10001", "10001", "numpy"]
+
+
+def _recipe(name: str) -> list[str]:
+    return [
+        ln.strip()
+        for ln in (images.IMAGES_DIR / name / "Dockerfile").read_text().splitlines()
+        if ln.strip()
+    ]
+
+
+def test_the_gpu_image_has_the_same_user_and_layout() -> None:
+    gpu, cpu = _recipe("pytorch-cuda"), _recipe("python")
+    froms = [ln for ln in gpu if ln.startswith("FROM ")]
+    assert len(froms) == 1 and froms[0].startswith("FROM pytorch/pytorch:") and "cuda" in froms[0]
+    for line in (
+        "USER 10001:10001",
+        "WORKDIR /workspace",
+        "ENV HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8",
+    ):
+        assert line in gpu and line in cpu
+    passwd = "sandbox:x:10001:10001:sandbox:/tmp:/usr/sbin/nologin"
+    assert any(passwd in ln for ln in gpu) and any(passwd in ln for ln in cpu)
+    assert any("mkdir -p /workspace /results" in ln for ln in gpu)
+    assert images.IMAGE_TAGS["pytorch-cuda"] == "autoresearch/pytorch-cuda:latest"
