@@ -47,6 +47,8 @@ def _run(repo: Path, name: str, sandbox, **over: object):  # type: ignore[no-unt
         ("latency", {"budget.baseline_repeats": 1}, ["keep", "keep", "keep", "crash", "discard"]),
         ("ml-training", {"budget.baseline_repeats": 1, "sandbox.env": {"TRAIN_SECONDS": "4", "OMP_NUM_THREADS": "1"}},
          ["keep", "keep", "crash"]),
+        ("flaky-test", {}, ["keep", "keep", "discard"]),
+        ("refactor", {}, ["keep", "keep", "discard"]),
     ],
 )  # fmt: skip
 def test_example_end_to_end(
@@ -56,7 +58,10 @@ def test_example_end_to_end(
     run = _run(repo, name, sandbox, **over)
     exps = run.ledger.experiments()
     assert [e.status for e in exps] == statuses, [(e.description, e.status, e.reason) for e in exps]
-    assert exps[1].metric < exps[0].metric  # the hand-written improvement is real
+    goal = run.contract.metric.goal
+    assert (exps[1].metric < exps[0].metric) if goal == "min" else (exps[1].metric > exps[0].metric)
+    if name in ("flaky-test", "refactor"):  # better on the metric, but it broke a test
+        assert "constraint `tests_failed == 0` violated" in exps[2].reason
 
 
 def test_ml_training_scores_sealed_weights(tmp_path: Path, sandbox) -> None:
