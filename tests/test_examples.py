@@ -49,6 +49,7 @@ def _run(repo: Path, name: str, sandbox, **over: object):  # type: ignore[no-unt
          ["keep", "keep", "crash"]),
         ("flaky-test", {}, ["keep", "keep", "discard"]),
         ("refactor", {}, ["keep", "keep", "discard"]),
+        ("config-under-load", {"budget.baseline_repeats": 2}, ["keep", "keep", "discard"]),
     ],
 )  # fmt: skip
 def test_example_end_to_end(
