@@ -46,9 +46,7 @@ class Judge:
         return noise_band(self.contract.metric, self.sigma())
 
     def best(self) -> Best:
-        kept = [
-            e for e in self.ledger.experiments() if e.status == "keep" and (e.merged or e.id == 0)
-        ]
+        kept = [e for e in self.ledger.experiments() if e.holds_best]
         assert kept[-1].metric is not None
         return Best(kept[-1].metric, kept[-1].loc)
 

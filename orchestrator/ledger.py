@@ -106,6 +106,11 @@ class Experiment:
     started: float
     finished: float | None
 
+    @property
+    def holds_best(self) -> bool:
+        """A kept result that is on the run branch: the baseline, or a keep that merged."""
+        return self.status == "keep" and self.metric is not None and (self.merged or self.id == 0)
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Experiment:
         d = dict(row)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.agents import Agent, Context, Proposal
+from orchestrator.agents.context import RECENT_FAILURES, TAIL_CHARS
 from orchestrator.contract import Contract
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 from orchestrator.judge import Judge
@@ -44,16 +44,6 @@ def _disk_full(e: BaseException) -> bool:
     if isinstance(e, OSError):
         return e.errno in (errno.ENOSPC, errno.EDQUOT)
     return "disk is full" in str(e) or "disk I/O error" in str(e)
-
-
-def evaluator_hash(run_dir: Path) -> str:
-    """A hash of the trusted files a run scores with: the evaluator and the scorer snapshots."""
-    h = hashlib.sha256()
-    for sub in ("evaluator", "scorer"):
-        root = run_dir / sub
-        for f in sorted(p for p in root.rglob("*") if p.is_file()):
-            h.update(f"{sub}/{f.relative_to(root).as_posix()}".encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 class Run:
@@ -216,10 +206,12 @@ class Run:
     def _propose(self, n: int, best: str, exps: list[Experiment], scratch: Path) -> Proposal | None:
         """Ask the agent; an outage of its backend pauses here (never the candidate's failure)."""
         tails = {}
-        for e in exps:
+        for e in [e for e in exps if e.status == "crash"][
+            -RECENT_FAILURES:
+        ]:  # only what agents are shown
             log = self.ledger.exp_dir(e.id) / "output.log"
-            if e.status == "crash" and log.exists():
-                tails[e.id] = log.read_text(errors="replace")[-4000:]
+            if log.exists():
+                tails[e.id] = log.read_text(errors="replace")[-2 * TAIL_CHARS :]
         ctx = Context(n, self.contract, self._direction(), best, exps, self.ws.implementation_files(best), tails,
                       self.run_dir)  # fmt: skip
         delay = self.backoff.first

@@ -27,9 +27,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
                      _fmt(mem, ".0f"), _fmt(disk, ".1f"), ended, e.description[:40], (e.reason or "")[:60]))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    kept = [
-        e for e in exps if e.status == "keep" and e.metric is not None and (e.merged or e.id == 0)
-    ]
+    kept = [e for e in exps if e.holds_best]
     counts = {
         s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")
     }

@@ -8,6 +8,7 @@ direction. `resume` rebuilds the same Run from that folder alone.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -25,11 +26,21 @@ from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import Contract, check_against_repo
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
 from orchestrator.ledger import Ledger
-from orchestrator.loop import Backoff, Run, Say, evaluator_hash
+from orchestrator.loop import Backoff, Run, Say
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.workspace import Workspace
 
 RUNS_DIR = ".autoresearch"
+
+
+def evaluator_hash(run_dir: Path) -> str:
+    """A hash of the trusted files a run scores with: the evaluator and the scorer snapshots."""
+    h = hashlib.sha256()
+    for sub in ("evaluator", "scorer"):
+        root = run_dir / sub
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(f"{sub}/{f.relative_to(root).as_posix()}".encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def run_dir(root: Path, tag: str) -> Path:

@@ -11,7 +11,7 @@ def best_so_far(experiments: list[Experiment]) -> list[float | None]:
     out: list[float | None] = []
     best: float | None = None
     for e in experiments:
-        if e.status == "keep" and e.metric is not None and (e.merged or e.id == 0):
+        if e.holds_best:
             best = e.metric
         out.append(best)
     return out

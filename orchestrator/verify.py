@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 
 from orchestrator.decision import combine
 from orchestrator.errors import UserError
-from orchestrator.loop import Run, evaluator_hash
+from orchestrator.loop import Run
 from orchestrator.metrics import parse_metrics
+from orchestrator.runs import evaluator_hash
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,16 @@ def test_a_flaky_win_is_not_confirmed() -> None:
         def experiments(self):  # type: ignore[no-untyped-def]
             return [
                 type(
-                    "E", (), {"id": 0, "status": "keep", "merged": False, "metric": 10.0, "loc": 5}
+                    "E",
+                    (),
+                    {
+                        "id": 0,
+                        "status": "keep",
+                        "merged": False,
+                        "metric": 10.0,
+                        "loc": 5,
+                        "holds_best": True,
+                    },
                 )()
             ]
 

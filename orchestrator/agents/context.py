@@ -15,6 +15,8 @@ from orchestrator.contract import Contract
 from orchestrator.ledger import Experiment
 
 TAIL_CHARS = 2000
+RECENT_FAILURES = 3
+"""How many of the latest failures an agent is shown the log tail of."""
 
 
 def fence_untrusted(text: str, label: str, limit: int = TAIL_CHARS) -> str:
@@ -30,7 +32,7 @@ def fence_untrusted(text: str, label: str, limit: int = TAIL_CHARS) -> str:
 
 
 def render_history(
-    experiments: list[Experiment], tails: dict[int, str], recent_failures: int = 3
+    experiments: list[Experiment], tails: dict[int, str], recent_failures: int = RECENT_FAILURES
 ) -> str:
     """One line per experiment; the log tails of the most recent failures, fenced."""
     lines = []
