@@ -124,3 +124,15 @@ def test_decision_crashes(outcome: Outcome, reason: str) -> None:
 def test_baseline_is_kept_unless_it_crashes() -> None:
     assert decide(_ok(9.0), None, METRIC).status == "keep"
     assert decide(Outcome(2, False, False, {}), None, METRIC).status == "crash"
+
+
+def test_history_shows_agents_delta_cost_and_hypothesis() -> None:
+    from orchestrator.agents.context import render_history
+    from orchestrator.ledger import Experiment
+
+    def exp(i: int, metric: float, hypothesis: str = "", cost: float | None = None) -> Experiment:
+        return Experiment(i, "done", "p", "c", f"change {i}", hypothesis, "keep", "why", metric, {}, 0, False, False,
+                          1.0, 1.0, 1, 0, False, None, 5, cost, {}, [], True, None, 0, 0.0, 0.0)  # fmt: skip
+
+    shown = render_history([exp(0, 10.0), exp(1, 8.0, "smaller is better", 0.0123)], {})
+    assert "#1 keep: 8 (Δ -2) — change 1 (why, $0.0123) — hypothesis: smaller is better" in shown

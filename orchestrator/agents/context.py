@@ -36,11 +36,17 @@ def render_history(
 ) -> str:
     """One line per experiment; the log tails of the most recent failures, fenced."""
     lines = []
+    base = next((e.metric for e in experiments if e.id == 0), None)
     for e in experiments:
         metric = "-" if e.metric is None else f"{e.metric:.6g}"
-        lines.append(
-            f"#{e.id} {e.status or e.phase}: {metric} — {e.description} ({e.reason or ''})"
+        delta = (
+            f" (Δ {e.metric - base:+.6g})"
+            if e.metric is not None and base is not None and e.id
+            else ""
         )
+        cost = f", ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
+        line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({e.reason or ''}{cost})"
+        lines.append(line + (f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""))
     failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
         -recent_failures:
     ]
