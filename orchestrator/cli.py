@@ -50,6 +50,17 @@ def _check_image(sandbox: Any, image: str) -> None:
         ) from None
 
 
+def _gpu_list(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a list of GPU indices — e.g. --gpus 0,2"
+        ) from None
+
+
 def _on_sigterm(_sig: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so `finally` blocks remove the container
 
@@ -87,6 +98,15 @@ def _root(ctx: click.Context, near: Path | None = None) -> Path:
 @click.option("--image", help="Sandbox image (local; never pulled).")
 @click.option("--cpus", type=float, help="CPU quota per experiment, in cores.")
 @click.option("--memory", help="Memory limit per experiment, e.g. 2g.")
+@click.option("--parallel", type=click.IntRange(min=1),
+              help="Experiments at once (default: one per free GPU group, else cores / --cpus).")  # fmt: skip
+@click.option("--pipeline", type=click.IntRange(min=0),
+              help="Candidates the agent prepares ahead of a free slot (default 1; 0 = strictly in turn).")  # fmt: skip
+@click.option("--gpus", "gpu_pin", callback=lambda _c, _p, v: _gpu_list(v),
+              help="GPU indices experiments may lease, e.g. 0,2 (default: any free one).")  # fmt: skip
+@click.option(
+    "--gpus-per-experiment", type=click.IntRange(min=0), help="GPUs each experiment leases."
+)
 @click.option(
     "--agent",
     type=click.Choice(["auto", "anthropic", "tuner", "command", "replay"]),
@@ -146,6 +166,10 @@ def load_contract(
         "sandbox.image": flags["image"],
         "sandbox.cpus": flags["cpus"],
         "sandbox.memory": flags["memory"],
+        "sandbox.gpus": flags["gpus_per_experiment"],
+        "budget.parallel": flags["parallel"],
+        "budget.pipeline": flags["pipeline"],
+        "gpus.pin": flags["gpu_pin"],
     }
     if flags["agent"] or flags["patches"] or flags["model"] or flags["agent_command"]:
         data["agent"] = agent_from_flags(dict(data.get("agent") or {}), flags)

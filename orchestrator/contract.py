@@ -175,6 +175,16 @@ class Budget(_Model):
     plateau_pct: float = Field(default=1.0, ge=0)
     """The relative gain (percent of the best) that ends a plateau."""
 
+    parallel: int | None = Field(default=None, ge=1)
+    """Experiments at once; None = one per leasable group of `sandbox.gpus` GPUs, or, without
+    GPUs, as many as the cores allow given `sandbox.cpus` (1 for the replay agent, whose
+    patches are a sequence)."""
+
+    pipeline: int | None = Field(default=None, ge=0)
+    """Candidates the agent prepares ahead of a free slot, so no slot waits for it to think
+    (0 = propose only when a slot is idle: strictly one change at a time with parallel = 1);
+    None = 1, or 0 for the replay agent."""
+
 
 class Sandbox(_Model):
     image: str = DEFAULT_IMAGE
@@ -213,6 +223,20 @@ class Sandbox(_Model):
     log_bytes: Size = 1024**2
     """Tail of stdout+stderr kept per experiment."""
 
+    gpus: int = Field(default=0, ge=0)
+    """GPUs each experiment leases (passed by UUID; 0 = none)."""
+
+
+class Gpus(_Model):
+    pin: list[int] | None = None
+    """Only these GPU indices may be leased (`--gpus 0,2`); None = any free one."""
+
+    max_memory_used: float = Field(default=0.05, ge=0, le=1)
+    """Share of a GPU's memory that may already be in use for it to count as free."""
+
+    max_utilization: int = Field(default=10, ge=0, le=100)
+    """Utilisation (percent) above which a GPU counts as busy."""
+
 
 class Contract(_Model):
     direction: RepoPath | None = None
@@ -223,6 +247,7 @@ class Contract(_Model):
     metric: Metric
     budget: Budget = Budget()
     sandbox: Sandbox = Sandbox()
+    gpus: Gpus = Gpus()
     agent: AgentConfig = AutoAgentConfig()
     score: Score | None = None
 

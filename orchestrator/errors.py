@@ -56,3 +56,7 @@ class ProposalRefused(Exception):
         self.description = description
         self.cost_usd = cost_usd
         self.usage = usage or {}
+
+
+class Cancelled(Exception):
+    """The night is being torn down (interrupt, another worker's fatal error): stop this work."""

@@ -77,6 +77,31 @@ class Judge:
                                 decision.metric)  # fmt: skip
         return Verdict(decision, metrics, first, self._samples(results))
 
+    def rebased(self, exp: Experiment) -> Verdict:
+        """A stale winner, rebased onto the new best: one run there, merged only if it still wins."""
+        result = self.runner.run(exp, f"rebased.{exp.rebases}.log")
+        samples = [*exp.samples, *self._samples([result])]
+        crashed = self._single(exp, result)
+        metrics = parse_metrics(result.output)
+        if crashed.status == "crash":
+            d = Decision(
+                "discard", f"rebased onto the new best, it crashed ({crashed.reason})", exp.metric
+            )
+            return Verdict(d, exp.metrics, result, samples)
+        outcome = Outcome(0, False, False, metrics, loc=exp.loc)
+        baseline = (self.ledger.get(0) or exp).metrics
+        d = decide(
+            outcome, self.best(), self.contract.metric, sigma=self.sigma(), baseline=baseline
+        )
+        if d.status != "keep":
+            d = Decision(
+                "discard", f"rebased onto the new best, no longer a win: {d.reason}", d.metric
+            )
+        else:
+            d = Decision("keep", f"{exp.reason}; rebased onto the new best and still a win ({d.metric:.6g})",
+                         d.metric)  # fmt: skip
+        return Verdict(d, metrics, result, samples)
+
     def _confirmed(self, exp: Experiment, won: Decision, again: RunResult, best: Best | None,
                    baseline: dict[str, float] | None) -> Decision:  # fmt: skip
         crashed = self._single(exp, again)

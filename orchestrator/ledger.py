@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS run (
     evaluator_hash TEXT NOT NULL,
     image_id TEXT NOT NULL DEFAULT '',
     active_s REAL NOT NULL DEFAULT 0,
-    stopped TEXT
+    stopped TEXT,
+    slots INTEGER NOT NULL DEFAULT 1,
+    slot_busy_s REAL NOT NULL DEFAULT 0,
+    slot_wall_s REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS experiment (
     id INTEGER PRIMARY KEY,
@@ -60,7 +63,13 @@ CREATE TABLE IF NOT EXISTS experiment (
     merged_sha TEXT,
     infra_retries INTEGER NOT NULL DEFAULT 0,
     started REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    peak_vram_bytes INTEGER,
+    slot INTEGER,
+    ran_from REAL,
+    ran_to REAL,
+    rebased_from TEXT,
+    rebases INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,7 +80,17 @@ CREATE TABLE IF NOT EXISTS event (
 );
 """
 
-PHASES = ("proposing", "frozen", "running", "decided", "done")
+PHASES = ("proposing", "frozen", "running", "decided", "confirming", "done")
+"""`confirming`: a winner whose base went stale was rebased onto the new best and
+runs again before it may merge (then `decided` again)."""
+
+# Columns added after the first release: an older ledger gains them on open.
+_ADDED = {
+    "run": ("slots INTEGER NOT NULL DEFAULT 1", "slot_busy_s REAL NOT NULL DEFAULT 0",
+            "slot_wall_s REAL NOT NULL DEFAULT 0"),
+    "experiment": ("peak_vram_bytes INTEGER", "slot INTEGER", "ran_from REAL", "ran_to REAL",
+                   "rebased_from TEXT", "rebases INTEGER NOT NULL DEFAULT 0"),
+}  # fmt: skip
 STATUSES = ("keep", "discard", "crash", "refused")
 
 
@@ -105,6 +124,15 @@ class Experiment:
     infra_retries: int
     started: float
     finished: float | None
+    peak_vram_bytes: int | None = None
+    slot: int | None = None
+    """The worker slot it ran on."""
+    ran_from: float | None = None
+    ran_to: float | None = None
+    """When its sandbox work began and ended (epoch seconds): which experiments overlapped."""
+    rebased_from: str | None = None
+    """The original candidate commit, when a stale winner was rebased onto a newer best."""
+    rebases: int = 0
 
     @property
     def holds_best(self) -> bool:
@@ -133,6 +161,14 @@ class RunInfo:
     image_id: str
     active_s: float
     stopped: str | None
+    slots: int = 1
+    slot_busy_s: float = 0.0
+    slot_wall_s: float = 0.0
+
+    @property
+    def duty_cycle(self) -> float | None:
+        """Share of the slots' wall time spent running experiments."""
+        return self.slot_busy_s / self.slot_wall_s if self.slot_wall_s > 0 else None
 
 
 class Ledger:
@@ -148,6 +184,11 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a killed process
         self.db.executescript(SCHEMA)
+        for table, columns in _ADDED.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for col in columns:
+                if col.split()[0] not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
 
     def close(self) -> None:
         self.db.close()
@@ -174,6 +215,13 @@ class Ledger:
 
     def add_active(self, seconds: float) -> None:
         self._write("UPDATE run SET active_s = active_s + ?", seconds)
+
+    def add_slot_time(self, slots: int, busy_s: float, wall_s: float) -> None:
+        """`slots` workers were up for `wall_s` more seconds and busy `busy_s` of their total."""
+        self._write(
+            "UPDATE run SET slots=?, slot_busy_s = slot_busy_s + ?, slot_wall_s = slot_wall_s + ?",
+            slots, busy_s, wall_s,
+        )  # fmt: skip
 
     def set_stopped(self, reason: str | None) -> None:
         self._write("UPDATE run SET stopped = ?", reason)
@@ -216,8 +264,43 @@ class Ledger:
         rows = self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM experiment")
         return float(rows[0][0])
 
-    def running(self, exp_id: int) -> None:
-        self._write("UPDATE experiment SET phase='running' WHERE id=?", exp_id)
+    def running(self, exp_id: int, slot: int | None = None) -> None:
+        self._write(
+            "UPDATE experiment SET phase=CASE WHEN phase='confirming' THEN phase ELSE 'running' END, slot=?, "
+            "ran_from=COALESCE(ran_from, ?) WHERE id=?",
+            slot, time.time(), exp_id,
+        )  # fmt: skip
+
+    def ran(self, exp_id: int) -> None:
+        """Its sandbox work ended now."""
+        self._write("UPDATE experiment SET ran_to=? WHERE id=?", time.time(), exp_id)
+
+    def rebased(self, exp_id: int, commit: str, onto: str) -> None:
+        """A stale winner now stands as `commit` on `onto` and must be confirmed there."""
+        self._write(
+            "UPDATE experiment SET phase='confirming', rebased_from=COALESCE(rebased_from, commit_sha), "
+            "commit_sha=?, parent=?, rebases=rebases+1 WHERE id=?",
+            commit, onto, exp_id,
+        )  # fmt: skip
+
+    def overturned(self, exp_id: int, reason: str) -> None:
+        """A decided keep that may not merge after all (its rebase conflicted): discard, figures kept."""
+        self._write(
+            "UPDATE experiment SET phase='decided', status='discard', reason=? WHERE id=?",
+            reason,
+            exp_id,
+        )
+
+    def concurrent_with(self, exp_id: int) -> list[int]:
+        """The experiments whose sandbox work overlapped `exp_id`'s."""
+        rows = self._query(
+            """SELECT o.id FROM experiment e JOIN experiment o ON o.id != e.id
+               WHERE e.id=? AND e.ran_from IS NOT NULL AND o.ran_from IS NOT NULL
+               AND o.ran_from < COALESCE(e.ran_to, 1e18) AND e.ran_from < COALESCE(o.ran_to, 1e18)
+               ORDER BY o.id""",
+            exp_id,
+        )
+        return [r[0] for r in rows]
 
     def infra_retry(self, exp_id: int, detail: str) -> None:
         with self._lock, self.db:
@@ -238,11 +321,13 @@ class Ledger:
         self._write(
             """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
                timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?, workspace_bytes=?,
-               disk_full=?, signal=?, samples=?, description=COALESCE(?, description) WHERE id=?""",
+               disk_full=?, signal=?, samples=?, description=COALESCE(?, description), peak_vram_bytes=?
+               WHERE id=?""",
             status, reason, metric, json.dumps(metrics or {}),
             r and r.exit_code, int(bool(r and r.timed_out)), int(bool(r and r.oom_killed)),
             r and r.wall_s, r and r.cpu_s, r and r.peak_memory_bytes, r and r.workspace_bytes,
-            int(bool(r and r.disk_full)), r and r.signal, json.dumps(samples or []), description, exp_id,
+            int(bool(r and r.disk_full)), r and r.signal, json.dumps(samples or []), description,
+            r and r.peak_vram_bytes, exp_id,
         )  # fmt: skip
 
     def done(self, exp_id: int, *, merged: bool, merged_sha: str | None = None) -> None:
@@ -274,13 +359,17 @@ class Ledger:
         return d
 
     def write_results_tsv(self) -> Path:
-        """autoresearch-compatible: commit, metric, memory_gb, status, description."""
+        """autoresearch-compatible: commit, metric, memory_gb, status, description.
+
+        memory_gb is the peak VRAM when the experiment had a GPU, else the peak host memory.
+        """
         lines = ["commit\tmetric\tmemory_gb\tstatus\tdescription"]
         for e in self.experiments():
             if e.phase not in ("decided", "done"):
                 continue
             metric = f"{e.metric:.6f}" if e.metric is not None else "0.000000"
-            mem = f"{e.peak_memory_bytes / 1024**3:.1f}" if e.peak_memory_bytes else "0.0"
+            peak = e.peak_vram_bytes if e.peak_vram_bytes is not None else e.peak_memory_bytes
+            mem = f"{peak / 1024**3:.1f}" if peak else "0.0"
             desc = " ".join((e.description or "").split()) or "-"
             lines.append(f"{(e.commit_sha or '-------')[:7]}\t{metric}\t{mem}\t{e.status}\t{desc}")
         return atomic_write(self.dir / "results.tsv", "\n".join(lines) + "\n")

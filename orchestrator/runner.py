@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.contract import Contract, DataMount
-from orchestrator.errors import InfraError
+from orchestrator.errors import Cancelled, InfraError
 from orchestrator.ledger import Experiment, Ledger
 from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir
@@ -39,20 +39,30 @@ class Runner:
         self.first_delay, self.max_delay = first_delay, max_delay
         self.run_dir = ledger.dir
         self.box = self.run_dir / "sandbox"
+        self.gpus: tuple[str, ...] = ()
+        """UUIDs of the GPUs leased for the experiment this runner is on."""
+        self.cancelled = threading.Event()
+        """Set when the night is being torn down: no more retries."""
 
     def run(self, exp: Experiment, log_name: str = "output.log") -> RunResult:
         """Run `exp`'s commit until it yields a result; infrastructure failures are retried."""
         delay = self.first_delay
         while True:
+            if self.cancelled.is_set():
+                raise Cancelled(f"experiment {exp.id} cancelled")
             try:
                 result = self._run_once(exp)
             except InfraError as e:
+                if self.cancelled.is_set():
+                    raise Cancelled(f"experiment {exp.id} cancelled") from e
                 self.ledger.infra_retry(exp.id, str(e))
                 self.note("infra-error", f"  infrastructure error (not the candidate's fault): {e} — retrying in "
                           f"{delay:.0f} s", experiment=exp.id, error=str(e), retry_in_s=delay)  # fmt: skip
-                time.sleep(delay)
+                self.cancelled.wait(delay)
                 delay = min(delay * 2, self.max_delay)
                 continue
+            if self.cancelled.is_set():  # killed by the teardown: not the candidate's result
+                raise Cancelled(f"experiment {exp.id} cancelled")
             keep = self.contract.sandbox.log_bytes
             d = self.ledger.exp_dir(exp.id)
             (d / log_name).write_text((result.run_output or result.output)[-keep:])
@@ -156,6 +166,7 @@ class Runner:
         return RunSpec(
             workspace=disk.path, command=command, budget_s=seconds, limits=c.sandbox, mounts=tuple(mounts),
             env=env, labels=labels, disk=disk, seccomp=seccomp.read_text() if seccomp.exists() else None,
+            gpus=self.gpus,
         )  # fmt: skip
 
 

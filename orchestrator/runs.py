@@ -25,6 +25,7 @@ from orchestrator.agents import Agent
 from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import Contract, check_against_repo
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
+from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
 from orchestrator.loop import Backoff, Run, Say
 from orchestrator.sandbox import SandboxBackend
@@ -123,7 +124,8 @@ def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
 
 
 def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend,
-              say: Say = print, backoff: Backoff | None = None) -> Run:  # fmt: skip
+              say: Say = print, backoff: Backoff | None = None, inventory: GpuInventory | None = None
+              ) -> Run:  # fmt: skip
     check_against_repo(contract, root, source)
     folder = run_dir(root, tag)
     if (folder / "ledger.sqlite").exists():
@@ -158,6 +160,7 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
         agent=agent,
         say=say,
         backoff=backoff,
+        inventory=inventory,
     )
 
 
@@ -169,7 +172,7 @@ class _NoAgent:
 
 
 def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None,
-             *, with_agent: bool = True) -> Run:  # fmt: skip
+             *, with_agent: bool = True, inventory: GpuInventory | None = None) -> Run:  # fmt: skip
     folder = run_dir(root, tag)
     if not (folder / "ledger.sqlite").exists():
         known = sorted(
@@ -186,7 +189,7 @@ def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, ba
     ws = Workspace(root, tag, contract.implementation)
     agent: Agent = build_agent(contract, folder, say) if with_agent else _NoAgent()  # type: ignore[assignment]
     return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
-               backoff=backoff)  # fmt: skip
+               backoff=backoff, inventory=inventory)  # fmt: skip
 
 
 def list_runs(root: Path) -> list[str]:

@@ -147,6 +147,28 @@ class Workspace:
         )
         return out[0] == out[1] and out[2:] == [parent]
 
+    def rebase(self, candidate: str, onto: str, experiment: int) -> tuple[str, str] | None:
+        """The candidate's change replayed on `onto` (a newer best): (commit, diff), or None
+        when it conflicts with what was merged since the candidate forked.
+
+        A three-way merge of trees (`git merge-tree`; the merge base is the candidate's
+        parent, an ancestor of `onto`); nothing touches a working tree or the index.
+        """
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), "merge-tree", "--write-tree", "--no-messages", onto, candidate],
+            capture_output=True, env={**os.environ, **_GIT_ENV},
+        )  # fmt: skip
+        if proc.returncode == 1:
+            return None
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise WorkspaceError(f"git merge-tree failed in {self.root}: {err}")
+        tree = proc.stdout.decode().split()[0]
+        message = self.git("log", "-1", "--format=%B", candidate).decode()
+        commit = self.git("commit-tree", tree, "-p", onto, "-m", message).decode().strip()
+        self.git("update-ref", self.candidate_ref(experiment), commit)
+        return commit, self.diff(onto, commit)
+
     def candidate_ref(self, experiment: int) -> str:
         return f"refs/autoresearch/{self.tag}/exp-{experiment:04d}"
 

@@ -95,10 +95,17 @@ def contract_for(patches: Path, **over: object) -> Contract:
         "implementation": {"paths": ["impl.py"]},
         "evaluator": {"command": "python bench.py", "paths": ["bench.py"]},
         "metric": {"name": "score", "goal": "min"},
-        "budget": {"seconds": 30},
+        # One change at a time, as the replay patches were written; parallel tests say otherwise.
+        "budget": {"seconds": 30, "parallel": 1, "pipeline": 0},
         "sandbox": {"memory": "256m", "pids": 64},
         "agent": {"kind": "replay", "patches": str(patches)},
     }
+    for dotted in [k for k, v in over.items() if v is None]:  # None: back to the default
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]  # type: ignore[assignment]
+        node.pop(leaf, None)  # type: ignore[attr-defined]
     return build_contract(data, dict(over), "test")
 
 
@@ -117,7 +124,8 @@ def start(repo: Path, sandbox: DockerSandbox) -> Iterator[object]:
 
 def our_containers(client: docker.DockerClient, **labels: str) -> list[object]:
     filters = [f"{LABEL}=1", *(f"{k}={v}" for k, v in labels.items())]
-    return client.containers.list(all=True, filters={"label": filters})
+    # sparse: no inspect per container, which would race with a removal in progress
+    return client.containers.list(all=True, sparse=True, filters={"label": filters})
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:

@@ -48,7 +48,8 @@ def _run(knobs: Path, sandbox, tag: str, n: int, **agent: object):  # type: igno
         "implementation": {"paths": ["impl.py"]},
         "evaluator": {"command": "python bench.py", "paths": ["bench.py"]},
         "metric": {"name": "score", "goal": "min"},
-        "budget": {"seconds": 30, "max_experiments": n},
+        # one trial at a time, so each is told before the next is asked (the counts below)
+        "budget": {"seconds": 30, "max_experiments": n, "parallel": 1, "pipeline": 0},
         "agent": {"kind": "tuner", "space": {
             "X": {"type": "float", "low": -5, "high": 5}, "Y": {"type": "int", "low": 0, "high": 10}}, **agent},
     }, {}, "test")  # fmt: skip

@@ -39,6 +39,9 @@ def _patches(tmp_path: Path, n: int, body: str = "") -> Path:
     return folder
 
 
+IN_TURN = ["--parallel", "1", "--pipeline", "0"]
+"""One change at a time: the replay patches below were written in sequence."""
+
 FLAGS = ["--edit", "impl.py", "--eval", "python bench.py", "--metric", "score", "--goal", "min",
          "--evaluator", "bench.py", "--budget", "60", "--agent", "replay"]  # fmt: skip
 
@@ -119,7 +122,7 @@ def test_sigkill_mid_experiment_then_resume(
     make_patch(
         patches, "03-stale.patch", "impl.py", IMPL, IMPL.replace("10.0", "1.0")
     )  # no longer applies
-    proc = subprocess.Popen([*CLI, "run", *FLAGS, "--patches", str(patches), "--tag", "k"], cwd=repo,
+    proc = subprocess.Popen([*CLI, "run", *FLAGS, "--patches", str(patches), "--tag", "k", *IN_TURN], cwd=repo,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     ledger = repo / ".autoresearch" / "k" / "ledger.sqlite"
     deadline = time.monotonic() + 120
@@ -158,3 +161,34 @@ def test_sigkill_mid_experiment_then_resume(
     assert our_containers(docker_client, **{"autoresearch.run": "k"}) == []
     cli(repo, "resume", "k")  # resuming a finished run changes nothing
     assert git(repo, "rev-list", "--count", "main..autoresearch/k").strip() == "1"
+
+
+def test_sigterm_stops_every_slot_and_leaves_no_container(
+    repo: Path, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    """Two experiments in flight in two slots; SIGTERM: both containers go, neither is blamed."""
+    patches = _patches(tmp_path, 3, "\nimport time\ntime.sleep(60)\n")
+    tag = f"term{os.getpid()}"  # containers are found by this label: unique to this test run
+    proc = subprocess.Popen([*CLI, "run", *FLAGS, "--patches", str(patches), "--tag", tag, "--parallel", "2"],
+                            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(our_containers(docker_client, **{"autoresearch.run": tag})) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                "two experiments never ran at once"
+            )
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and f"autoresearch resume {tag}" in err, err
+    assert time.monotonic() - t0 < 30
+    assert our_containers(docker_client, **{"autoresearch.run": tag}) == []
+    assert str(repo) not in Path("/proc/mounts").read_text()  # the capped workspaces were unmounted
+    with sqlite3.connect(repo / ".autoresearch" / tag / "ledger.sqlite") as db:
+        rows = db.execute("SELECT id, status FROM experiment WHERE id > 0").fetchall()
+    assert rows and all(
+        status is None for _, status in rows
+    )  # interrupted, not crashed: resume reruns them

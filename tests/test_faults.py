@@ -104,6 +104,9 @@ def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -
                     ready.wait(10)
                 return result
 
+            def cancel(self) -> int:
+                return sandbox.cancel()
+
             def reap(self, *, everything: bool = False) -> int:
                 return sandbox.reap(everything=everything)
 

@@ -183,6 +183,9 @@ class FlakySandbox:
             )
         return self.real.run(spec)
 
+    def cancel(self) -> int:
+        return self.real.cancel()
+
     def reap(self, *, everything: bool = False) -> int:
         return self.real.reap(everything=everything)
 

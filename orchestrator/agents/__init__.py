@@ -53,6 +53,10 @@ class Proposal:
 
 
 class Agent(Protocol):
+    """Proposes one change at a time. It may be asked while earlier proposals still run
+    (they are in `ctx.history`, marked in flight); an agent with a class attribute
+    `in_turn = True` is by default only asked once the previous one is merged or not."""
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         """Edit the files under `scratch` (a copy of the best commit) and describe the change.
 

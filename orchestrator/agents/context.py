@@ -15,6 +15,8 @@ from orchestrator.contract import Contract
 from orchestrator.ledger import Experiment
 
 TAIL_CHARS = 2000
+IN_FLIGHT = ("frozen", "running", "confirming")
+"""Phases of an experiment another slot is still working on."""
 RECENT_FAILURES = 3
 """How many of the latest failures an agent is shown the log tail of."""
 
@@ -45,8 +47,13 @@ def render_history(
             else ""
         )
         cost = f", ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
+        why = f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""
+        if e.phase in IN_FLIGHT:
+            lines.append(f"#{e.id} IN FLIGHT (running now, result not known yet; do not propose it again) — "
+                         f"{e.description}{why}")  # fmt: skip
+            continue
         line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({e.reason or ''}{cost})"
-        lines.append(line + (f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""))
+        lines.append(line + why)
     failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
         -recent_failures:
     ]

@@ -15,6 +15,10 @@ from orchestrator.errors import ContractError, ProposalRefused
 
 
 class ReplayAgent:
+    in_turn = True
+    """Its patches are a sequence, each written against the result of the ones before:
+    by default they run one at a time, never ahead of the previous one's merge."""
+
     def __init__(self, patches: Path) -> None:
         if not patches.is_dir():
             raise ContractError(

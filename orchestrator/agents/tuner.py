@@ -85,7 +85,8 @@ class Tuner:
         run_dir.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         samplers: dict[str, Callable[[], Any]] = {
-            "tpe": lambda: optuna.samplers.TPESampler(seed=cfg.seed),
+            # trials still in flight (slots, pipelining) count as poor results: no duplicates
+            "tpe": lambda: optuna.samplers.TPESampler(seed=cfg.seed, constant_liar=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=cfg.seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=cfg.seed),
         }

@@ -60,6 +60,8 @@ class RunResult:
     """Bytes the run added to /workspace."""
     run_output: str | None = None
     """With sealed scoring: the run stage's output (`output` is then the scorer's)."""
+    peak_vram_bytes: int | None = None
+    """Peak GPU memory of the container's processes (NVML, sampled); None without a GPU."""
 
     @property
     def signal(self) -> int | None:
@@ -84,6 +86,10 @@ class SandboxBackend(Protocol):
         Raises:
             InfraError: the image is not present or the engine failed.
         """
+        ...
+
+    def cancel(self) -> int:
+        """Kill every experiment this backend is running now (from any thread); how many."""
         ...
 
     def reap(self, *, everything: bool = False) -> int:

@@ -69,6 +69,16 @@ class CgroupSampler(Poller):
                 return version, mem, cpu
         return None
 
+    def pids(self) -> set[int]:
+        """Host pids of the container's processes now (for per-process GPU accounting)."""
+        where = self._where or self._locate()
+        if where is None:
+            return set()
+        try:
+            return {int(x) for x in (where[1] / "cgroup.procs").read_text().split()}
+        except (OSError, ValueError):
+            return set()
+
     def poll(self) -> bool:
         self._where = self._where or self._locate()
         return self._where is None or self._sample(*self._where)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from docker.types import DeviceRequest, LogConfig
 from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, InfraError
+from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.poller import Poller
 from orchestrator.sandbox import LABEL, RunResult, RunSpec
 from orchestrator.sandbox.cgroups import CgroupSampler
@@ -117,11 +119,32 @@ class DiskWatch(Poller):
 class DockerSandbox:
     """SandboxBackend on the local Docker engine."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self, client: docker.DockerClient | None = None, inventory: GpuInventory | None = None
+    ) -> None:
         self.client = client or connect()
         self.owner = owner_id()
         self._orphans: set[str] = set()
         """Our containers whose removal failed (engine down); retried before every run."""
+        self._inventory = inventory
+        self._live: set[Container] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def inventory(self) -> GpuInventory:
+        """Where per-process VRAM is read (NVML unless given); opened on the first GPU run."""
+        if self._inventory is None:
+            self._inventory = NvmlInventory()
+        return self._inventory
+
+    def cancel(self) -> int:
+        """SIGKILL every container this sandbox is running now (other threads' runs included)."""
+        with self._lock:
+            live = list(self._live)
+        for c in live:
+            with contextlib.suppress(NotFound, APIError, requests.RequestException):
+                c.kill()
+        return len(live)
 
     def create(self, spec: RunSpec) -> Container:
         """The hardened container for `spec`, created but not started; the caller removes it."""
@@ -176,11 +199,15 @@ class DockerSandbox:
     def run(self, spec: RunSpec) -> RunResult:
         self._remove_orphans()
         container = self.create(spec)
+        with self._lock:
+            self._live.add(container)
         try:
             return self._run(container, spec)
         except (APIError, requests.RequestException, DockerException) as e:
             raise InfraError(f"Docker failed during the experiment: {type(e).__name__}: {e}") from e
         finally:
+            with self._lock:
+                self._live.discard(container)
             self._remove(container)
 
     def _run(self, container: Container, spec: RunSpec) -> RunResult:
@@ -191,7 +218,9 @@ class DockerSandbox:
         container.start()
         timed_out = False
         watch = DiskWatch(disk, container) if disk and not disk.enforced else None
-        with CgroupSampler(container.id) as sampler, watch or contextlib.nullcontext():
+        sampler = CgroupSampler(container.id)
+        vram = VramSampler(self.inventory, sampler.pids) if spec.gpus else None
+        with sampler, watch or contextlib.nullcontext(), vram or contextlib.nullcontext():
             exit_code = self._wait(container, deadline - time.monotonic())
             if exit_code is None:
                 timed_out = True
@@ -226,6 +255,7 @@ class DockerSandbox:
             output=output,
             disk_full=disk_full,
             workspace_bytes=written,
+            peak_vram_bytes=vram.peak if vram else None,
         )
 
     @staticmethod
