@@ -300,3 +300,17 @@ def test_a_gpu_is_never_leased_to_two_holders() -> None:
     assert got is not None and leases.acquire(1, holder="slot-1") is None
     leases.release(got)
     assert leases.acquire(1, holder="slot-1") is not None
+
+
+def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path) -> None:
+    from orchestrator.sandbox import RunResult
+
+    ledger = Ledger(tmp_path)
+    for i, vram in enumerate([3 * 1024**3, None]):
+        ledger.begin(i, "p")
+        ledger.frozen(i, f"{i}" * 40, f"exp {i}", "", 1)
+        r = RunResult(0, False, False, 1.0, 1024**3, 1.0, "", peak_vram_bytes=vram)
+        ledger.decided(i, status="keep", reason="r", metric=1.0, result=r)
+    rows = [line.split("\t") for line in ledger.write_results_tsv().read_text().splitlines()[1:]]
+    assert [row[2] for row in rows] == ["3.0", "1.0"]
+    assert ledger.get(0).peak_vram_bytes == 3 * 1024**3  # type: ignore[union-attr]

@@ -151,6 +151,49 @@ def test_leased_gpus_reach_the_container_by_uuid(sandbox: DockerSandbox, work: P
     ]  # fmt: skip
 
 
+class _MarkerVram:
+    """NVML as a fake: 3 GiB for any host pid whose command line holds the marker."""
+
+    def snapshot(self) -> list[object]:
+        return []
+
+    def process_memory(self, pids: set[int]) -> int | None:
+        for pid in pids:
+            try:
+                if b"vram-marker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return 3 * 1024**3
+            except OSError:
+                continue
+        return None
+
+
+class _NoDeviceSandbox(DockerSandbox):
+    """This CPU engine cannot start a GPU container: create it without the device request."""
+
+    def create(self, spec: RunSpec):  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        return super().create(dataclasses.replace(spec, gpus=()))
+
+
+def test_peak_vram_is_read_for_the_containers_own_host_pids(
+    sandbox: DockerSandbox, work: Path
+) -> None:
+    gpu_box = _NoDeviceSandbox(sandbox.client, inventory=_MarkerVram())  # type: ignore[arg-type]
+    command = "python3 -c 'import time; time.sleep(1.5)' vram-marker"
+    r = gpu_box.run(spec(work, command, gpus=("GPU-fake-0000",)))
+    assert (
+        r.exit_code == 0 and r.peak_vram_bytes == 3 * 1024**3
+    )  # found through the container's cgroup
+    assert gpu_box.run(spec(work, command)).peak_vram_bytes is None  # no GPU leased: not sampled
+    other = subprocess.Popen(["python3", "-c", "import time; time.sleep(3)", "vram-marker"])
+    try:  # a host process with the marker is not the container's
+        r = gpu_box.run(spec(work, "sleep 1.5", gpus=("GPU-fake-0000",)))
+    finally:
+        other.kill()
+    assert r.peak_vram_bytes is None
+
+
 def test_the_sandbox_passes_every_cis_item_and_a_weak_container_fails(
     sandbox: DockerSandbox, docker_client: docker.DockerClient, work: Path
 ) -> None:
