@@ -27,6 +27,7 @@ images: install engine
 	$(BIN)/autoresearch images build
 
 test: images
+	@scripts/ensure-chromium
 	scripts/run-tests
 
 lint: install

@@ -6,6 +6,7 @@ contract can be given entirely as flags.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -18,9 +19,15 @@ from orchestrator.contract import Contract, build_contract, read_contract_file
 from orchestrator.errors import ContractError, ImageMissing, UserError
 from orchestrator.workspace import repo_root
 
+_LIVE: Any = None
+"""The live view while `run`/`resume` draws one: log lines go above it."""
+
 
 def _say(msg: str) -> None:
-    click.echo(msg, err=True)
+    if _LIVE is not None and _LIVE.active:
+        _LIVE.say(msg)
+    else:
+        click.echo(msg, err=True)
 
 
 def _rel(root: Path, p: str) -> str:
@@ -215,15 +222,55 @@ def agent_from_flags(table: dict[str, Any], flags: dict[str, Any]) -> dict[str, 
 
 
 def _execute(the_run: Any, tag: str) -> None:
+    global _LIVE
+    from orchestrator.live import LiveView
+
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        the_run.execute()
+        with LiveView(the_run.ledger, the_run.contract) as _LIVE:
+            the_run.execute()
     except KeyboardInterrupt:
         _say(f"interrupted — `autoresearch resume {tag}` continues where this stopped")
         sys.exit(130)
     finally:
+        _LIVE = None
         signal.signal(signal.SIGTERM, previous)
-    _say(f"results: {the_run.run_dir / 'results.tsv'}; best commit on branch {the_run.ws.branch}")
+    report = _write_report(the_run.ledger, the_run.ws, the_run.contract)
+    _say(f"results: {the_run.run_dir / 'results.tsv'}; best commit on branch {the_run.ws.branch}"
+         + (f"; report: {report}" if report else ""))  # fmt: skip
+
+
+def _write_report(ledger: Any, ws: Any, contract: Contract) -> Path | None:
+    """The morning report; a failure to draw it is said, never the end of a finished run."""
+    from orchestrator.report_html import write_report
+
+    try:
+        return write_report(ledger, ws, contract)
+    except Exception as e:
+        _say(
+            f"warning: could not write the report ({type(e).__name__}: {e}) — try `autoresearch report`"
+        )
+        return None
+
+
+def _opened(ctx: click.Context, tag: str) -> tuple[Any, Contract, Any]:
+    """(ledger, contract, workspace) of run TAG, without a Docker engine."""
+    from orchestrator.ledger import Ledger
+    from orchestrator.runs import list_runs, run_dir
+    from orchestrator.workspace import Workspace
+
+    root = _root(ctx)
+    folder = run_dir(root, tag)
+    if not (folder / "ledger.sqlite").exists():
+        known = ", ".join(list_runs(root)) or "none"
+        raise UserError(
+            f"no run tagged {tag!r} in {root} (runs here: {known}) — check the tag or --repo"
+        )
+    ledger = Ledger(folder)
+    info = ledger.run()
+    assert info is not None
+    contract = Contract.model_validate_json(info.contract)
+    return ledger, contract, Workspace(root, tag, contract.implementation)
 
 
 @main.command()
@@ -241,26 +288,83 @@ def resume(ctx: click.Context, tag: str) -> None:
 
 @main.command()
 @click.argument("tag", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="The run's summary and every experiment, as JSON."
+)
 @click.pass_context
-def status(ctx: click.Context, tag: str | None) -> None:
+def status(ctx: click.Context, tag: str | None, as_json: bool) -> None:
     """Table of experiments of run TAG (or the list of runs)."""
-    from orchestrator.ledger import Ledger
     from orchestrator.report import status_table
-    from orchestrator.runs import list_runs, run_dir
+    from orchestrator.runs import list_runs
 
-    root = _root(ctx)
     if tag is None:
-        runs = list_runs(root)
-        click.echo("\n".join(runs) if runs else f"no runs in {root}")
+        runs = list_runs(_root(ctx))
+        click.echo(
+            json.dumps(runs) if as_json else "\n".join(runs) if runs else f"no runs in {_root(ctx)}"
+        )
         return
-    folder = run_dir(root, tag)
-    if not (folder / "ledger.sqlite").exists():
-        raise UserError(f"no run tagged {tag!r} in {root} — `autoresearch status` lists the runs")
-    ledger = Ledger(folder)
+    ledger, contract, _ws = _opened(ctx, tag)
     info = ledger.run()
-    assert info is not None
-    contract = Contract.model_validate_json(info.contract)
+    if as_json:
+        click.echo(_summary_json(ledger, contract))
+        return
     click.echo(status_table(info, ledger.experiments(), contract.metric.name, contract.metric.goal))
+
+
+def _summary_json(ledger: Any, contract: Contract) -> str:
+    from orchestrator.report import summary
+
+    exps = ledger.experiments()
+    data = summary(ledger.run(), exps, contract, {e.id: ledger.concurrent_with(e.id) for e in exps})
+    return json.dumps(data, indent=2)
+
+
+@main.command()
+@click.argument("tag")
+@click.option("--open", "open_it", is_flag=True, help="Open report.html in the browser afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report's data as JSON instead.")
+@click.pass_context
+def report(ctx: click.Context, tag: str, open_it: bool, as_json: bool) -> None:
+    """Write report.html and progress.png for run TAG (the morning read)."""
+    from orchestrator.report_html import write_report
+
+    ledger, contract, ws = _opened(ctx, tag)
+    if as_json:
+        click.echo(_summary_json(ledger, contract))
+        return
+    out = write_report(ledger, ws, contract)
+    click.echo(str(out))
+    if open_it:
+        import webbrowser
+
+        if not webbrowser.open(out.as_uri()):
+            _say(f"no browser to open here — open {out} yourself")
+
+
+@main.command()
+@click.argument("tag")
+@click.pass_context
+def log(ctx: click.Context, tag: str) -> None:
+    """The reasoning trail of run TAG: hypothesis, change and outcome of each experiment."""
+    from orchestrator.report import reasoning_trail
+
+    ledger, contract, _ws = _opened(ctx, tag)
+    click.echo(reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name))
+
+
+@main.command()
+@click.argument("tag")
+@click.pass_context
+def accept(ctx: click.Context, tag: str) -> None:
+    """Bring run TAG's result into your checked-out branch as one commit (after review)."""
+    from orchestrator.accept import accept as do_accept
+
+    ledger, contract, ws = _opened(ctx, tag)
+    info = ledger.run()
+    branch, commit = do_accept(ws, info, ledger.experiments(), contract.metric.name)
+    click.echo(
+        f"accepted run {tag} onto {branch} as {commit[:12]} (the run branch {ws.branch} keeps every step)"
+    )
 
 
 @main.command()

@@ -1,8 +1,13 @@
-"""Plain-text views of a run: the status table."""
+"""Views of a run as text and data: the status table, the summary (JSON), the reasoning trail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from orchestrator.contract import Contract
 from orchestrator.ledger import Experiment, RunInfo
+from orchestrator.stops import best_so_far
 
 
 def _fmt(v: float | None, spec: str = ".6g") -> str:
@@ -55,3 +60,95 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
     if info.stopped:
         head += f"; stopped: {info.stopped}"
     return "\n".join([head, *lines])
+
+
+# -- the night as data (status --json, report --json, the HTML report, the live view) --
+def crash_kind(reason: str | None) -> str:
+    """The kind of a crash, from its recorded reason: 'timeout', 'out of memory', 'exit code 1'..."""
+    return (reason or "unknown").split(":")[0].split(" (")[0].strip()
+
+
+def summary(info: RunInfo, exps: list[Experiment], contract: Contract,
+            concurrent: dict[int, list[int]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Everything a morning reader needs, as plain JSON-able data."""
+    m = contract.metric
+    base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
+    bests = best_so_far(exps)
+    kept = [e for e in exps if e.holds_best]
+    best = kept[-1] if kept else None
+    counts = {
+        s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")
+    }
+    counts["keep"] -= 1 if base is not None else 0  # the baseline is not a win
+    crashes: dict[str, int] = {}
+    for e in exps:
+        if e.status == "crash":
+            crashes[crash_kind(e.reason)] = crashes.get(crash_kind(e.reason), 0) + 1
+    starts = [e.started for e in exps]
+    ends = [e.finished for e in exps if e.finished is not None]
+    gpu_s = sum((e.wall_s or 0.0) for e in exps) * contract.sandbox.gpus
+    rows = []
+    for e, running_best in zip(exps, bests, strict=True):
+        rows.append({
+            "id": e.id, "status": e.status, "phase": e.phase, "metric": e.metric,
+            "delta": None if e.metric is None or base is None or e.id == 0 else e.metric - base,
+            "best_after": running_best, "merged": e.merged, "commit": e.commit_sha, "merged_sha": e.merged_sha,
+            "description": e.description, "hypothesis": e.hypothesis, "reason": e.reason,
+            "wall_s": e.wall_s, "cpu_s": e.cpu_s, "peak_memory_bytes": e.peak_memory_bytes,
+            "peak_vram_bytes": e.peak_vram_bytes, "cost_usd": e.cost_usd, "slot": e.slot,
+            "ran_with": (concurrent or {}).get(e.id, []), "rebased_from": e.rebased_from,
+            "infra_retries": e.infra_retries, "samples": e.samples,
+        })  # fmt: skip
+    return {
+        "tag": info.tag, "metric": m.name, "goal": m.goal, "baseline": base,
+        "best": best.metric if best else None, "best_experiment": best.id if best else None,
+        "delta": None if best is None or base is None or best.metric is None else best.metric - base,
+        "counts": counts, "crashes": crashes, "experiments_run": len(exps) - 1 if exps else 0,
+        "wall_s": (max(ends) - min(starts)) if ends else 0.0, "active_s": info.active_s,
+        "accelerator_hours": gpu_s / 3600, "gpus_per_experiment": contract.sandbox.gpus,
+        "cost_usd": sum(e.cost_usd or 0.0 for e in exps), "stopped": info.stopped,
+        "slots": info.slots, "duty_cycle": info.duty_cycle, "base_commit": info.base_commit,
+        "experiments": rows,
+    }  # fmt: skip
+
+
+def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> str:
+    """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
+    base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
+    blocks = []
+    for e in exps:
+        outcome = e.status or f"({e.phase})"
+        if e.status == "keep" and e.id and not e.merged:
+            outcome = "keep (not merged)"
+        value = "" if e.metric is None else f"  {metric} {e.metric:.6g}"
+        if e.metric is not None and base is not None and e.id:
+            value += f" (Δ {e.metric - base:+.6g})"
+        cost = f"  ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
+        wall = f"  {e.wall_s:.1f} s" if e.wall_s is not None else ""
+        lines = [f"#{e.id} {outcome}{value}{wall}{cost}", f"  change:     {e.description}"]
+        if e.hypothesis and e.id:
+            lines.append(f"  hypothesis: {e.hypothesis}")
+        stat = diff_stat(ledger_dir / "experiments" / f"{e.id:04d}" / "diff.patch")
+        if stat:
+            lines.append(f"  files:      {stat}")
+        if e.reason:
+            lines.append(f"  outcome:    {e.reason}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def diff_stat(patch: Path) -> str:
+    """'impl.py +3 -1, util.py +1' from a unified diff file ('' when there is none)."""
+    if not patch.exists():
+        return ""
+    files: dict[str, list[int]] = {}
+    current = None
+    for line in patch.read_text(errors="replace").splitlines():
+        if line.startswith("+++ "):
+            current = line[4:].removeprefix("b/")
+            files.setdefault(current, [0, 0])
+        elif current and line.startswith("+") and not line.startswith("+++"):
+            files[current][0] += 1
+        elif current and line.startswith("-") and not line.startswith("---"):
+            files[current][1] += 1
+    return ", ".join(f"{f} +{a} -{d}" for f, (a, d) in files.items())

@@ -74,7 +74,9 @@ def test_seed_only_changes_stay_out_and_a_real_win_gets_in(tmp_path: Path, sandb
     )
     exps = run.ledger.experiments()
     assert len(exps[0].samples) == 8 and run.judge.sigma() is not None and run.judge.sigma() > 0.2
-    assert [e.status for e in exps[1:4]] == ["discard"] * 3
+    assert [e.status for e in exps[1:4]] == ["discard"] * 3, [
+        (e.status, e.reason, e.samples, exps[0].samples) for e in exps
+    ]
     assert all("[median of 3 runs]" in (e.reason or "") for e in exps[1:])
     assert exps[4].status == "keep" and len(exps[4].samples) == 3
 

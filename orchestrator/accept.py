@@ -1,0 +1,97 @@
+"""`autoresearch accept <tag>`: the night's result into the user's branch as one commit.
+
+The final diff (baseline → best) is three-way merged onto the checked-out branch,
+committed on top of it with a message that sums up the night, and the branch is
+fast-forwarded with `git merge --ff-only` (so git itself guards the working tree).
+Refused, touching nothing, when the tree is dirty, HEAD is detached, or the branch
+moved since the run started in a way that conflicts. The run branch keeps the
+full history.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from orchestrator.errors import UserError
+from orchestrator.ledger import Experiment, RunInfo
+from orchestrator.workspace import Workspace
+
+
+def message(info: RunInfo, exps: list[Experiment], metric: str) -> str:
+    base = next(e for e in exps if e.id == 0)
+    kept = [e for e in exps if e.holds_best and e.id > 0]
+    best = kept[-1]
+    assert base.metric is not None and best.metric is not None
+    lines = [
+        f"autoresearch {info.tag}: {metric} {base.metric:.6g} → {best.metric:.6g} ({best.metric - base.metric:+.6g})",
+        "",
+        f"{len(kept)} kept of {len(exps) - 1} experiments:",
+        *(f"- #{e.id} {e.description} ({metric} {e.metric:.6g})" for e in kept),
+        "",
+        f"The run branch autoresearch/{info.tag} keeps every step, with provenance trailers.",
+        "",
+        f"Autoresearch-Run: {info.tag}",
+        f"Autoresearch-Best: {best.merged_sha}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) -> tuple[str, str]:
+    """Commit the night's result onto the checked-out branch; (branch, new commit)."""
+    kept = [e for e in exps if e.holds_best and e.id > 0 and e.merged_sha]
+    if not kept:
+        raise UserError(f"run {info.tag} kept no change — there is nothing to accept")
+    best = kept[-1].merged_sha
+    assert best is not None
+    branch = _git(
+        ws,
+        "symbolic-ref",
+        "--quiet",
+        "--short",
+        "HEAD",
+        fail="HEAD is detached — check out the branch to accept into",
+    )
+    if branch == ws.branch:
+        raise UserError(
+            f"{branch} is the run branch itself — check out your own branch to accept into"
+        )
+    if _git(ws, "status", "--porcelain", "--untracked-files=no"):
+        raise UserError(
+            f"your working tree has uncommitted changes on {branch} — commit or stash them, then accept"
+        )
+    head = _git(ws, "rev-parse", "HEAD")
+    proc = subprocess.run(
+        ["git", "-C", str(ws.root), "merge-tree", "--write-tree", "--no-messages",
+         f"--merge-base={info.base_commit}", head, best] if _has_merge_base_option(ws) else
+        ["git", "-C", str(ws.root), "merge-tree", "--write-tree", "--no-messages", head, best],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode == 1:
+        files = [ln.split("\t")[-1] for ln in proc.stdout.splitlines()[1:] if "\t" in ln]
+        where = f" ({', '.join(sorted(set(files))[:5])})" if files else ""
+        raise UserError(
+            f"{branch} changed since the run started in a way that conflicts with its result{where} — "
+            f"merge autoresearch/{info.tag} by hand, or accept onto {info.base_commit[:12]}"
+        )
+    if proc.returncode != 0:
+        raise UserError(f"git merge-tree failed: {proc.stderr.strip()}")
+    tree = proc.stdout.split()[0]
+    if tree == _git(ws, "rev-parse", f"{head}^{{tree}}"):
+        raise UserError(f"{branch} already holds the result of run {info.tag} — nothing to accept")
+    commit = _git(ws, "commit-tree", tree, "-p", head, "-m", message(info, exps, metric))
+    _git(ws, "merge", "--ff-only", "--quiet", commit, fail="git could not fast-forward your branch")
+    return branch, commit
+
+
+def _has_merge_base_option(ws: Workspace) -> bool:
+    proc = subprocess.run(
+        ["git", "-C", str(ws.root), "merge-tree", "-h"], capture_output=True, text=True
+    )
+    return "--merge-base" in proc.stdout + proc.stderr
+
+
+def _git(ws: Workspace, *args: str, fail: str | None = None) -> str:
+    proc = subprocess.run(["git", "-C", str(ws.root), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(fail or f"git {args[0]} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()

@@ -1,0 +1,219 @@
+"""The morning report: `report.html` (self-contained: styles, plot and diffs inline;
+nothing is fetched from the network) and `progress.png` in the run folder.
+
+The plot is the one autoresearch users know: every experiment by index, discards
+grey, keeps green, crashes marked, the running best as a step line, each keep
+annotated with its description.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.ledger import Ledger
+from orchestrator.report import summary
+from orchestrator.workspace import Workspace
+
+TAIL_CHARS = 4000
+
+
+def plot_progress(data: dict[str, Any], path: Path) -> Path:
+    """progress.png: metric per experiment, the running best as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["experiments"]
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
+    try:
+        values = [r["metric"] for r in rows if r["metric"] is not None]
+        low, high = (min(values), max(values)) if values else (0.0, 1.0)
+        pad = (high - low) * 0.08 or 1.0
+        crash_y = high + pad if data["goal"] == "min" else low - pad
+
+        def points(status: str) -> tuple[list[int], list[float]]:
+            picked = [r for r in rows if r["status"] == status and r["metric"] is not None]
+            return [r["id"] for r in picked], [r["metric"] for r in picked]
+
+        ax.scatter(*points("discard"), color="#9e9e9e", s=22, label="discard", zorder=2)
+        keeps = [
+            r
+            for r in rows
+            if r["status"] == "keep" and r["metric"] is not None and (r["merged"] or r["id"] == 0)
+        ]
+        ax.scatter([r["id"] for r in keeps], [r["metric"] for r in keeps], color="#2e7d32", s=40,
+                   label="keep", zorder=3)  # fmt: skip
+        crashed = [r["id"] for r in rows if r["status"] in ("crash", "refused")]
+        if crashed:
+            ax.scatter(crashed, [crash_y] * len(crashed), marker="x", color="#c62828", s=36,
+                       label="crash / refused", zorder=3)  # fmt: skip
+        steps = [(r["id"], r["best_after"]) for r in rows if r["best_after"] is not None]
+        if steps:
+            xs, ys = zip(*steps, strict=True)
+            ax.step(
+                xs, ys, where="post", color="#2e7d32", linewidth=1.5, alpha=0.8, label="best so far"
+            )
+        for r in keeps:
+            if r["id"] == 0:
+                continue
+            text = r["description"] if len(r["description"]) <= 40 else r["description"][:39] + "…"
+            ax.annotate(text, (r["id"], r["metric"]), xytext=(4, 8), textcoords="offset points",
+                        fontsize=7, rotation=20, color="#1b5e20")  # fmt: skip
+        better = "lower" if data["goal"] == "min" else "higher"
+        ax.set_xlabel("experiment")
+        ax.set_ylabel(f"{data['metric']} ({better} is better)")
+        ax.set_title(
+            f"run {data['tag']}: {data['counts']['keep']} kept of {data['experiments_run']} experiments"
+        )
+        ax.grid(alpha=0.25)
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _highlight(diff: str) -> str:
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import DiffLexer
+
+    return str(
+        highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True, nowrap=False, style="default"))
+    )
+
+
+def _num(v: float | None, spec: str = ".6g") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _esc(v: object) -> str:
+    return html.escape(str(v), quote=True)
+
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.muted{color:#666} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:8px 12px;min-width:120px}
+.card b{display:block;font-size:18px}
+table{border-collapse:collapse;width:100%;font-size:13px} th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#fafafa;position:sticky;top:0} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.keep td.st{color:#2e7d32;font-weight:600} tr.crash td.st,tr.refused td.st{color:#c62828;font-weight:600}
+tr.discard td.st{color:#757575} details{margin:4px 0} summary{cursor:pointer}
+pre{overflow:auto;max-height:480px;font-size:12px;background:#f7f7f7;padding:8px;border-radius:6px}
+.highlight pre{background:#f7f7f7} img#progress{max-width:100%;border:1px solid #eee;border-radius:8px}
+"""
+
+# Marks an image that failed to load, for people and for the browser test; fetches nothing.
+SCRIPT = """
+document.querySelectorAll('img').forEach(function(img){
+  function check(){ if(!img.naturalWidth){ img.classList.add('broken'); console.error('image failed: ' + img.id); } }
+  if(img.complete){ check(); } else { img.addEventListener('load', check); img.addEventListener('error', check); }
+});
+"""
+
+
+def render(
+    data: dict[str, Any], png: bytes, final_diff: str, files: dict[int, dict[str, str]]
+) -> str:
+    """The whole page as one string; `files[id]` holds 'diff' and 'log' texts."""
+    rows = []
+    for r in data["experiments"]:
+        status = r["status"] or r["phase"]
+        if status == "keep" and r["id"] and not r["merged"]:
+            status = "keep (not merged)"
+        extra = files.get(r["id"], {})
+        opened = []
+        if extra.get("diff"):
+            opened.append(f"<details><summary>diff</summary>{_highlight(extra['diff'])}</details>")
+        if extra.get("log") and r["status"] in ("crash", "refused"):
+            opened.append(
+                f"<details><summary>log tail</summary><pre>{_esc(extra['log'])}</pre></details>"
+            )
+        hyp = (
+            f"<div class='muted'>{_esc(r['hypothesis'])}</div>"
+            if r["hypothesis"] and r["id"]
+            else ""
+        )
+        cost = "–" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+        delta = "" if r["delta"] is None else f"{r['delta']:+.6g}"
+        rows.append(
+            f"<tr class='exp {_esc(r['status'] or 'pending')}' id='exp-{r['id']}'><td class='num'>{r['id']}</td>"
+            f"<td class='st'>{_esc(status)}</td><td class='num'>{_num(r['metric'])}</td>"
+            f"<td class='num'>{delta}</td>"
+            f"<td>{_esc(r['description'])}{hyp}{''.join(opened)}</td><td>{_esc(r['reason'] or '')}</td>"
+            f"<td class='num'>{_num(r['wall_s'], '.1f')}</td><td class='num'>{cost}</td></tr>"
+        )
+    d = data
+    crashes = ", ".join(f"{k}: {v}" for k, v in d["crashes"].items()) or "none"
+    duty = "–" if d["duty_cycle"] is None else f"{d['duty_cycle']:.0%} over {d['slots']} slot(s)"
+    cards = [
+        ("baseline → best", f"{_num(d['baseline'])} → {_num(d['best'])}"),
+        ("Δ", "–" if d["delta"] is None else f"{d['delta']:+.6g}"),
+        ("keeps", d["counts"]["keep"]),
+        ("discards", d["counts"]["discard"]),
+        ("crashes", d["counts"]["crash"]),
+        ("refused", d["counts"]["refused"]),
+        ("wall time", f"{d['wall_s'] / 3600:.2f} h"),
+        ("accelerator-hours", f"{d['accelerator_hours']:.2f}"),
+        ("agent cost", f"${d['cost_usd']:.2f}"),
+        ("duty cycle", duty),
+    ]
+    card_html = "".join(
+        f"<div class='card'><span class='muted'>{_esc(k)}</span><b>{_esc(v)}</b></div>"
+        for k, v in cards
+    )
+    png64 = base64.b64encode(png).decode()
+    final = (
+        _highlight(final_diff) if final_diff.strip() else "<p class='muted'>No change was kept.</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
+<body>
+<h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
+<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
+written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
+<div class="cards">{card_html}</div>
+<img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">
+<h2>Every experiment</h2>
+<table id="experiments"><thead><tr><th>#</th><th>status</th><th>{_esc(d["metric"])}</th><th>Δ baseline</th>
+<th>change and hypothesis</th><th>reason</th><th>wall s</th><th>cost</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<h2>From the baseline to the best</h2>
+{final}
+<script>{SCRIPT}</script>
+</body></html>
+"""
+
+
+def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
+    """report.html and progress.png in the run folder; the path of the HTML."""
+    info = ledger.run()
+    assert info is not None
+    exps = ledger.experiments()
+    data = summary(info, exps, contract, {e.id: ledger.concurrent_with(e.id) for e in exps})
+    png_path = plot_progress(data, ledger.dir / "progress.png")
+    files: dict[int, dict[str, str]] = {}
+    for e in exps:
+        folder = ledger.dir / "experiments" / f"{e.id:04d}"
+        diff = folder / "diff.patch"
+        log = folder / "output.log"
+        files[e.id] = {
+            "diff": diff.read_text(errors="replace") if diff.exists() else "",
+            "log": log.read_text(errors="replace")[-TAIL_CHARS:] if log.exists() else "",
+        }
+    best = next((e.merged_sha for e in reversed(exps) if e.holds_best and e.merged_sha), None)
+    final = ws.diff(info.base_commit, best) if best else ""
+    out = ledger.dir / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render(data, png_path.read_bytes(), final, files))
+    tmp.replace(out)
+    return out
