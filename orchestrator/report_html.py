@@ -65,6 +65,9 @@ def plot_progress(data: dict[str, Any], path: Path) -> Path:
             ax.annotate(text, (r["id"], r["metric"]), xytext=(4, 8), textcoords="offset points",
                         fontsize=7, rotation=20, color="#1b5e20")  # fmt: skip
         better = "lower" if data["goal"] == "min" else "higher"
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("experiment")
         ax.set_ylabel(f"{data['metric']} ({better} is better)")
         ax.set_title(
@@ -87,6 +90,12 @@ def _highlight(diff: str) -> str:
     return str(
         highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True, nowrap=False, style="default"))
     )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _num(v: float | None, spec: str = ".6g") -> str:
@@ -161,7 +170,7 @@ def render(
         ("discards", d["counts"]["discard"]),
         ("crashes", d["counts"]["crash"]),
         ("refused", d["counts"]["refused"]),
-        ("wall time", f"{d['wall_s'] / 3600:.2f} h"),
+        ("wall time", _duration(d["wall_s"])),
         ("accelerator-hours", f"{d['accelerator_hours']:.2f}"),
         ("agent cost", f"${d['cost_usd']:.2f}"),
         ("duty cycle", duty),
