@@ -448,6 +448,18 @@ class Run:
                     self._lease_line.remove(exp_id)
                     self._lease_turn.notify_all()
 
+    def lease_for_verify(self) -> list[Gpu]:
+        """`verify`: lease slot 0's GPUs outside a night (the run must not be running)."""
+        self._check_gpus()
+        leased = self._lease(self.slots[0], -1)
+        self.runner.gpus = tuple(g.uuid for g in leased)
+        return leased
+
+    def release(self, leased: list[Gpu]) -> None:
+        if leased and self.leases is not None:
+            self.leases.release(leased)
+        self.runner.gpus = ()
+
     # -- one experiment ---------------------------------------------------
     def _baseline(self) -> None:
         best = self.ws.best()

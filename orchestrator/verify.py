@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.decision import combine
 from orchestrator.errors import UserError
+from orchestrator.ledger import Experiment
 from orchestrator.loop import Run
 from orchestrator.metrics import parse_metrics
 from orchestrator.runs import evaluator_hash
@@ -53,6 +54,15 @@ def verify(run: Run, commit: str | None = None) -> list[Check]:
             )
     band = max(run.judge.band(), 1e-9)
     name, how = run.contract.metric.name, run.contract.metric.aggregate
+    leased = run.lease_for_verify()  # the same number of GPUs the night's experiments had
+    try:
+        checks = _rerun(run, merged, band, name, how)
+    finally:
+        run.release(leased)
+    return checks
+
+
+def _rerun(run: Run, merged: list[Experiment], band: float, name: str, how: str) -> list[Check]:
     checks = []
     for e in merged:
         assert e.merged_sha is not None and e.metric is not None

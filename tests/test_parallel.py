@@ -314,3 +314,21 @@ def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path)
     rows = [line.split("\t") for line in ledger.write_results_tsv().read_text().splitlines()[1:]]
     assert [row[2] for row in rows] == ["3.0", "1.0"]
     assert ledger.get(0).peak_vram_bytes == 3 * 1024**3  # type: ignore[union-attr]
+
+
+def test_verify_reruns_a_gpu_night_on_leased_gpus(tmp_path: Path, sandbox) -> None:
+    from orchestrator.verify import verify
+
+    repo = _repo(tmp_path)
+    patches = tmp_path / "patches"
+    make_patch(patches, "01.patch", "impl.py", IMPL, IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0"))
+    recorder = GpuRecorder(sandbox)
+    run = _start(repo, recorder, "vgpu", patches, FakeInventory.of(2), **{"sandbox.gpus": 1})
+    run.execute()
+    before = len(recorder.runs)
+    checks = verify(run)
+    assert len(checks) == 1 and checks[0].now == pytest.approx(4.0)
+    assert [len(g) for _, g, _, _ in recorder.runs[before:]] == [
+        1
+    ]  # on a leased GPU, as in the night
+    assert run.leases is not None and run.leases.acquire(2, "after") is not None  # and given back
