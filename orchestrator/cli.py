@@ -16,7 +16,7 @@ import click
 
 from orchestrator import __version__
 from orchestrator.contract import Contract, build_contract, read_contract_file
-from orchestrator.errors import ContractError, ImageMissing, UserError
+from orchestrator.errors import ContractError, ImageMissing
 from orchestrator.workspace import repo_root
 
 _LIVE: Any = None
@@ -255,22 +255,9 @@ def _write_report(ledger: Any, ws: Any, contract: Contract) -> Path | None:
 
 def _opened(ctx: click.Context, tag: str) -> tuple[Any, Contract, Any]:
     """(ledger, contract, workspace) of run TAG, without a Docker engine."""
-    from orchestrator.ledger import Ledger
-    from orchestrator.runs import list_runs, run_dir
-    from orchestrator.workspace import Workspace
+    from orchestrator.runs import read_run
 
-    root = _root(ctx)
-    folder = run_dir(root, tag)
-    if not (folder / "ledger.sqlite").exists():
-        known = ", ".join(list_runs(root)) or "none"
-        raise UserError(
-            f"no run tagged {tag!r} in {root} (runs here: {known}) — check the tag or --repo"
-        )
-    ledger = Ledger(folder)
-    info = ledger.run()
-    assert info is not None
-    contract = Contract.model_validate_json(info.contract)
-    return ledger, contract, Workspace(root, tag, contract.implementation)
+    return read_run(_root(ctx), tag)
 
 
 @main.command()

@@ -171,13 +171,11 @@ class _NoAgent:
         return None
 
 
-def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None,
-             *, with_agent: bool = True, inventory: GpuInventory | None = None) -> Run:  # fmt: skip
+def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
+    """The ledger, contract and workspace of run `tag`; needs no Docker engine."""
     folder = run_dir(root, tag)
     if not (folder / "ledger.sqlite").exists():
-        known = sorted(
-            p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists()
-        )
+        known = list_runs(root)
         hint = f" (runs here: {', '.join(known)})" if known else ""
         raise RunNotFound(
             f"no run tagged {tag!r} in {root}{hint} — check the tag or the --repo folder"
@@ -186,7 +184,13 @@ def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, ba
     info = ledger.run()
     assert info is not None
     contract = Contract.model_validate_json(info.contract)
-    ws = Workspace(root, tag, contract.implementation)
+    return ledger, contract, Workspace(root, tag, contract.implementation)
+
+
+def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None,
+             *, with_agent: bool = True, inventory: GpuInventory | None = None) -> Run:  # fmt: skip
+    ledger, contract, ws = read_run(root, tag)
+    folder = ledger.dir
     agent: Agent = build_agent(contract, folder, say) if with_agent else _NoAgent()  # type: ignore[assignment]
     return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
                backoff=backoff, inventory=inventory)  # fmt: skip

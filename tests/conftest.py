@@ -140,3 +140,22 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that restart the Docker engine run last, so nothing else sees the gap."""
     items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
+
+
+class WrappedSandbox:
+    """The real sandbox behind a test's wrapper: subclasses override `run`, the rest passes through."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+
+    def run(self, spec):  # type: ignore[no-untyped-def]
+        return self.real.run(spec)
+
+    def cancel(self) -> int:
+        return self.real.cancel()
+
+    def reap(self, *, everything: bool = False) -> int:
+        return self.real.reap(everything=everything)
+
+    def image_id(self, image: str) -> str:
+        return self.real.image_id(image)

@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.loop import Backoff
 from orchestrator.runs import start_run
-from tests.conftest import IMPL, contract_for, make_patch, our_containers
+from tests.conftest import IMPL, WrappedSandbox, contract_for, make_patch, our_containers
 
 IMPROVED = IMPL.replace("10.0", "4.0")
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +89,11 @@ def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -
                     time.sleep(0.002)
             filler.unlink()
 
-        class FillingSandbox:
+        class FillingSandbox(WrappedSandbox):
             """The real sandbox, with a disk that fills up at the worst moment."""
 
             def __init__(self) -> None:
+                super().__init__(sandbox)
                 self.filled = False
 
             def run(self, spec):  # type: ignore[no-untyped-def]
@@ -103,15 +104,6 @@ def test_a_full_disk_pauses_the_run_and_loses_nothing(tmp_path: Path, sandbox) -
                     threading.Thread(target=hog, args=(ready,), daemon=True).start()
                     ready.wait(10)
                 return result
-
-            def cancel(self) -> int:
-                return sandbox.cancel()
-
-            def reap(self, *, everything: bool = False) -> int:
-                return sandbox.reap(everything=everything)
-
-            def image_id(self, image: str) -> str:
-                return sandbox.image_id(image)
 
         said: list[str] = []
         contract = contract_for(_patches(tmp_path), **{"sandbox.disk": "8m"})

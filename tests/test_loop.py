@@ -7,7 +7,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, tree_snapshot
+from tests.conftest import (
+    IMPL,
+    WrappedSandbox,
+    contract_for,
+    git,
+    make_patch,
+    our_containers,
+    tree_snapshot,
+)
 
 IMPROVED = IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0")
 
@@ -167,11 +175,12 @@ def test_events_are_json_lines_and_a_run_runs_once(repo: Path, tmp_path: Path, s
     assert any(e["event"] == "merged" and e["experiment"] == 1 for e in events)
 
 
-class FlakySandbox:
+class FlakySandbox(WrappedSandbox):
     """The real sandbox behind an engine that fails the first `failures` calls."""
 
     def __init__(self, real, failures: int) -> None:
-        self.real, self.failures = real, failures
+        super().__init__(real)
+        self.failures = failures
 
     def run(self, spec):
         from orchestrator.errors import InfraError
@@ -182,15 +191,6 @@ class FlakySandbox:
                 "Docker failed during the experiment: ConnectionError: engine went away"
             )
         return self.real.run(spec)
-
-    def cancel(self) -> int:
-        return self.real.cancel()
-
-    def reap(self, *, everything: bool = False) -> int:
-        return self.real.reap(everything=everything)
-
-    def image_id(self, image: str) -> str:
-        return self.real.image_id(image)
 
 
 def test_an_infrastructure_failure_is_retried_never_blamed(

@@ -22,7 +22,7 @@ from orchestrator.gpus import FakeInventory, Gpu
 from orchestrator.ledger import Ledger
 from orchestrator.loop import Backoff, Run, default_parallel
 from orchestrator.runs import start_run
-from tests.conftest import contract_for, make_patch, make_repo
+from tests.conftest import WrappedSandbox, contract_for, make_patch, make_repo
 
 IMPL = '''"""The implementation the agent may change."""
 OFFSET = 10.0
@@ -44,11 +44,11 @@ print(f"score: {impl.score():.6f}")
 """
 
 
-class GpuRecorder:
+class GpuRecorder(WrappedSandbox):
     """The real sandbox; records each experiment's leased GPUs and when it ran."""
 
     def __init__(self, real, on_run=None) -> None:  # type: ignore[no-untyped-def]
-        self.real = real
+        super().__init__(real)
         self.on_run = on_run
         self.runs: list[tuple[str, tuple[str, ...], float, float]] = []
         self._lock = threading.Lock()
@@ -62,15 +62,6 @@ class GpuRecorder:
         with self._lock:
             self.runs.append((exp, spec.gpus, t0, time.monotonic()))
         return result
-
-    def cancel(self) -> int:
-        return self.real.cancel()
-
-    def reap(self, *, everything: bool = False) -> int:
-        return self.real.reap(everything=everything)
-
-    def image_id(self, image: str) -> str:
-        return self.real.image_id(image)
 
 
 def _repo(tmp_path: Path) -> Path:
