@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from orchestrator import __version__
-from orchestrator.contract import Contract, build_contract, read_contract_file
+from orchestrator.contract import DEFAULT_IMAGE, Contract, build_contract, read_contract_file
+from orchestrator.contract import Executor as ExecutorConfig
 from orchestrator.errors import ContractError, ImageMissing
 from orchestrator.workspace import repo_root
 
@@ -44,6 +45,15 @@ def _sandbox() -> Any:
     from orchestrator.sandbox.docker import DockerSandbox
 
     return DockerSandbox()
+
+
+def _local_sandbox(contract: Contract) -> Any:
+    """This machine's checked sandbox; None when the experiments run on a Ray cluster's nodes."""
+    if contract.executor.kind == "ray":
+        return None
+    sandbox = _sandbox()
+    _check_image(sandbox, contract.sandbox.image)
+    return sandbox
 
 
 def _check_image(sandbox: Any, image: str) -> None:
@@ -114,6 +124,11 @@ def _root(ctx: click.Context, near: Path | None = None) -> Path:
 @click.option(
     "--gpus-per-experiment", type=click.IntRange(min=0), help="GPUs each experiment leases."
 )
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help="Run experiments on this machine's Docker engine (default) or a Ray cluster's nodes.")  # fmt: skip
+@click.option(
+    "--ray-address", help="Ray head HOST:PORT (default: RAY_ADDRESS, or the cluster on this host)."
+)
 @click.option(
     "--agent",
     type=click.Choice(["auto", "anthropic", "tuner", "command", "replay"]),
@@ -138,8 +153,7 @@ def run(ctx: click.Context, /, contract_file: Path | None, tag: str | None, **fl
 
     root = _root(ctx, contract_file.resolve() if contract_file else None)
     contract, source = load_contract(root, contract_file, flags)
-    sandbox = _sandbox()
-    _check_image(sandbox, contract.sandbox.image)
+    sandbox = _local_sandbox(contract)
     tag = tag or default_tag(root)
     the_run = start_run(root, tag, contract, source, sandbox, say=_say)
     _execute(the_run, tag)
@@ -177,6 +191,8 @@ def load_contract(
         "budget.parallel": flags["parallel"],
         "budget.pipeline": flags["pipeline"],
         "gpus.pin": flags["gpu_pin"],
+        "executor.kind": flags["executor"] or ("ray" if flags["ray_address"] else None),
+        "executor.address": flags["ray_address"],
     }
     if flags["agent"] or flags["patches"] or flags["model"] or flags["agent_command"]:
         data["agent"] = agent_from_flags(dict(data.get("agent") or {}), flags)
@@ -267,9 +283,8 @@ def resume(ctx: click.Context, tag: str) -> None:
     """Continue run TAG after a crash or kill: nothing lost, nothing merged twice."""
     from orchestrator.runs import open_run
 
-    sandbox = _sandbox()
-    the_run = open_run(_root(ctx), tag, sandbox, say=_say)
-    _check_image(sandbox, the_run.contract.sandbox.image)
+    _ledger, contract, _ws = _opened(ctx, tag)
+    the_run = open_run(_root(ctx), tag, _local_sandbox(contract), say=_say)
     _execute(the_run, tag)
 
 
@@ -363,8 +378,8 @@ def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
     from orchestrator.runs import open_run
     from orchestrator.verify import verify as do_verify
 
-    sandbox = _sandbox()
-    the_run = open_run(_root(ctx), tag, sandbox, say=_say, with_agent=False)
+    _ledger, contract, _ws = _opened(ctx, tag)
+    the_run = open_run(_root(ctx), tag, _local_sandbox(contract), say=_say, with_agent=False)
     checks = do_verify(the_run, commit)
     if not checks:
         click.echo(f"run {tag} has no merged experiments to verify")
@@ -396,22 +411,38 @@ def cleanup(everything: bool) -> None:
     is_flag=True,
     help="Audit the sandbox container against the CIS Docker Benchmark.",
 )
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              help="ray: check every node of the Ray cluster instead of this machine.")  # fmt: skip
+@click.option(
+    "--ray-address", help="Ray head HOST:PORT (default: RAY_ADDRESS, or the cluster on this host)."
+)
 @click.argument("contract_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-def doctor(audit: bool, contract_file: Path | None) -> None:
+def doctor(audit: bool, executor: str, ray_address: str | None, contract_file: Path | None) -> None:
     """Say what is ready and what is missing, one line each.
 
     With --sandbox, create (never start) the container CONTRACT_FILE's runs would
-    use, and print PASS/FAIL per CIS container-runtime item.
+    use, and print PASS/FAIL per CIS container-runtime item. With --executor ray,
+    list the cluster's nodes: slots, GPUs, and whether each engine and image is ready.
     """
-    from orchestrator.doctor import audit_sandbox, run_checks
+    from orchestrator.doctor import audit_sandbox, cluster_checks, run_checks
 
+    contract = (
+        build_contract(read_contract_file(contract_file), {}, str(contract_file))
+        if contract_file is not None
+        else None
+    )
+    if executor == "ray":
+        cfg = contract.executor if contract is not None else None
+        image = contract.sandbox.image if contract is not None else DEFAULT_IMAGE
+        results = cluster_checks(ray_address or (cfg.address if cfg else None), image,
+                                 cfg.node_sandbox if cfg else ExecutorConfig().node_sandbox)  # fmt: skip
+        for c in results:
+            click.echo(c.line())
+        if not all(c.ok for c in results if c.required):
+            raise SystemExit(1)
+        return
     if audit:
-        limits = None
-        if contract_file is not None:
-            limits = build_contract(
-                read_contract_file(contract_file), {}, str(contract_file)
-            ).sandbox
-        ok = audit_sandbox(click.echo, limits)
+        ok = audit_sandbox(click.echo, contract.sandbox if contract is not None else None)
     else:
         ok = run_checks(click.echo)
     if not ok:

@@ -238,6 +238,27 @@ class Gpus(_Model):
     """Utilisation (percent) above which a GPU counts as busy."""
 
 
+class Executor(_Model):
+    kind: Literal["local", "ray"] = "local"
+    """Where experiments run: this machine's Docker engine, or the nodes of a Ray cluster."""
+
+    address: str | None = None
+    """Ray: the head's HOST:PORT (or `ray://HOST:PORT`); unset = RAY_ADDRESS or the cluster on this host."""
+
+    node_sandbox: str = "orchestrator.sandbox.docker:DockerSandbox"
+    """Ray: `module:callable` each node calls (no arguments) for its sandbox; must import there."""
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> Executor:
+        if self.kind == "local" and self.address is not None:
+            raise ValueError(
+                "address is for kind = 'ray'; the local executor uses this machine's engine"
+            )
+        if ":" not in self.node_sandbox:
+            raise ValueError(f"node_sandbox {self.node_sandbox!r} must be 'module:callable'")
+        return self
+
+
 class Contract(_Model):
     direction: RepoPath | None = None
     """The human-written Markdown brief the agent reads."""
@@ -250,6 +271,7 @@ class Contract(_Model):
     gpus: Gpus = Gpus()
     agent: AgentConfig = AutoAgentConfig()
     score: Score | None = None
+    executor: Executor = Executor()
 
     @model_validator(mode="after")
     def _evaluator_is_not_editable(self) -> Contract:

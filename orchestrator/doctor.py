@@ -129,3 +129,43 @@ def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = No
     for item in items:
         echo(item.line())
     return all(i.ok for i in items)
+
+
+def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[Check]:
+    """`doctor --executor ray`: each node with sandbox slots — slots, GPUs, engine and image."""
+    from orchestrator.errors import UserError
+
+    try:
+        from orchestrator import ray_executor as rx
+    except ImportError as e:
+        return [
+            Check(
+                "ray", False, f"not installed ({e}) — pip install 'autoresearch-orchestrator[ray]'"
+            )
+        ]
+    try:
+        rx.connect(address)
+    except UserError as e:
+        return [Check("ray", False, e.message)]
+    nodes = rx.node_facts(image, node_sandbox)
+    out = [Check("ray", bool(nodes), f"{len(nodes)} node(s) with sandbox slots"
+                 + ("" if nodes else f" — start nodes with `{rx.START_HINT}`"))]  # fmt: skip
+    for f in nodes:
+        ready = f.engine is None and f.image_id is not None
+        why = f.engine or (
+            "" if f.image_id else f"image {image} missing — run `autoresearch images build` there"
+        )
+        detail = f"{f.slots} slot(s), {f.gpus} GPU(s), " + (
+            f"engine and {image} ready ({(f.image_id or '')[:19]})" if ready else why
+        )
+        out.append(Check(f"node {f.name}", ready, detail))
+    ids = {f.image_id for f in nodes if f.image_id}
+    if len(ids) > 1:
+        out.append(
+            Check(
+                "image",
+                False,
+                f"the nodes hold {len(ids)} different builds of {image} — rebuild it on each",
+            )
+        )
+    return out

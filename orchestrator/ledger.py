@@ -209,6 +209,9 @@ class Ledger:
             tag, time.time(), base, contract_json, source, evaluator_hash, image_id,
         )  # fmt: skip
 
+    def set_image_id(self, image_id: str) -> None:
+        self._write("UPDATE run SET image_id = ?", image_id)
+
     def run(self) -> RunInfo | None:
         rows = self._query("SELECT * FROM run")
         return RunInfo(**dict(rows[0])) if rows else None
@@ -347,6 +350,13 @@ class Ledger:
 
     def experiments(self) -> list[Experiment]:
         return [Experiment.from_row(r) for r in self._query("SELECT * FROM experiment ORDER BY id")]
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The ledger's event rows (infrastructure retries, leftovers), oldest first."""
+        rows = self._query(
+            "SELECT * FROM event WHERE ? IS NULL OR kind = ? ORDER BY ts", kind, kind
+        )
+        return [dict(r) for r in rows]
 
     def get(self, exp_id: int) -> Experiment | None:
         rows = self._query("SELECT * FROM experiment WHERE id=?", exp_id)

@@ -32,6 +32,7 @@ from orchestrator.agents import Agent, Context, Proposal
 from orchestrator.agents.context import RECENT_FAILURES, TAIL_CHARS
 from orchestrator.contract import Contract
 from orchestrator.errors import Cancelled, InfraError, ProposalRefused, UserError
+from orchestrator.executor import RunFiles, executor_for
 from orchestrator.gpus import Gpu, GpuInventory, LeasePolicy, Leases, NvmlInventory, free
 from orchestrator.judge import Judge
 from orchestrator.ledger import Experiment, Ledger
@@ -132,7 +133,7 @@ def default_parallel(contract: Contract, inventory: GpuInventory | None) -> int:
 class Run:
     """One run (`tag`) of the loop over one repository."""
 
-    def __init__(self, *, contract: Contract, ledger: Ledger, workspace: Workspace, sandbox: SandboxBackend,
+    def __init__(self, *, contract: Contract, ledger: Ledger, workspace: Workspace, sandbox: SandboxBackend | None,
                  agent: Agent, say: Say = print, backoff: Backoff | None = None,
                  inventory: GpuInventory | None = None) -> None:  # fmt: skip
         self.contract = contract
@@ -145,13 +146,19 @@ class Run:
         self.run_dir = ledger.dir
         self.events = EventLog(self.run_dir)
         self._say_lock = threading.Lock()
-        if inventory is None and contract.sandbox.gpus:
+        files = RunFiles(workspace.tag, self.run_dir, workspace.root)
+        self.executor = executor_for(contract, sandbox, files, self._leftover)
+        if self.executor.assigns_gpus:
+            inventory = None  # the cluster picks each experiment's GPUs
+        elif inventory is None and contract.sandbox.gpus:
             inventory = NvmlInventory()
         self.inventory = inventory
         self.leases = Leases(inventory, lease_policy(contract)) if inventory is not None else None
         in_turn = bool(getattr(agent, "in_turn", False))
         b = contract.budget
-        self.parallel = b.parallel or (1 if in_turn else default_parallel(contract, inventory))
+        self.parallel = b.parallel or (
+            1 if in_turn else self.executor.slots(contract) or default_parallel(contract, inventory)
+        )
         self.pipeline = b.pipeline if b.pipeline is not None else (0 if in_turn else 1)
         self.slots = [self._slot(i) for i in range(self.parallel)]
         self.runner, self.judge = self.slots[0].runner, self.slots[0].judge
@@ -168,9 +175,12 @@ class Run:
         """Experiments waiting for GPUs, in the order they asked."""
 
     def _slot(self, index: int) -> _Slot:
-        runner = Runner(contract=self.contract, ws=self.ws, sandbox=self.sandbox, ledger=self.ledger,
+        runner = Runner(contract=self.contract, ws=self.ws, executor=self.executor, ledger=self.ledger,
                         note=self._note, first_delay=self.backoff.first, max_delay=self.backoff.cap)  # fmt: skip
         return _Slot(index, runner, Judge(self.contract, self.ledger, runner))
+
+    def _leftover(self, folder: Path, e: OSError) -> None:
+        self.ledger.event("leftover", f"{folder}: {e}")
 
     def _note(self, event: str, message: str, **fields: object) -> None:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""
@@ -200,10 +210,11 @@ class Run:
         box = self.run_dir / "sandbox"
         unmount_below(box)  # a killed run's workspace filesystems
         remove_tree(box)
-        reaped = self.sandbox.reap()
+        reaped = self.executor.reap()
         if reaped:
             self._note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
         self._check_gpus()
+        self.executor.check(self.contract)
         self.ledger.set_stopped(None)
         if self.parallel > 1 or self.contract.sandbox.gpus:
             gpus = (
@@ -237,7 +248,7 @@ class Run:
 
     def _check_gpus(self) -> None:
         want = self.contract.sandbox.gpus
-        if not want:
+        if not want or self.executor.assigns_gpus:
             return
         have = self.inventory.snapshot() if self.inventory else []
         if len(have) < want:
@@ -272,7 +283,7 @@ class Run:
         """Tear down: no more retries anywhere, and every running container is killed."""
         for slot in self.slots:
             slot.runner.cancelled.set()
-        self.sandbox.cancel()
+        self.executor.cancel()
 
     def _night(self) -> str:
         """Propose, dispatch and conclude experiments until a stop rule fires and the slots are idle."""
@@ -403,7 +414,7 @@ class Run:
                    cpu_s=r.cpu_s, exit_code=r.exit_code, signal=r.signal, timed_out=r.timed_out,
                    oom_killed=r.oom_killed, disk_full=r.disk_full, peak_memory_bytes=r.peak_memory_bytes,
                    peak_vram_bytes=r.peak_vram_bytes, workspace_bytes=r.workspace_bytes, slot=slot.index,
-                   gpus=list(slot.runner.gpus))  # fmt: skip
+                   gpus=list(r.gpus or slot.runner.gpus), node=r.node)  # fmt: skip
 
     def _lease(self, slot: _Slot, exp_id: int) -> list[Gpu]:
         """The GPUs for one experiment, re-checked now; waits (never fails) while none are free.

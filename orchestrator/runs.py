@@ -7,6 +7,7 @@ direction. `resume` rebuilds the same Run from that folder alone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -123,7 +124,7 @@ def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
         shutil.copy2(src, dest / "seccomp.json")
 
 
-def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend,
+def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend | None,
               say: Say = print, backoff: Backoff | None = None, inventory: GpuInventory | None = None
               ) -> Run:  # fmt: skip
     check_against_repo(contract, root, source)
@@ -144,24 +145,15 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     folder.mkdir(parents=True, exist_ok=True)
     _snapshot(root, contract, folder)
     ledger = Ledger(folder)
-    try:
-        image_id = sandbox.image_id(contract.sandbox.image)
-    except InfraError:
-        image_id = ""
-    ledger.create_run(
-        tag, base, contract.model_dump_json(), source, evaluator_hash(folder), image_id
-    )
+    ledger.create_run(tag, base, contract.model_dump_json(), source, evaluator_hash(folder))
+    run = Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
+              backoff=backoff, inventory=inventory)  # fmt: skip
+    with contextlib.suppress(
+        InfraError
+    ):  # provenance; a missing image stops the night later, clearly
+        ledger.set_image_id(run.executor.image_id(contract.sandbox.image))
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
-    return Run(
-        contract=contract,
-        ledger=ledger,
-        workspace=ws,
-        sandbox=sandbox,
-        agent=agent,
-        say=say,
-        backoff=backoff,
-        inventory=inventory,
-    )
+    return run
 
 
 class _NoAgent:
@@ -187,7 +179,7 @@ def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
     return ledger, contract, Workspace(root, tag, contract.implementation)
 
 
-def open_run(root: Path, tag: str, sandbox: SandboxBackend, say: Say = print, backoff: Backoff | None = None,
+def open_run(root: Path, tag: str, sandbox: SandboxBackend | None, say: Say = print, backoff: Backoff | None = None,
              *, with_agent: bool = True, inventory: GpuInventory | None = None) -> Run:  # fmt: skip
     ledger, contract, ws = read_run(root, tag)
     folder = ledger.dir

@@ -35,7 +35,7 @@ def verify(run: Run, commit: str | None = None) -> list[Check]:
     info = run.ledger.run()
     assert info is not None
     image = run.contract.sandbox.image
-    now_id = run.sandbox.image_id(image)
+    now_id = run.executor.image_id(image)
     if info.image_id and now_id != info.image_id:
         raise UserError(f"image {image} is not the one the run used (was {info.image_id[:19]}, now {now_id[:19]}) "
                         "— restore that image to verify")  # fmt: skip

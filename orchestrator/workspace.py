@@ -56,6 +56,21 @@ def repo_root(start: Path) -> Path:
     return Path(proc.stdout.strip())
 
 
+def unpack(tree: bytes, dest: Path, *, writable_by_all: bool = False) -> None:
+    """Write a tar (a `git archive`, a bundle of trusted files) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
+        tar.extractall(dest, filter="tar")
+    if writable_by_all:
+        # The container's user is not us; the folder's parent is private (0700).
+        for dirpath, _dirnames, filenames in os.walk(dest):
+            os.chmod(dirpath, 0o777)
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                if not os.path.islink(p):
+                    os.chmod(p, os.stat(p).st_mode | 0o666)
+
+
 class Workspace:
     """Git operations of one run, on the repository at `root`."""
 
@@ -175,18 +190,11 @@ class Workspace:
     # -- trees ------------------------------------------------------------
     def export(self, commit: str, dest: Path, *, writable_by_all: bool = False) -> None:
         """Write the tree of `commit` into `dest` (no .git)."""
-        dest.mkdir(parents=True, exist_ok=True)
-        data = self.git("archive", "--format=tar", commit)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(dest, filter="tar")
-        if writable_by_all:
-            # The container's user is not us; the folder's parent is private (0700).
-            for dirpath, _dirnames, filenames in os.walk(dest):
-                os.chmod(dirpath, 0o777)
-                for name in filenames:
-                    p = os.path.join(dirpath, name)
-                    if not os.path.islink(p):
-                        os.chmod(p, os.stat(p).st_mode | 0o666)
+        unpack(self.archive(commit), dest, writable_by_all=writable_by_all)
+
+    def archive(self, commit: str) -> bytes:
+        """The tree of `commit` as a tar."""
+        return self.git("archive", "--format=tar", commit)
 
     def diff(self, old: str, new: str) -> str:
         return self.git("diff", "--no-color", "--no-ext-diff", "--binary", old, new).decode(

@@ -154,8 +154,8 @@ class WrappedSandbox:
     def cancel(self) -> int:
         return self.real.cancel()
 
-    def reap(self, *, everything: bool = False) -> int:
-        return self.real.reap(everything=everything)
+    def reap(self, *, everything: bool = False, stale=None) -> int:  # type: ignore[no-untyped-def]
+        return self.real.reap(everything=everything, stale=stale)
 
     def image_id(self, image: str) -> str:
         return self.real.image_id(image)

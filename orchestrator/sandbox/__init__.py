@@ -6,12 +6,16 @@ container used, from the host (the candidate cannot lie about it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from orchestrator.contract import Sandbox as SandboxLimits
 from orchestrator.sandbox.disk import Workdir
+
+Stale = Callable[[dict[str, str]], bool]
+"""Given a container's labels: is it left over (nobody waits for its result)?"""
 
 LABEL = "autoresearch"
 """Every container we create carries this label (value "1")."""
@@ -62,6 +66,10 @@ class RunResult:
     """With sealed scoring: the run stage's output (`output` is then the scorer's)."""
     peak_vram_bytes: int | None = None
     """Peak GPU memory of the container's processes (NVML, sampled); None without a GPU."""
+    node: str | None = None
+    """The cluster node that ran it (Ray); None on this machine."""
+    gpus: tuple[str, ...] = ()
+    """The GPUs the container was given, when its executor chose them (Ray)."""
 
     @property
     def signal(self) -> int | None:
@@ -92,7 +100,7 @@ class SandboxBackend(Protocol):
         """Kill every experiment this backend is running now (from any thread); how many."""
         ...
 
-    def reap(self, *, everything: bool = False) -> int:
-        """Remove our containers whose owner process is dead (all of ours with
-        `everything`); return how many were removed."""
+    def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:
+        """Remove our containers whose owner process is dead, or whose labels `stale`
+        says are (all of ours with `everything`); return how many were removed."""
         ...

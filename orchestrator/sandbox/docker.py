@@ -30,7 +30,7 @@ from docker.types import Mount as DockerMount
 from orchestrator.errors import EngineUnavailable, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.poller import Poller
-from orchestrator.sandbox import LABEL, RunResult, RunSpec
+from orchestrator.sandbox import LABEL, RunResult, RunSpec, Stale
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
 
@@ -298,7 +298,7 @@ class DockerSandbox:
         with _engine_errors(f"inspecting image {image}", image):
             return str(self.client.images.get(image).id)
 
-    def reap(self, *, everything: bool = False) -> int:
+    def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:
         self._remove_orphans()
         try:
             found = self.client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
@@ -307,7 +307,8 @@ class DockerSandbox:
         removed = 0
         for c in found:
             owner = c.labels.get(OWNER_LABEL, "")
-            if everything or (owner != self.owner and not owner_alive(owner)):
+            dead = owner != self.owner and not owner_alive(owner)
+            if everything or dead or (stale is not None and stale(c.labels)):
                 with contextlib.suppress(NotFound):
                     c.remove(force=True, v=True)
                     removed += 1

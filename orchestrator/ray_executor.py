@@ -1,0 +1,343 @@
+"""Attempts on the nodes of a Ray cluster (`pip install autoresearch-orchestrator[ray]`).
+
+Each attempt is one Ray task that needs one sandbox slot (the custom resource
+`autoresearch_slot` every node advertises) and, when the contract asks for GPUs,
+`num_gpus`. The task runs on its node exactly what the local executor runs here
+(`attempt.perform`, the same hardened sandbox), with the GPUs Ray assigned to it
+passed to the container explicitly. The candidate's tree travels in the task;
+the trusted files (evaluator, scorer, the repository's data mounts) travel once
+per run through the object store and are unpacked once per node; absolute data
+paths must exist on every node.
+
+Ray never retries on its own (`max_retries=0`): a lost node becomes an
+InfraError the driver's runner records once and reruns wherever a slot is free.
+Every container carries its run, experiment and attempt; a reaper task pinned to
+each node removes the containers of attempts the driver no longer waits for
+(and, like the local sandbox, those whose owner process died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import itertools
+import logging
+import os
+import socket
+import tarfile
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from orchestrator.attempt import Attempt, Trusted, perform
+from orchestrator.contract import Contract
+from orchestrator.contract import Executor as ExecutorConfig
+from orchestrator.errors import InfraError, UserError
+from orchestrator.executor import RunFiles
+from orchestrator.sandbox import RunResult, SandboxBackend
+from orchestrator.workspace import remove_tree, unpack
+
+SLOT = "autoresearch_slot"
+"""The custom resource a node advertises, one unit per experiment it may run at once."""
+ATTEMPT_LABEL = "autoresearch.attempt"
+NODE_LABEL = "autoresearch.node"
+RUN_LABEL = "autoresearch.run"
+START_HINT = f"""ray start --head --resources='{{"{SLOT}": 1}}'"""
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address` (None: RAY_ADDRESS or the one on this host), or one clear line."""
+    if ray.is_initialized():
+        return
+    where = address or os.environ.get("RAY_ADDRESS") or "auto"
+    try:
+        ray.init(address=where, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"no Ray cluster answers at {where} ({first[:160]}) — start one (`{START_HINT}` on the head, "
+            f"`ray start --address HEAD:6379 --resources ...` on each node) or fix --ray-address"
+        ) from None
+
+
+# -- on a node ------------------------------------------------------------
+_sandboxes: dict[str, SandboxBackend] = {}
+_sandboxes_lock = threading.Lock()
+
+
+def _node_sandbox(factory: str) -> SandboxBackend:
+    """This worker process's sandbox (one engine connection per process)."""
+    with _sandboxes_lock:
+        if factory not in _sandboxes:
+            module, _, name = factory.partition(":")
+            _sandboxes[factory] = getattr(importlib.import_module(module), name)()
+        return _sandboxes[factory]
+
+
+def _node_root(tag: str) -> Path:
+    return Path(tempfile.gettempdir()) / "autoresearch-ray" / tag
+
+
+def _trusted_on_node(tag: str, digest: str, bundle: bytes) -> Trusted:
+    """The run's trusted files, unpacked once per node (atomically: slots may race)."""
+    root = _node_root(tag) / f"trusted-{digest}"
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root.parent))
+        unpack(bundle, scratch)
+        for d in ("evaluator", "scorer", "data"):
+            (scratch / d).mkdir(exist_ok=True)
+        try:
+            scratch.rename(root)
+        except OSError:  # another slot won the race
+            remove_tree(scratch)
+    return Trusted(root / "evaluator", root / "scorer", root / "data")
+
+
+def _node_name() -> str:
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def run_on_node(attempt: Attempt, tag: str, bundle: bytes, digest: str, factory: str) -> RunResult:
+    """The Ray task: one attempt in this node's sandbox, with the GPUs Ray assigned to it."""
+    gpus = tuple(str(g) for g in ray.get_gpu_ids())
+    node = _node_name()
+    attempt = replace(attempt, gpus=gpus, labels={**attempt.labels, NODE_LABEL: node})
+    trusted = _trusted_on_node(tag, digest, bundle)
+    result = perform(attempt, _node_sandbox(factory), _node_root(tag) / "sandbox", trusted,
+                     lambda _folder, _e: None)  # fmt: skip
+    return replace(result, node=node, gpus=gpus)
+
+
+def reap_on_node(
+    tag: str, nonce: str, ended: frozenset[str], everything: bool, factory: str
+) -> int:
+    """Remove this node's containers of run `tag` that no live attempt of this driver owns."""
+
+    def stale(labels: dict[str, str]) -> bool:
+        if labels.get(RUN_LABEL) != tag:
+            return False
+        attempt = labels.get(ATTEMPT_LABEL, "")
+        return everything or not attempt.startswith(f"{nonce}-") or attempt in ended
+
+    return _node_sandbox(factory).reap(stale=stale)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    node_id: str
+    name: str
+    slots: int
+    gpus: int
+    engine: str | None
+    """None when the node's sandbox answers; else why not."""
+    image_id: str | None
+    """The sandbox image's id there; None when it is missing."""
+
+
+def facts_on_node(image: str, factory: str) -> tuple[str | None, str | None]:
+    try:
+        sandbox = _node_sandbox(factory)
+    except Exception as e:  # any failure to reach the engine is the answer here
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", None
+    try:
+        return None, sandbox.image_id(image)
+    except InfraError:
+        return None, None
+
+
+_run_task = ray.remote(run_on_node)
+_reap_task = ray.remote(reap_on_node)
+_facts_task = ray.remote(facts_on_node)
+
+
+def _on(node_id: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+def _nodes() -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return nodes
+
+
+def slot_nodes() -> list[dict[str, Any]]:
+    """The alive nodes that advertise sandbox slots."""
+    return [n for n in _nodes() if n.get("Alive") and n.get("Resources", {}).get(SLOT, 0) >= 1]
+
+
+def node_facts(image: str, factory: str, timeout: float = 60) -> list[NodeFacts]:
+    """Slots, GPUs, engine and image of every node with sandbox slots (one small task on each)."""
+    nodes = slot_nodes()
+    refs = [
+        _facts_task.options(num_cpus=0, max_retries=0, scheduling_strategy=_on(n["NodeID"])).remote(
+            image, factory
+        )
+        for n in nodes
+    ]
+    out = []
+    for n, ref in zip(nodes, refs, strict=True):
+        try:
+            engine, image_id = ray.get(ref, timeout=timeout)
+        except ray.exceptions.RayError as e:
+            engine, image_id = f"no answer from the node ({type(e).__name__})", None
+        res = n["Resources"]
+        out.append(NodeFacts(n["NodeID"], f"{n.get('NodeManagerAddress', '?')}/{n['NodeID'][:8]}",
+                             int(res.get(SLOT, 0)), int(res.get("GPU", 0)), engine, image_id))  # fmt: skip
+    return out
+
+
+def capacity(slots: int, gpus: int, per_experiment: int) -> int:
+    """How many experiments a node runs at once."""
+    return min(slots, gpus // per_experiment) if per_experiment else slots
+
+
+# -- on the driver --------------------------------------------------------
+class RayExecutor:
+    """Executor over a Ray cluster; the driver (this process) must be able to join it."""
+
+    assigns_gpus = True
+
+    def __init__(self, config: ExecutorConfig, files: RunFiles) -> None:
+        connect(config.address)
+        self.config = config
+        self.files = files
+        self._nonce = uuid.uuid4().hex[:8]
+        """This driver's attempts are `<nonce>-<n>`; anything else of this run is a previous driver's."""
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._live: dict[str, ray.ObjectRef[Any]] = {}
+        self._ended: set[str] = set()
+        """Attempts whose task was lost or cancelled: their containers may outlive them."""
+        self._bundle: tuple[ray.ObjectRef[Any], str] | None = None
+
+    # the trusted files travel once per run
+    def _trusted_bundle(self, c: Contract) -> tuple[ray.ObjectRef[Any], str]:
+        with self._lock:
+            if self._bundle is None:
+                data = _bundle(self.files, c)
+                self._bundle = (ray.put(data), hashlib.sha256(data).hexdigest()[:16])
+            return self._bundle
+
+    def run(self, attempt: Attempt) -> RunResult:
+        c = attempt.contract
+        bundle, digest = self._trusted_bundle(c)
+        aid = f"{self._nonce}-{next(self._seq)}"
+        attempt = replace(attempt, labels={**attempt.labels, ATTEMPT_LABEL: aid})
+        ref = _run_task.options(
+            resources={SLOT: 1}, num_gpus=c.sandbox.gpus, num_cpus=0, max_retries=0
+        ).remote(attempt, self.files.tag, bundle, digest, self.config.node_sandbox)
+        with self._lock:
+            self._live[aid] = ref
+        try:
+            result: RunResult = ray.get(ref)
+            return result
+        except ray.exceptions.RayTaskError as e:  # our code raised on the node
+            cause = e.cause if isinstance(e.cause, BaseException) else e
+            where = f" on {e.ip}" if getattr(e, "ip", None) else ""
+            if isinstance(cause, InfraError):
+                raise InfraError(f"{cause}{where}") from None
+            raise InfraError(
+                f"the attempt failed{where}: {type(cause).__name__}: {cause}"
+            ) from None
+        except ray.exceptions.RayError as e:  # the node, its worker or the task is gone
+            self._lose(aid)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InfraError(f"lost the Ray task of experiment {attempt.experiment} "
+                             f"({type(e).__name__}: {first[:200]})") from None  # fmt: skip
+        finally:
+            with self._lock:
+                self._live.pop(aid, None)
+
+    def _lose(self, aid: str) -> None:
+        """Forget a lost attempt and remove its container wherever a node can still see it."""
+        with self._lock:
+            self._ended.add(aid)
+        with contextlib.suppress(ray.exceptions.RayError):
+            self.reap()
+
+    def slots(self, contract: Contract) -> int | None:
+        per = contract.sandbox.gpus
+        total = sum(
+            capacity(int(n["Resources"].get(SLOT, 0)), int(n["Resources"].get("GPU", 0)), per)
+            for n in slot_nodes()
+        )
+        return max(1, total)
+
+    def check(self, contract: Contract) -> None:
+        image, per = contract.sandbox.image, contract.sandbox.gpus
+        facts = node_facts(image, self.config.node_sandbox)
+        if not facts:
+            raise UserError(f"no node of the Ray cluster advertises sandbox slots — start nodes with "
+                            f"`{START_HINT}` (or `ray start --address ... --resources ...`)")  # fmt: skip
+        bad = [f"{f.name}: {f.engine}" for f in facts if f.engine is not None]
+        bad += [
+            f"{f.name}: image {image} missing"
+            for f in facts
+            if f.engine is None and f.image_id is None
+        ]
+        if bad:
+            raise UserError(f"not every Ray node can run experiments ({'; '.join(bad)}) — on each, start "
+                            "Docker and run `autoresearch images build`; see `autoresearch doctor --executor ray`")  # fmt: skip
+        if not any(capacity(f.slots, f.gpus, per) for f in facts):
+            raise UserError(f"sandbox.gpus = {per} but no Ray node with sandbox slots has that many GPUs "
+                            f"({', '.join(f'{f.name}: {f.gpus}' for f in facts)}) — lower sandbox.gpus or add a node")  # fmt: skip
+
+    def image_id(self, image: str) -> str:
+        ids = {f.image_id for f in node_facts(image, self.config.node_sandbox)}
+        if len(ids) != 1 or None in ids:
+            raise InfraError(
+                f"the Ray nodes do not all hold the same {image} ({len(ids)} versions)"
+            )
+        return str(ids.pop())
+
+    def cancel(self) -> int:
+        """Remove every running attempt's container on its node, then cancel the tasks."""
+        with self._lock:
+            live = dict(self._live)
+            self._ended.update(live)
+        with contextlib.suppress(ray.exceptions.RayError):
+            self.reap()
+        for ref in live.values():
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.cancel(ref, force=True)
+        return len(live)
+
+    def reap(self, *, everything: bool = False, timeout: float = 15) -> int:
+        """Run the reaper on every alive node: containers of this run no live attempt owns."""
+        with self._lock:
+            ended = frozenset(self._ended)
+        nodes = [n for n in _nodes() if n.get("Alive")]
+        refs = [
+            _reap_task.options(
+                num_cpus=0, max_retries=0, scheduling_strategy=_on(n["NodeID"])
+            ).remote(self.files.tag, self._nonce, ended, everything, self.config.node_sandbox)
+            for n in nodes
+        ]
+        removed = 0
+        for ref in refs:
+            with contextlib.suppress(ray.exceptions.RayError):
+                removed += int(ray.get(ref, timeout=timeout))
+        return removed
+
+
+def _bundle(files: RunFiles, c: Contract) -> bytes:
+    """A tar of the run's trusted files: evaluator/, scorer/ and data/ (the repository's data mounts)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for sub in ("evaluator", "scorer"):
+            if (files.run_dir / sub).exists():
+                tar.add(files.run_dir / sub, arcname=sub)
+        mounts = [*c.evaluator.data, *(c.score.data if c.score else [])]
+        for m in mounts:
+            if not m.source.is_absolute():
+                tar.add(files.data_root / m.source, arcname=f"data/{m.source.as_posix()}")
+    return buf.getvalue()
