@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from orchestrator.attempt import Attempt, Leftover, Trusted, perform
@@ -96,18 +97,29 @@ class LocalExecutor:
         return self.sandbox.reap(everything=everything)
 
 
+def reachable(contract: Contract) -> None:
+    """Raise UserError now (before a run folder or branch exists) when the executor cannot be reached."""
+    if contract.executor.kind == "ray":
+        _ray().connect(contract.executor.address)
+
+
+def _ray() -> ModuleType:
+    """orchestrator.ray_executor, imported only here: the local executor never imports Ray."""
+    try:
+        from orchestrator import ray_executor
+    except ImportError as e:
+        raise UserError(
+            f"executor 'ray' needs Ray ({e}) — pip install 'autoresearch-orchestrator[ray]'"
+        ) from None
+    return ray_executor
+
+
 def executor_for(contract: Contract, sandbox: SandboxBackend | None, files: RunFiles,
                  leftover: Leftover) -> Executor:  # fmt: skip
     """The executor `contract.executor` names; Ray is imported only when it is the one."""
     if contract.executor.kind == "ray":
-        try:
-            from orchestrator.ray_executor import RayExecutor
-        except ImportError as e:
-            raise UserError(
-                f"executor 'ray' needs Ray ({e}) — pip install 'autoresearch-orchestrator[ray]'"
-            ) from None
-
-        return RayExecutor(contract.executor, files)
+        executor: Executor = _ray().RayExecutor(contract.executor, files)
+        return executor
     if sandbox is None:
         raise UserError(
             "the local executor needs this machine's Docker engine — start it (`make engine`)"

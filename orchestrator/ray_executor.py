@@ -59,6 +59,15 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     where = address or os.environ.get("RAY_ADDRESS") or "auto"
+    host, _, port = where.rpartition(":")
+    if host and port.isdigit() and "://" not in where:  # fail in seconds, not after Ray's retries
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise UserError(
+                f"no Ray cluster answers at {where} ({e.strerror or e}) — start one (`{START_HINT}` on "
+                f"the head) or fix --ray-address"
+            ) from None
     try:
         ray.init(address=where, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:

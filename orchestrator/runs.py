@@ -26,6 +26,7 @@ from orchestrator.agents import Agent
 from orchestrator.agents.replay import ReplayAgent
 from orchestrator.contract import Contract, check_against_repo
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
+from orchestrator.executor import reachable
 from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
 from orchestrator.loop import Backoff, Run, Say
@@ -128,6 +129,7 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
               say: Say = print, backoff: Backoff | None = None, inventory: GpuInventory | None = None
               ) -> Run:  # fmt: skip
     check_against_repo(contract, root, source)
+    reachable(contract)
     folder = run_dir(root, tag)
     if (folder / "ledger.sqlite").exists():
         raise UserError(

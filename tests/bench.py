@@ -1,4 +1,4 @@
-"""`make bench`: orchestration overhead per experiment vs a bare `docker run`.
+"""`make bench`: orchestration overhead per experiment vs a bare `docker run`, and more.
 
 Both are measured in the same run, interleaved: before each experiment's proposal
 the agent times one bare `docker run`, so a burst of machine noise hits both sides
@@ -218,6 +218,58 @@ def throughput(run) -> float:  # type: ignore[no-untyped-def]
     return len(exps) / (t1 - t0)
 
 
+def ray_dispatch(tmp: Path, n: int = 20) -> tuple[float, float, float]:
+    """(local s, Ray s, Ray − local ms): the same no-op attempt through both executors, interleaved.
+
+    One Ray node on this machine with one slot; both sides start the same hardened
+    container on the same engine, so the difference is what Ray adds: the task's
+    dispatch, the candidate's tree over the object store, the result back.
+    """
+    import random
+
+    import ray
+
+    from orchestrator.attempt import Attempt
+    from orchestrator.contract import Executor as ExecutorConfig
+    from orchestrator.executor import RunFiles
+    from orchestrator.ray_executor import RayExecutor
+    from tests.ray_cluster import Cluster
+
+    repo = make_repo(tmp / "repo", {"impl.py": IMPL})
+    patches = tmp / "ray-patches"
+    make_patch(patches, "1.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
+    contract = build_contract({"implementation": {"paths": ["impl.py"]}, "evaluator": {"command": COMMAND},
+                               "metric": {"name": "score", "goal": "min"},
+                               "agent": {"kind": "replay", "patches": str(patches)}}, {}, "bench")  # fmt: skip
+    run = start_run(repo, "ray-bench", contract, "bench", DockerSandbox(), say=lambda _m: None)
+    cluster = Cluster()
+    cluster.stop()
+    cluster.start()
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        remote = RayExecutor(ExecutorConfig(kind="ray", address=cluster.address),
+                             RunFiles(run.ws.tag, run.run_dir, run.ws.root))  # fmt: skip
+        attempt = Attempt(experiment=1, tree=run.ws.archive(run.ws.best()), contract=contract,
+                          env={"HOME": "/tmp"}, labels={"autoresearch.run": run.ws.tag})  # fmt: skip
+        sides = {"local": run.executor, "ray": remote}
+        times: dict[str, list[float]] = {"local": [], "ray": []}
+        for i in range(n + 2):
+            order = list(sides)
+            random.Random(i).shuffle(order)  # neither side always goes first
+            for name in order:
+                t0 = time.perf_counter()
+                result = sides[name].run(attempt)
+                assert result.exit_code == 0, result.output
+                if i >= 2:  # the first two warm the workers and the object store
+                    times[name].append(time.perf_counter() - t0)
+    finally:
+        ray.shutdown()
+        cluster.stop()
+    local, remote_s = times["local"], times["ray"]
+    extra = statistics.median(r - x for r, x in zip(remote_s, local, strict=True)) * 1000
+    return statistics.median(local), statistics.median(remote_s), extra
+
+
 def main() -> int:
     bare_runs(2)  # warm the engine and the page cache
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
@@ -267,6 +319,16 @@ def main() -> int:
     )
     print(f"| duty cycle, 1 slot, the agent thinks {SLEEP_S / 4:g} s per {SLEEP_S / 2:g} s experiment (10) "
           f"| {info.duty_cycle:.1%} | ≥ 95% |")  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
+        local_s, ray_s, extra_ms = ray_dispatch(Path(tmp))
+    print(
+        "\nRay executor: the same no-op attempt, local vs one Ray node on this machine (20 each, interleaved)"
+    )
+    print("| measure | result | target |")
+    print("| --- | --- | --- |")
+    print(f"| Ray dispatch overhead per experiment (median of paired differences; "
+          f"{ray_s:.3f} s vs {local_s:.3f} s) | {extra_ms:.0f} ms | ≤ 50 ms |")  # fmt: skip
 
     print("\nml-training, offline tuner (TPE), TRAIN_SECONDS=10, 8 experiments")
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:

@@ -9,9 +9,6 @@ tests matters: the node killed in the third test is the second node.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +24,9 @@ from orchestrator.ledger import Ledger
 from orchestrator.loop import Backoff, Run
 from orchestrator.runs import start_run
 from tests.conftest import contract_for, make_patch, make_repo, our_containers
+from tests.ray_cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
 
 PARTS = [f"f{i}.py" for i in range(1, 7)]
 BENCH = """import os, sys, time
@@ -44,69 +41,13 @@ print(f"score: {min(m.X for m in (f1, f2, f3, f4, f5, f6)):.6f}")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Cluster:
-    """`ray start` processes on this machine; each node carries a marker resource naming it."""
-
-    def __init__(self) -> None:
-        self.address = f"127.0.0.1:{_free_port()}"
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
-
-    def _start(self, *args: str) -> None:
-        subprocess.run([str(RAY), "start", *args, "--disable-usage-stats"], env=self.env,
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-
-    def start(self) -> None:
-        self._start("--head", f"--port={self.address.split(':')[1]}", "--num-cpus=1",
-                    "--include-dashboard=false", "--resources", json.dumps({"autoresearch_slot": 1, "test_head": 1}))  # fmt: skip
-        self.add("test_second", slots=1)
-
-    def add(self, name: str, *, slots: int, gpus: int = 0) -> None:
-        self._start(f"--address={self.address}", "--num-cpus=1", f"--num-gpus={gpus}",
-                    "--resources", json.dumps({"autoresearch_slot": slots, name: 1}))  # fmt: skip
-        deadline = time.monotonic() + 60
-        while ray.is_initialized() and name not in self.nodes():
-            assert time.monotonic() < deadline, f"node {name} did not join"
-            time.sleep(0.5)
-
-    def nodes(self) -> dict[str, str]:
-        """Marker → the 8-character node id prefix the executor reports (alive nodes)."""
-        out = {}
-        for n in ray.nodes():
-            for key in n["Resources"]:
-                if n["Alive"] and key.startswith("test_"):
-                    out[key] = n["NodeID"][:8]
-        return out
-
-    def kill(self, name: str) -> None:
-        """SIGKILL the raylet of node `name` (as a crashed machine would vanish)."""
-        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "raylet/raylet" in cmd and f",{name},1" in cmd:
-                os.kill(int(pid), signal.SIGKILL)
-                return
-        raise AssertionError(f"no raylet for {name}")
-
-    def stop(self) -> None:
-        subprocess.run(
-            [str(RAY), "stop", "--force"], env=self.env, capture_output=True, timeout=120
-        )
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     c = Cluster()
     c.stop()  # a previous run's leftovers
     c.start()
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+    c.add("test_second", slots=1)
     try:
         yield c
     finally:
@@ -336,3 +277,24 @@ print("ray imported" if any(m == "ray" or m.startswith("ray.") for m in sys.modu
                          timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-2:] == ["max experiments reached (0)", "no ray"], out.stdout
+
+
+def test_no_cluster_at_the_address_is_one_line_in_seconds(tmp_path: Path) -> None:
+    from tests.conftest import BENCH, IMPL
+    from tests.ray_cluster import free_port
+
+    repo = make_repo(tmp_path / "p", {"impl.py": IMPL, "bench.py": BENCH})
+    make_patch(tmp_path / "patches", "1.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
+    cmd = [str(Path(sys.executable).with_name("autoresearch")), "run", "--edit", "impl.py",
+           "--eval", "python bench.py", "--metric", "score", "--goal", "min", "--agent", "replay",
+           "--patches", str(tmp_path / "patches"), "--executor", "ray",
+           "--ray-address", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and time.monotonic() - t0 < 20, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Ray cluster answers at 127.0.0.1:" in lines[0], out.stderr
+    assert "ray start --head" in lines[0]
+    assert not (repo / ".autoresearch").exists()  # nothing half-made to trip over next time
+    branches = subprocess.run(["git", "-C", str(repo), "branch"], capture_output=True, text=True)
+    assert "autoresearch/" not in branches.stdout
