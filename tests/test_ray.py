@@ -129,6 +129,13 @@ def test_doctor_lists_every_node_with_its_slots_engine_and_image(cluster: Cluste
     missing = cluster_checks(cluster.address, "autoresearch/not-built:0", Executor().node_sandbox)
     assert sum("image autoresearch/not-built:0 missing" in c.detail for c in missing) == 2
 
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    out = CliRunner().invoke(main, ["doctor", "--executor", "ray", "--ray-address", cluster.address])
+    assert out.exit_code == 0 and out.output.count("ok   node ") == 2, out.output
+
 
 def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
     tmp_path: Path, cluster: Cluster, sandbox, docker_client
