@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS experiment (
     ran_from REAL,
     ran_to REAL,
     rebased_from TEXT,
-    rebases INTEGER NOT NULL DEFAULT 0
+    rebases INTEGER NOT NULL DEFAULT 0,
+    node TEXT
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,7 +90,7 @@ _ADDED = {
     "run": ("slots INTEGER NOT NULL DEFAULT 1", "slot_busy_s REAL NOT NULL DEFAULT 0",
             "slot_wall_s REAL NOT NULL DEFAULT 0"),
     "experiment": ("peak_vram_bytes INTEGER", "slot INTEGER", "ran_from REAL", "ran_to REAL",
-                   "rebased_from TEXT", "rebases INTEGER NOT NULL DEFAULT 0"),
+                   "rebased_from TEXT", "rebases INTEGER NOT NULL DEFAULT 0", "node TEXT"),
 }  # fmt: skip
 STATUSES = ("keep", "discard", "crash", "refused")
 
@@ -133,6 +134,8 @@ class Experiment:
     rebased_from: str | None = None
     """The original candidate commit, when a stale winner was rebased onto a newer best."""
     rebases: int = 0
+    node: str | None = None
+    """The cluster node its recorded run was on (Ray); None on this machine."""
 
     @property
     def holds_best(self) -> bool:
@@ -324,13 +327,13 @@ class Ledger:
         self._write(
             """UPDATE experiment SET phase='decided', status=?, reason=?, metric=?, metrics=?, exit_code=?,
                timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?, workspace_bytes=?,
-               disk_full=?, signal=?, samples=?, description=COALESCE(?, description), peak_vram_bytes=?
-               WHERE id=?""",
+               disk_full=?, signal=?, samples=?, description=COALESCE(?, description), peak_vram_bytes=?,
+               node=? WHERE id=?""",
             status, reason, metric, json.dumps(metrics or {}),
             r and r.exit_code, int(bool(r and r.timed_out)), int(bool(r and r.oom_killed)),
             r and r.wall_s, r and r.cpu_s, r and r.peak_memory_bytes, r and r.workspace_bytes,
             int(bool(r and r.disk_full)), r and r.signal, json.dumps(samples or []), description,
-            r and r.peak_vram_bytes, exp_id,
+            r and r.peak_vram_bytes, r and r.node, exp_id,
         )  # fmt: skip
 
     def done(self, exp_id: int, *, merged: bool, merged_sha: str | None = None) -> None:

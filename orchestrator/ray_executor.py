@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import tarfile
 import tempfile
 import threading
@@ -116,14 +117,19 @@ def _node_name() -> str:
     return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
+def _leftover(folder: Path, e: OSError) -> None:
+    print(f"autoresearch: could not remove {folder}: {e}", file=sys.stderr)  # the node's worker log
+
+
 def run_on_node(attempt: Attempt, tag: str, bundle: bytes, digest: str, factory: str) -> RunResult:
     """The Ray task: one attempt in this node's sandbox, with the GPUs Ray assigned to it."""
     gpus = tuple(str(g) for g in ray.get_gpu_ids())
     node = _node_name()
     attempt = replace(attempt, gpus=gpus, labels={**attempt.labels, NODE_LABEL: node})
     trusted = _trusted_on_node(tag, digest, bundle)
-    result = perform(attempt, _node_sandbox(factory), _node_root(tag) / "sandbox", trusted,
-                     lambda _folder, _e: None)  # fmt: skip
+    result = perform(
+        attempt, _node_sandbox(factory), _node_root(tag) / "sandbox", trusted, _leftover
+    )
     return replace(result, node=node, gpus=gpus)
 
 
@@ -199,7 +205,8 @@ def node_facts(image: str, factory: str, timeout: float = 60) -> list[NodeFacts]
         except ray.exceptions.RayError as e:
             engine, image_id = f"no answer from the node ({type(e).__name__})", None
         res = n["Resources"]
-        out.append(NodeFacts(n["NodeID"], f"{n.get('NodeManagerAddress', '?')}/{n['NodeID'][:8]}",
+        host = n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?")
+        out.append(NodeFacts(n["NodeID"], f"{host}/{n['NodeID'][:8]}",
                              int(res.get(SLOT, 0)), int(res.get("GPU", 0)), engine, image_id))  # fmt: skip
     return out
 
@@ -301,12 +308,12 @@ class RayExecutor:
                             f"({', '.join(f'{f.name}: {f.gpus}' for f in facts)}) — lower sandbox.gpus or add a node")  # fmt: skip
 
     def image_id(self, image: str) -> str:
-        ids = {f.image_id for f in node_facts(image, self.config.node_sandbox)}
-        if len(ids) != 1 or None in ids:
-            raise InfraError(
-                f"the Ray nodes do not all hold the same {image} ({len(ids)} versions)"
-            )
-        return str(ids.pop())
+        """The image's id on the nodes; the sorted ids, comma-separated, where nodes built their own."""
+        facts = node_facts(image, self.config.node_sandbox)
+        missing = [f.name for f in facts if f.image_id is None]
+        if not facts or missing:
+            raise InfraError(f"image {image} is missing on {', '.join(missing) or 'every node'}")
+        return ",".join(sorted({str(f.image_id) for f in facts}))
 
     def cancel(self) -> int:
         """Remove every running attempt's container on its node, then cancel the tasks."""

@@ -18,6 +18,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
     base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
     gpu = any(e.peak_vram_bytes is not None for e in exps)
     slots = info.slots > 1 or any(e.slot for e in exps)
+    nodes = any(e.node for e in exps)
     header: tuple[str, ...] = (
         "#",
         "status",
@@ -29,7 +30,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         "disk MiB",
         "exit",
     )
-    header += ("vram MiB",) * gpu + ("slot",) * slots
+    header += ("vram MiB",) * gpu + ("slot",) * slots + ("node",) * nodes
     rows: list[tuple[str, ...]] = [(*header, "description", "reason")]
     for e in exps:
         delta = "-" if e.metric is None or base is None else f"{e.metric - base:+.6g}"
@@ -42,7 +43,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
             "-" if e.exit_code is None else (f"sig {e.signal}" if e.signal else str(e.exit_code))
         )
         vram = None if e.peak_vram_bytes is None else e.peak_vram_bytes / 1024**2
-        extra = (_fmt(vram, ".0f"),) * gpu + (_fmt(e.slot, "d"),) * slots
+        extra = (_fmt(vram, ".0f"),) * gpu + (_fmt(e.slot, "d"),) * slots + (e.node or "-",) * nodes
         rows.append((str(e.id), status, _fmt(e.metric), delta, _fmt(e.wall_s, ".1f"), _fmt(e.cpu_s, ".1f"),
                      _fmt(mem, ".0f"), _fmt(disk, ".1f"), ended, *extra, e.description[:40],
                      (e.reason or "")[:60]))  # fmt: skip
@@ -95,7 +96,7 @@ def summary(info: RunInfo, exps: list[Experiment], contract: Contract,
             "best_after": running_best, "merged": e.merged, "commit": e.commit_sha, "merged_sha": e.merged_sha,
             "description": e.description, "hypothesis": e.hypothesis, "reason": e.reason,
             "wall_s": e.wall_s, "cpu_s": e.cpu_s, "peak_memory_bytes": e.peak_memory_bytes,
-            "peak_vram_bytes": e.peak_vram_bytes, "cost_usd": e.cost_usd, "slot": e.slot,
+            "peak_vram_bytes": e.peak_vram_bytes, "cost_usd": e.cost_usd, "slot": e.slot, "node": e.node,
             "ran_with": (concurrent or {}).get(e.id, []), "rebased_from": e.rebased_from,
             "infra_retries": e.infra_retries, "samples": e.samples,
         })  # fmt: skip
@@ -125,6 +126,7 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
             value += f" (Δ {e.metric - base:+.6g})"
         cost = f"  ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
         wall = f"  {e.wall_s:.1f} s" if e.wall_s is not None else ""
+        wall += f" on {e.node}" if e.node else ""
         lines = [f"#{e.id} {outcome}{value}{wall}{cost}", f"  change:     {e.description}"]
         if e.hypothesis and e.id:
             lines.append(f"  hypothesis: {e.hypothesis}")

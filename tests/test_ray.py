@@ -108,6 +108,7 @@ def test_six_experiments_spread_over_both_nodes_and_end_as_they_do_locally(
         if executor == "ray":
             nodes = {str(e["node"]) for e in _decided(repo, run.ws.tag).values()}
             assert len(nodes) == 2, nodes  # both slots were used
+            assert {e.node for e in exps} == nodes  # the ledger says where each ran
             assert {n.split("/")[1] for n in nodes} == set(cluster.nodes().values())
             assert our_containers(docker_client, **{"autoresearch.run": run.ws.tag}) == []
     statuses, metric, _ = outcomes["ray"]
@@ -133,7 +134,9 @@ def test_doctor_lists_every_node_with_its_slots_engine_and_image(cluster: Cluste
 
     from orchestrator.cli import main
 
-    out = CliRunner().invoke(main, ["doctor", "--executor", "ray", "--ray-address", cluster.address])
+    out = CliRunner().invoke(
+        main, ["doctor", "--executor", "ray", "--ray-address", cluster.address]
+    )
     assert out.exit_code == 0 and out.output.count("ok   node ") == 2, out.output
 
 
