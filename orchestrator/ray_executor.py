@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import socket
+import stat
 import sys
 import tarfile
 import tempfile
@@ -94,7 +95,14 @@ def _node_sandbox(factory: str) -> SandboxBackend:
 
 
 def _node_root(tag: str) -> Path:
-    return Path(tempfile.gettempdir()) / "autoresearch-ray" / tag
+    """This user's private folder on the node: nobody else may plant an evaluator in it."""
+    base = Path(tempfile.gettempdir()) / f"autoresearch-ray-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise InfraError(f"{base} on {socket.gethostname()} is not a private folder of uid "
+                         f"{os.getuid()} — remove it; attempts will not run from it")  # fmt: skip
+    return base / tag
 
 
 def _trusted_on_node(tag: str, digest: str, bundle: bytes) -> Trusted:

@@ -9,6 +9,7 @@ tests matters: the node killed in the third test is the second node.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -308,3 +309,26 @@ def test_no_cluster_at_the_address_is_one_line_in_seconds(tmp_path: Path) -> Non
     assert not (repo / ".autoresearch").exists()  # nothing half-made to trip over next time
     branches = subprocess.run(["git", "-C", str(repo), "branch"], capture_output=True, text=True)
     assert "autoresearch/" not in branches.stdout
+
+
+def test_a_node_never_takes_trusted_files_from_a_folder_others_can_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tmp is shared: another user of a node must not plant the evaluator a run will mount."""
+    from orchestrator import ray_executor
+    from orchestrator.errors import InfraError
+
+    monkeypatch.setattr(ray_executor.tempfile, "gettempdir", lambda: str(tmp_path))
+    base = tmp_path / f"autoresearch-ray-{os.getuid()}"
+    base.mkdir(mode=0o777)
+    base.chmod(0o777)  # made by someone else, open to all
+    with pytest.raises(InfraError, match="not a private folder"):
+        ray_executor._node_root("t")
+    base.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    base.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InfraError, match="not a private folder"):
+        ray_executor._node_root("t")
+    base.unlink()
+    assert ray_executor._node_root("t") == base / "t"
+    assert base.stat().st_mode & 0o777 == 0o700
