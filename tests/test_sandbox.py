@@ -12,7 +12,7 @@ import pytest
 from orchestrator.contract import Sandbox as Limits
 from orchestrator.errors import InfraError
 from orchestrator.sandbox import LABEL, RunSpec
-from orchestrator.sandbox.docker import OWNER_LABEL, DockerSandbox, owner_id
+from orchestrator.sandbox.docker import DEADLINE_LABEL, OWNER_LABEL, DockerSandbox, owner_id
 from tests.conftest import our_containers
 
 LIMITS = Limits(memory="128m", pids=64, cpus=1, tmpfs="16m")
@@ -130,6 +130,27 @@ def test_reap_removes_only_containers_of_dead_owners(sandbox: DockerSandbox, doc
     finally:
         alive.kill()
         for c in our_containers(docker_client, **{"autoresearch.run": "reap"}):
+            c.remove(force=True)
+
+
+def test_reap_removes_a_live_owners_container_past_its_deadline(
+    sandbox: DockerSandbox, docker_client: docker.DockerClient, work: Path
+) -> None:
+    """A container whose killer is gone (a Ray worker whose node lost its raylet) outlives no reap."""
+    made = {}
+    for name, deadline in (("overdue", time.time() - 120), ("in time", time.time() + 600)):
+        made[name] = docker_client.containers.create(LIMITS.image, ["sleep", "1"], labels={
+            LABEL: "1", OWNER_LABEL: sandbox.owner, "autoresearch.run": "deadline",
+            DEADLINE_LABEL: f"{deadline:.0f}"})  # fmt: skip
+    try:
+        assert sandbox.reap() >= 1
+        left = {c.id for c in our_containers(docker_client, **{"autoresearch.run": "deadline"})}
+        assert made["overdue"].id not in left and made["in time"].id in left
+        c = sandbox.create(spec(work, "true", budget=30))
+        c.remove(force=True)
+        assert time.time() + 30 <= float(c.labels[DEADLINE_LABEL]) <= time.time() + 60
+    finally:
+        for c in our_containers(docker_client, **{"autoresearch.run": "deadline"}):
             c.remove(force=True)
 
 

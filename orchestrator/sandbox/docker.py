@@ -35,6 +35,9 @@ from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
 
 OWNER_LABEL = f"{LABEL}.owner"
+DEADLINE_LABEL = f"{LABEL}.deadline"
+"""Epoch seconds by which the container must be gone: any later reap on its host removes it."""
+OVERDUE_S = 60.0
 RUNSC_THREAD_HEADROOM = 256
 KILL_GRACE_S = 10.0
 """After SIGKILL, how long we wait for the engine to report the exit."""
@@ -90,6 +93,13 @@ def _engine_errors(doing: str, image: str) -> Iterator[None]:
         ) from None
     except (APIError, requests.RequestException) as e:
         raise InfraError(f"{doing} failed: {e}") from e
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else float("inf")
+    except ValueError:
+        return float("inf")
 
 
 def _cap_tail(data: bytes, limit: int) -> str:
@@ -160,7 +170,12 @@ class DockerSandbox:
             working_dir="/workspace",
             user=lim.user,
             environment=spec.env,
-            labels={LABEL: "1", OWNER_LABEL: self.owner, **spec.labels},
+            labels={
+                LABEL: "1",
+                OWNER_LABEL: self.owner,
+                **spec.labels,
+                DEADLINE_LABEL: f"{time.time() + spec.budget_s + KILL_GRACE_S:.0f}",
+            },
             hostname="sandbox",
             network_mode="none",
             cap_drop=["ALL"],
@@ -308,7 +323,9 @@ class DockerSandbox:
         for c in found:
             owner = c.labels.get(OWNER_LABEL, "")
             dead = owner != self.owner and not owner_alive(owner)
-            if everything or dead or (stale is not None and stale(c.labels)):
+            # e.g. its owner's host lost the process that would have killed it at the budget
+            overdue = time.time() > _float(c.labels.get(DEADLINE_LABEL)) + OVERDUE_S
+            if everything or dead or overdue or (stale is not None and stale(c.labels)):
                 with contextlib.suppress(NotFound):
                     c.remove(force=True, v=True)
                     removed += 1
