@@ -253,15 +253,17 @@ class RayExecutor:
 
     def run(self, attempt: Attempt) -> RunResult:
         c = attempt.contract
-        bundle, digest = self._trusted_bundle(c)
         aid = f"{self._nonce}-{next(self._seq)}"
         attempt = replace(attempt, labels={**attempt.labels, ATTEMPT_LABEL: aid})
-        ref = _run_task.options(
-            resources={SLOT: 1}, num_gpus=c.sandbox.gpus, num_cpus=0, max_retries=0
-        ).remote(attempt, self.files.tag, bundle, digest, self.config.node_sandbox)
-        with self._lock:
-            self._live[aid] = ref
         try:
+            bundle, digest = self._trusted_bundle(c)
+            # max_retries=0: Ray's own retry would run the experiment twice, the first container
+            # left running; a lost attempt comes back as an InfraError and the runner decides.
+            ref = _run_task.options(
+                resources={SLOT: 1}, num_gpus=c.sandbox.gpus, num_cpus=0, max_retries=0
+            ).remote(attempt, self.files.tag, bundle, digest, self.config.node_sandbox)
+            with self._lock:
+                self._live[aid] = ref
             result: RunResult = ray.get(ref)
             return result
         except ray.exceptions.RayTaskError as e:  # our code raised on the node
@@ -277,6 +279,9 @@ class RayExecutor:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InfraError(f"lost the Ray task of experiment {attempt.experiment} "
                              f"({type(e).__name__}: {first[:200]})") from None  # fmt: skip
+        except SystemExit as e:  # Ray's core worker ends the "process" when the cluster is gone
+            raise InfraError(f"lost the Ray cluster while experiment {attempt.experiment} ran "
+                             f"(its connection ended: {e.code})") from None  # fmt: skip
         finally:
             with self._lock:
                 self._live.pop(aid, None)
@@ -285,7 +290,7 @@ class RayExecutor:
         """Forget a lost attempt and remove its container wherever a node can still see it."""
         with self._lock:
             self._ended.add(aid)
-        with contextlib.suppress(ray.exceptions.RayError):
+        with contextlib.suppress(ray.exceptions.RayError, SystemExit):
             self.reap()
 
     def slots(self, contract: Contract) -> int | None:
@@ -328,10 +333,10 @@ class RayExecutor:
         with self._lock:
             live = dict(self._live)
             self._ended.update(live)
-        with contextlib.suppress(ray.exceptions.RayError):
+        with contextlib.suppress(ray.exceptions.RayError, SystemExit):
             self.reap()
         for ref in live.values():
-            with contextlib.suppress(ray.exceptions.RayError):
+            with contextlib.suppress(ray.exceptions.RayError, SystemExit):
                 ray.cancel(ref, force=True)
         return len(live)
 
@@ -348,7 +353,7 @@ class RayExecutor:
         ]
         removed = 0
         for ref in refs:
-            with contextlib.suppress(ray.exceptions.RayError):
+            with contextlib.suppress(ray.exceptions.RayError, SystemExit):
                 removed += int(ray.get(ref, timeout=timeout))
         return removed
 
