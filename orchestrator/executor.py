@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
-from orchestrator.attempt import Attempt, Leftover, Trusted, perform
+from orchestrator.attempt import Attempt, Leftover, Trusted, Workdirs, perform
 from orchestrator.contract import Contract
 from orchestrator.errors import UserError
 from orchestrator.sandbox import RunResult, SandboxBackend
@@ -64,6 +64,10 @@ class Executor(Protocol):
         """Remove containers of attempts nobody runs any more (all of the run's with `everything`)."""
         ...
 
+    def close(self) -> None:
+        """The night is over: release what was kept ready for the next attempt."""
+        ...
+
 
 class LocalExecutor:
     """Attempts in a sandbox on this machine (the Docker engine, or a test's wrapper of it)."""
@@ -76,10 +80,10 @@ class LocalExecutor:
         self.leftover = leftover
         d = files.run_dir
         self.trusted = Trusted(d / "evaluator", d / "scorer", files.data_root)
+        self.workdirs = Workdirs(d / "sandbox", leftover)
 
     def run(self, attempt: Attempt) -> RunResult:
-        return perform(attempt, self.sandbox, self.files.run_dir / "sandbox", self.trusted,
-                       self.leftover)  # fmt: skip
+        return perform(attempt, self.sandbox, self.workdirs, self.trusted)
 
     def slots(self, contract: Contract) -> int | None:
         return None
@@ -95,6 +99,9 @@ class LocalExecutor:
 
     def reap(self, *, everything: bool = False) -> int:
         return self.sandbox.reap(everything=everything)
+
+    def close(self) -> None:
+        self.workdirs.close()
 
 
 def reachable(contract: Contract) -> None:

@@ -241,6 +241,7 @@ class Run:
             raise
         finally:
             self._stop_slots()
+            self.executor.close()
         self.ledger.set_stopped(why)
         self.ledger.write_results_tsv()
         self._note("stopped", f"stopped: {why}", reason=why)

@@ -40,7 +40,7 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from orchestrator.attempt import Attempt, Trusted, perform
+from orchestrator.attempt import Attempt, Trusted, Workdirs, perform
 from orchestrator.contract import Contract
 from orchestrator.contract import Executor as ExecutorConfig
 from orchestrator.errors import InfraError, UserError
@@ -129,15 +129,24 @@ def _leftover(folder: Path, e: OSError) -> None:
     print(f"autoresearch: could not remove {folder}: {e}", file=sys.stderr)  # the node's worker log
 
 
+_node_workdirs: dict[str, Workdirs] = {}
+
+
+def _workdirs(tag: str) -> Workdirs:
+    """This worker's folders for run `tag`: removed behind, never made ahead (no spare outlives a night)."""
+    with _sandboxes_lock:
+        if tag not in _node_workdirs:
+            _node_workdirs[tag] = Workdirs(_node_root(tag) / "sandbox", _leftover, ahead=False)
+        return _node_workdirs[tag]
+
+
 def run_on_node(attempt: Attempt, tag: str, bundle: bytes, digest: str, factory: str) -> RunResult:
     """The Ray task: one attempt in this node's sandbox, with the GPUs Ray assigned to it."""
     gpus = tuple(str(g) for g in ray.get_gpu_ids())
     node = _node_name()
     attempt = replace(attempt, gpus=gpus, labels={**attempt.labels, NODE_LABEL: node})
     trusted = _trusted_on_node(tag, digest, bundle)
-    result = perform(
-        attempt, _node_sandbox(factory), _node_root(tag) / "sandbox", trusted, _leftover
-    )
+    result = perform(attempt, _node_sandbox(factory), _workdirs(tag), trusted)
     return replace(result, node=node, gpus=gpus)
 
 
@@ -327,6 +336,9 @@ class RayExecutor:
         if not facts or missing:
             raise InfraError(f"image {image} is missing on {', '.join(missing) or 'every node'}")
         return ",".join(sorted({str(f.image_id) for f in facts}))
+
+    def close(self) -> None:
+        return None
 
     def cancel(self) -> int:
         """Remove every running attempt's container on its node, then cancel the tasks."""

@@ -226,8 +226,10 @@ class Workspace:
             listing = self.git("ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0")
             paths = [p for p in listing if p and matches_any(p, self.impl.paths)]
             blobs = self._batch([f"{commit}:{p}" for p in paths])
-            self._blob_cache = {
-                commit: {p: b for p, b in zip(paths, blobs, strict=True) if b is not None}
+            if len(self._blob_cache) >= 4:  # the best and the latest candidates are asked again
+                del self._blob_cache[next(iter(self._blob_cache))]
+            self._blob_cache[commit] = {
+                p: b for p, b in zip(paths, blobs, strict=True) if b is not None
             }
         return self._blob_cache[commit]
 

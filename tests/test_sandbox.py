@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -274,3 +275,27 @@ def test_runsc_is_requested_when_the_contract_says_so(
     assert "gVisor" in r.output or "Starting gVisor" in r.output, (
         r.output
     )  # gVisor's own kernel log
+
+
+def test_workdirs_are_made_ahead_and_removed_behind_and_nothing_outlives_close(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.attempt import Workdirs
+
+    box = tmp_path / "box"
+    lost: list[tuple[Path, OSError]] = []
+    workdirs = Workdirs(box, lambda folder, e: lost.append((folder, e)))
+    with workdirs.hold(64 * 1024**2) as first:
+        (first.path / "a.txt").write_text("x")
+        assert first.enforced == (os.geteuid() == 0)
+    deadline = time.monotonic() + 10
+    while len(list(box.glob("*"))) != 1 or workdirs._threads:  # the used one gone, one spare made
+        assert time.monotonic() < deadline, list(box.glob("*"))
+        time.sleep(0.05)
+    (spare,) = box.glob("*")
+    with workdirs.hold(64 * 1024**2) as second:
+        assert second.root.parent == spare  # the spare, ready before it was asked for
+        assert list(second.path.iterdir()) == []
+    workdirs.close()
+    assert list(box.glob("*")) == [] and lost == []
+    assert str(box) not in Path("/proc/mounts").read_text()
