@@ -24,10 +24,14 @@ from pathlib import Path
 from orchestrator.contract import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
-from orchestrator.sandbox.disk import Workdir, capped_workdir
+from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
+from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.workspace import remove_tree, unpack
 
 Leftover = Callable[[Path, OSError], None]
+ATTEMPT_LABEL = "autoresearch.attempt"
+"""Names one try of an experiment (Ray): its container's label and its work folders' prefix."""
+OWNER_FILE = "owner"
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,13 @@ class Workdirs:
         atexit.register(self.close)
 
     @contextlib.contextmanager
-    def hold(self, cap: int) -> Iterator[Workdir]:
-        """A fresh capped folder (raises OSError when one cannot be made)."""
+    def hold(self, cap: int, name: str = "work") -> Iterator[Workdir]:
+        """A fresh capped folder, named `name-…` unless a spare was ready (OSError when none can be made)."""
         with self._lock:
             spare = next((h for h in self._spares if h.workdir.cap == cap), None)
             if spare is not None:
                 self._spares.remove(spare)
-        held = spare or _Held.make(self.box, cap)
+        held = spare or _Held.make(self.box, cap, name)
         if self.ahead:
             self._background(self._prepare, cap)
         try:
@@ -129,9 +133,10 @@ class _Held:
     workdir: Workdir
 
     @classmethod
-    def make(cls, box: Path, cap: int) -> _Held:
+    def make(cls, box: Path, cap: int, name: str = "work") -> _Held:
         box.mkdir(mode=0o700, parents=True, exist_ok=True)
-        parent = Path(tempfile.mkdtemp(prefix="work-", dir=box))
+        parent = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=box))
+        (parent / OWNER_FILE).write_text(owner_id())  # for `sweep`, should this process die
         cm = capped_workdir(parent, cap)
         try:
             return cls(parent, cm, cm.__enter__())
@@ -147,6 +152,24 @@ class _Held:
             leftover(self.parent, e if isinstance(e, OSError) else OSError(str(e)))
 
 
+def sweep(box: Path, stale: Callable[[str], bool]) -> int:
+    """Unmount and remove the folders in `box` whose maker died, or whose name `stale` says is
+    left over (a lost Ray worker's, a cancelled attempt's); how many."""
+    removed = 0
+    for folder in box.glob("*"):
+        try:
+            owner = (folder / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue  # not one of ours, or still being made
+        if owner_alive(owner) and not stale(folder.name.rsplit("-", 1)[0]):
+            continue
+        unmount(folder)
+        with contextlib.suppress(OSError):
+            remove_tree(folder)
+            removed += 1
+    return removed
+
+
 def perform(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs,
             trusted: Trusted) -> RunResult:  # fmt: skip
     """Run the attempt's stages in `sandbox`, each in a fresh capped folder of `workdirs`.
@@ -154,8 +177,9 @@ def perform(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs,
     Raises InfraError when the host or its engine failed (never the candidate's result).
     """
     c = attempt.contract
+    name = attempt.labels.get(ATTEMPT_LABEL, "work")
     try:
-        with workdirs.hold(c.sandbox.disk) as disk:
+        with workdirs.hold(c.sandbox.disk, name) as disk:
             unpack(attempt.tree, disk.path, writable_by_all=True)
             _seal(c, disk.path)
             mounts = _mounts(disk, trusted.evaluator, c.evaluator.paths, c.evaluator.data, trusted)
@@ -194,7 +218,9 @@ def _score(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, truste
     """The sealed stage: the scorer, the run's results (read-only) and the secrets; no implementation."""
     score = attempt.contract.score
     assert score is not None
-    with workdirs.hold(attempt.contract.sandbox.disk) as disk:
+    with workdirs.hold(
+        attempt.contract.sandbox.disk, attempt.labels.get(ATTEMPT_LABEL, "work")
+    ) as disk:
         mounts = _mounts(disk, trusted.scorer, score.paths, score.data, trusted)
         mounts.append(Mount(results, "/results", read_only=True))
         scored = sandbox.run(_spec(attempt, disk, score.command, score.seconds, mounts))

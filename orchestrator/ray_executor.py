@@ -40,7 +40,7 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from orchestrator.attempt import Attempt, Trusted, Workdirs, perform
+from orchestrator.attempt import ATTEMPT_LABEL, Attempt, Trusted, Workdirs, perform, sweep
 from orchestrator.contract import Contract
 from orchestrator.contract import Executor as ExecutorConfig
 from orchestrator.errors import InfraError, UserError
@@ -50,7 +50,6 @@ from orchestrator.workspace import remove_tree, unpack
 
 SLOT = "autoresearch_slot"
 """The custom resource a node advertises, one unit per experiment it may run at once."""
-ATTEMPT_LABEL = "autoresearch.attempt"
 NODE_LABEL = "autoresearch.node"
 RUN_LABEL = "autoresearch.run"
 START_HINT = f"""ray start --head --resources='{{"{SLOT}": 1}}'"""
@@ -153,15 +152,19 @@ def run_on_node(attempt: Attempt, tag: str, bundle: bytes, digest: str, factory:
 def reap_on_node(
     tag: str, nonce: str, ended: frozenset[str], everything: bool, factory: str
 ) -> int:
-    """Remove this node's containers of run `tag` that no live attempt of this driver owns."""
+    """Remove this node's containers and work folders of run `tag` that no live attempt of this
+    driver owns, and any run's whose maker died; how many containers."""
 
-    def stale(labels: dict[str, str]) -> bool:
-        if labels.get(RUN_LABEL) != tag:
-            return False
-        attempt = labels.get(ATTEMPT_LABEL, "")
+    def stale_attempt(attempt: str) -> bool:
         return everything or not attempt.startswith(f"{nonce}-") or attempt in ended
 
-    return _node_sandbox(factory).reap(stale=stale)
+    def stale(labels: dict[str, str]) -> bool:
+        return labels.get(RUN_LABEL) == tag and stale_attempt(labels.get(ATTEMPT_LABEL, ""))
+
+    removed = _node_sandbox(factory).reap(stale=stale)
+    for box in _node_root(tag).parent.glob("*/sandbox"):
+        sweep(box, stale_attempt if box.parent.name == tag else lambda _attempt: False)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,6 @@ def ray_dispatch(tmp: Path, n: int = 20) -> tuple[float, float, float]:
                                "agent": {"kind": "replay", "patches": str(patches)}}, {}, "bench")  # fmt: skip
     run = start_run(repo, "ray-bench", contract, "bench", DockerSandbox(), say=lambda _m: None)
     cluster = Cluster()
-    cluster.stop()
     cluster.start()
     try:
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
@@ -263,6 +262,7 @@ def ray_dispatch(tmp: Path, n: int = 20) -> tuple[float, float, float]:
                 if i >= 2:  # the first two warm the workers and the object store
                     times[name].append(time.perf_counter() - t0)
     finally:
+        run.executor.close()  # its work folder made ahead
         ray.shutdown()
         cluster.stop()
     local, remote_s = times["local"], times["ray"]

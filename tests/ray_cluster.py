@@ -7,8 +7,10 @@ PYTHONPATH (the node sandboxes in tests/ray_nodes.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +34,9 @@ class Cluster:
     """`ray start` processes on this machine; each node carries a marker resource naming it."""
 
     def __init__(self) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
+        port = free_port()
+        self.address = f"127.0.0.1:{port}"
+        self.temp = f"/tmp/ray-test-{port}"  # its own session folder: stop() ends only this cluster
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
 
     def _start(self, *args: str) -> None:
@@ -40,7 +44,7 @@ class Cluster:
                        check=True, capture_output=True, timeout=120)  # fmt: skip
 
     def start(self) -> None:
-        self._start("--head", f"--port={self.address.split(':')[1]}", "--num-cpus=1",
+        self._start("--head", f"--port={self.address.split(':')[1]}", f"--temp-dir={self.temp}", "--num-cpus=1",
                     "--include-dashboard=false", "--resources", json.dumps({"autoresearch_slot": 1, "test_head": 1}))  # fmt: skip
 
     def add(self, name: str, *, slots: int, gpus: int = 0) -> None:
@@ -73,6 +77,24 @@ class Cluster:
         raise AssertionError(f"no raylet for {name}")
 
     def stop(self) -> None:
-        subprocess.run(
-            [str(RAY), "stop", "--force"], env=self.env, capture_output=True, timeout=120
-        )
+        """SIGKILL this cluster's processes (never another Ray on this machine), then its files."""
+        procs: dict[int, tuple[int, bytes]] = {}
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                procs[pid] = (ppid, Path(f"/proc/{pid}/cmdline").read_bytes())
+            except (OSError, ValueError, IndexError):
+                continue
+        doomed = {pid for pid, (_, cmd) in procs.items() if self.temp.encode() in cmd}
+        grew = True
+        while grew:  # and their children: workers and agents rename themselves ("ray::IDLE")
+            more = {pid for pid, (ppid, _) in procs.items() if ppid in doomed} - doomed
+            doomed |= more
+            grew = bool(more)
+        for pid in doomed:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in doomed) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(self.temp, ignore_errors=True)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,7 +46,6 @@ print(f"score: {min(m.X for m in (f1, f2, f3, f4, f5, f6)):.6f}")
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     c = Cluster()
-    c.stop()  # a previous run's leftovers
     c.start()
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
     c.add("test_second", slots=1)
@@ -82,6 +82,15 @@ def _contract(patches: Path, **over: object) -> Contract:
 def _start(repo: Path, contract: Contract, sandbox: object, tag: str) -> Run:
     return start_run(repo, tag, contract, "test", sandbox, say=lambda _m: None,  # type: ignore[arg-type]
                      backoff=Backoff(0.1, 0.5))  # fmt: skip
+
+
+def _no_work_folders_left(tag: str) -> None:
+    """The nodes' work folders of run `tag` (they share this machine's /tmp): unmounted, removed."""
+    box = Path(tempfile.gettempdir()) / f"autoresearch-ray-{os.getuid()}" / tag / "sandbox"
+    deadline = time.monotonic() + 15  # a worker removes its folders just after its result
+    while list(box.glob("*")) or f"/{tag}/sandbox/" in Path("/proc/mounts").read_text():
+        assert time.monotonic() < deadline, (list(box.glob("*")), Path("/proc/mounts").read_text())
+        time.sleep(0.2)
 
 
 def _decided(repo: Path, tag: str) -> dict[int, dict[str, object]]:
@@ -186,6 +195,7 @@ def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
     assert our_containers(docker_client, **{"autoresearch.run": "ray-cancel"}) == []
     exp = run.ledger.get(1)
     assert exp is not None and exp.status is None  # cancelled, never blamed
+    _no_work_folders_left("ray-cancel")
 
 
 def test_a_lost_node_is_one_infrastructure_error_and_its_experiment_reruns_on_the_head(
@@ -230,6 +240,7 @@ def test_a_lost_node_is_one_infrastructure_error_and_its_experiment_reruns_on_th
     assert head in str(decided[victim]["node"])  # the rerun, on the node still alive
     assert all(e.phase == "done" for e in ledger.experiments())
     assert our_containers(docker_client, **{"autoresearch.run": tag}) == []
+    _no_work_folders_left(tag)  # the lost worker's too
 
 
 def test_each_gpu_experiment_gets_exactly_the_gpu_ray_assigned(

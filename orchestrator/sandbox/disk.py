@@ -85,6 +85,14 @@ def unmount_below(parent: Path) -> None:
                 _run("umount", "-l", str(mnt))
 
 
+def unmount(folder: Path) -> None:
+    """Unmount the workspace filesystem of one capped folder, if it is mounted (idempotent)."""
+    mnt = folder / MOUNT_NAME
+    if os.path.ismount(mnt):
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _run("umount", "-l", str(mnt))
+
+
 @contextlib.contextmanager
 def capped_workdir(parent: Path, cap: int) -> Iterator[Workdir]:
     """A folder under `parent` that holds at most `cap` bytes; unmounted on exit."""

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -33,6 +31,7 @@ from orchestrator.poller import Poller
 from orchestrator.sandbox import LABEL, RunResult, RunSpec, Stale
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
+from orchestrator.sandbox.owner import owner_alive, owner_id
 
 OWNER_LABEL = f"{LABEL}.owner"
 DEADLINE_LABEL = f"{LABEL}.deadline"
@@ -56,30 +55,6 @@ def connect(timeout: float = 60) -> docker.DockerClient:
             "and check you may use it (docker group)"
         ) from None
     return client
-
-
-def _proc_start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_id(pid: int | None = None) -> str:
-    """host:pid:start-time — unique to this process even after pid reuse."""
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_proc_start_time(pid)}"
-
-
-def owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's container: not ours to judge
-    pid_s, _, start = rest.partition(":")
-    if not pid_s.isdigit():
-        return False
-    return _proc_start_time(int(pid_s)) == start
 
 
 @contextlib.contextmanager
