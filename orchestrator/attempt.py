@@ -46,6 +46,11 @@ class Attempt:
     """GPUs leased by the driver (local); a Ray node uses the ones Ray assigned instead."""
     seccomp: str | None = None
 
+    @property
+    def name(self) -> str:
+        """What its work folders are called after: the attempt's id where it has one (Ray)."""
+        return self.labels.get(ATTEMPT_LABEL, "work")
+
 
 @dataclass(frozen=True)
 class Trusted:
@@ -177,9 +182,8 @@ def perform(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs,
     Raises InfraError when the host or its engine failed (never the candidate's result).
     """
     c = attempt.contract
-    name = attempt.labels.get(ATTEMPT_LABEL, "work")
     try:
-        with workdirs.hold(c.sandbox.disk, name) as disk:
+        with workdirs.hold(c.sandbox.disk, attempt.name) as disk:
             unpack(attempt.tree, disk.path, writable_by_all=True)
             _seal(c, disk.path)
             mounts = _mounts(disk, trusted.evaluator, c.evaluator.paths, c.evaluator.data, trusted)
@@ -218,9 +222,7 @@ def _score(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, truste
     """The sealed stage: the scorer, the run's results (read-only) and the secrets; no implementation."""
     score = attempt.contract.score
     assert score is not None
-    with workdirs.hold(
-        attempt.contract.sandbox.disk, attempt.labels.get(ATTEMPT_LABEL, "work")
-    ) as disk:
+    with workdirs.hold(attempt.contract.sandbox.disk, attempt.name) as disk:
         mounts = _mounts(disk, trusted.scorer, score.paths, score.data, trusted)
         mounts.append(Mount(results, "/results", read_only=True))
         scored = sandbox.run(_spec(attempt, disk, score.command, score.seconds, mounts))

@@ -33,6 +33,8 @@ class Runner:
         self.note = note
         self.first_delay, self.max_delay = first_delay, max_delay
         self.run_dir = ledger.dir
+        seccomp = self.run_dir / "seccomp.json"  # the run's snapshot: read once
+        self.seccomp = seccomp.read_text() if seccomp.exists() else None
         self.gpus: tuple[str, ...] = ()
         """UUIDs of the GPUs leased for the experiment this runner is on."""
         self.cancelled = threading.Event()
@@ -66,7 +68,6 @@ class Runner:
 
     def _run_once(self, exp: Experiment) -> RunResult:
         assert exp.commit_sha is not None
-        seccomp = self.run_dir / "seccomp.json"
         try:
             tree = self.ws.archive(exp.commit_sha)
         except OSError as e:
@@ -76,5 +77,5 @@ class Runner:
             env={"HOME": "/tmp", "AUTORESEARCH_EXPERIMENT": str(exp.id),
                  "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31))},
             labels={"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)},
-            gpus=self.gpus, seccomp=seccomp.read_text() if seccomp.exists() else None,
+            gpus=self.gpus, seccomp=self.seccomp,
         ))  # fmt: skip

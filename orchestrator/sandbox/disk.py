@@ -77,12 +77,8 @@ class Workdir:
 
 def unmount_below(parent: Path) -> None:
     """Unmount any workspace filesystem a killed run left under `parent` (idempotent)."""
-    if not parent.exists():
-        return
-    for mnt in parent.glob(f"*/{MOUNT_NAME}"):
-        if os.path.ismount(mnt):
-            with contextlib.suppress(subprocess.CalledProcessError):
-                _run("umount", "-l", str(mnt))
+    for folder in parent.glob("*"):
+        unmount(folder)
 
 
 def unmount(folder: Path) -> None:
