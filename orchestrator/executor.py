@@ -57,7 +57,12 @@ class Executor(Protocol):
         ...
 
     def cancel(self) -> int:
-        """Kill every attempt running now (from any thread); how many."""
+        """Kill every attempt running now (from any thread), and any started before
+        `reopen()`; how many were running."""
+        ...
+
+    def reopen(self) -> None:
+        """Run attempts again after a `cancel()`."""
         ...
 
     def reap(self, *, everything: bool = False) -> int:
@@ -96,6 +101,9 @@ class LocalExecutor:
 
     def cancel(self) -> int:
         return self.sandbox.cancel()
+
+    def reopen(self) -> None:
+        self.sandbox.reopen()
 
     def reap(self, *, everything: bool = False) -> int:
         return self.sandbox.reap(everything=everything)

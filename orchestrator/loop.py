@@ -241,6 +241,7 @@ class Run:
             raise
         finally:
             self._stop_slots()
+            self.executor.reopen()  # the slots have stopped: nothing is left to refuse
             self.executor.close()
         self.ledger.set_stopped(why)
         self.ledger.write_results_tsv()

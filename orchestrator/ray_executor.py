@@ -252,6 +252,7 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._live: dict[str, ray.ObjectRef[Any]] = {}
         self._ended: set[str] = set()
+        self._cancelled = False
         """Attempts whose task was lost or cancelled: their containers may outlive them."""
         self._bundle: tuple[ray.ObjectRef[Any], str] | None = None
 
@@ -267,6 +268,9 @@ class RayExecutor:
         c = attempt.contract
         aid = f"{self._nonce}-{next(self._seq)}"
         attempt = replace(attempt, labels={**attempt.labels, ATTEMPT_LABEL: aid})
+        with self._lock:
+            if self._cancelled:
+                raise InfraError("the executor was cancelled: no new attempt until it is reopened")
         try:
             bundle, digest = self._trusted_bundle(c)
             # max_retries=0: Ray's own retry would run the experiment twice, the first container
@@ -276,6 +280,11 @@ class RayExecutor:
             ).remote(attempt, self.files.tag, bundle, digest, self.config.node_sandbox)
             with self._lock:
                 self._live[aid] = ref
+                missed = self._cancelled  # cancelled while it was being sent: its cancel missed it
+                if missed:
+                    self._ended.add(aid)
+            if missed:
+                ray.cancel(ref, force=True)
             result: RunResult = ray.get(ref)
             return result
         except ray.exceptions.RayTaskError as e:  # our code raised on the node
@@ -344,16 +353,24 @@ class RayExecutor:
         return None
 
     def cancel(self) -> int:
-        """Remove every running attempt's container on its node, then cancel the tasks."""
+        """End every running attempt's task (and any sent before `reopen()`), then remove
+        their containers on their nodes: a force-cancel kills the worker, not its container."""
         with self._lock:
+            self._cancelled = True
             live = dict(self._live)
             self._ended.update(live)
+        refs = list(live.values())
         with contextlib.suppress(ray.exceptions.RayError, SystemExit):
-            self.reap()
-        for ref in live.values():
-            with contextlib.suppress(ray.exceptions.RayError, SystemExit):
+            for ref in refs:
                 ray.cancel(ref, force=True)
+            if refs:  # a worker still alive could start a container after the reap
+                ray.wait(refs, num_returns=len(refs), timeout=10)
+            self.reap()
         return len(live)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._cancelled = False
 
     def reap(self, *, everything: bool = False, timeout: float = 15) -> int:
         """Run the reaper on every alive node: containers of this run no live attempt owns."""

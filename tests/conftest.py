@@ -154,6 +154,9 @@ class WrappedSandbox:
     def cancel(self) -> int:
         return self.real.cancel()
 
+    def reopen(self) -> None:
+        self.real.reopen()
+
     def reap(self, *, everything: bool = False, stale=None) -> int:  # type: ignore[no-untyped-def]
         return self.real.reap(everything=everything, stale=stale)
 

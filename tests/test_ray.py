@@ -153,7 +153,8 @@ def test_doctor_lists_every_node_with_its_slots_engine_and_image(cluster: Cluste
 def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
     tmp_path: Path, cluster: Cluster, sandbox, docker_client
 ) -> None:
-    from orchestrator.errors import Cancelled
+    from orchestrator.attempt import Attempt
+    from orchestrator.errors import Cancelled, InfraError
 
     make_patch(tmp_path / "slow", "1.patch", "f6.py", "X = 10\n", "X = 10\nSLOW = 120\n")
     over = {
@@ -195,6 +196,30 @@ def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
     assert our_containers(docker_client, **{"autoresearch.run": "ray-cancel"}) == []
     exp = run.ledger.get(1)
     assert exp is not None and exp.status is None  # cancelled, never blamed
+    _no_work_folders_left("ray-cancel")
+
+    # A cancel that lands while an attempt is being sent: the task must not run on unseen.
+    ex = run.executor
+    attempt = Attempt(experiment=9, tree=run.ws.archive(run.ws.best()), contract=run.contract,
+                      labels={"autoresearch.run": "ray-cancel", "autoresearch.experiment": "9"})  # fmt: skip
+    ex.cancel()
+    with pytest.raises(InfraError, match="cancelled"):  # refused until reopened
+        ex.run(attempt)
+    ex.reopen()
+    bundle = ex._trusted_bundle  # type: ignore[attr-defined]
+
+    def cancelled_while_sent(contract: Contract) -> object:
+        out = bundle(contract)
+        ex.cancel()
+        return out
+
+    ex._trusted_bundle = cancelled_while_sent  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    with pytest.raises(InfraError, match="lost the Ray task"):
+        ex.run(attempt)
+    assert time.monotonic() - t0 < 15
+    ex.reopen()
+    assert our_containers(docker_client, **{"autoresearch.run": "ray-cancel"}) == []
     _no_work_folders_left("ray-cancel")
 
 

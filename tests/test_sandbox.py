@@ -155,6 +155,32 @@ def test_reap_removes_a_live_owners_container_past_its_deadline(
             c.remove(force=True)
 
 
+def test_a_cancel_between_create_and_start_still_kills_the_container(
+    docker_client: docker.DockerClient, work: Path
+) -> None:
+    """SIGTERM lands after the container is made but before it starts: it must not run to its budget."""
+
+    class CancelledMidway(DockerSandbox):
+        armed = True
+
+        def create(self, spec: RunSpec):  # type: ignore[no-untyped-def]
+            container = super().create(spec)
+            if self.armed:
+                self.armed = False
+                self.cancel()  # its kill finds the container created, not running: Docker refuses
+            return container
+
+    box = CancelledMidway(docker_client)
+    t0 = time.monotonic()
+    r = box.run(spec(work, "sleep 60", budget=60))
+    assert time.monotonic() - t0 < 15 and r.exit_code == 137 and not r.timed_out
+    with pytest.raises(InfraError, match="cancelled"):  # nothing new starts until reopened
+        box.run(spec(work, "true"))
+    box.reopen()
+    assert box.run(spec(work, "true")).exit_code == 0
+    assert our_containers(docker_client, **{"autoresearch.run": "sandbox-test"}) == []
+
+
 def test_leased_gpus_reach_the_container_by_uuid(sandbox: DockerSandbox, work: Path) -> None:
     from orchestrator.gpus import FakeInventory, Leases
 

@@ -97,7 +97,12 @@ class SandboxBackend(Protocol):
         ...
 
     def cancel(self) -> int:
-        """Kill every experiment this backend is running now (from any thread); how many."""
+        """Kill every experiment this backend is running now (from any thread), and any
+        started before `reopen()`; how many were running."""
+        ...
+
+    def reopen(self) -> None:
+        """Run again after a `cancel()`."""
         ...
 
     def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:

@@ -114,6 +114,7 @@ class DockerSandbox:
         self._inventory = inventory
         self._live: set[Container] = set()
         self._lock = threading.Lock()
+        self._cancelled = False
 
     @property
     def inventory(self) -> GpuInventory:
@@ -123,13 +124,21 @@ class DockerSandbox:
         return self._inventory
 
     def cancel(self) -> int:
-        """SIGKILL every container this sandbox is running now (other threads' runs included)."""
+        """SIGKILL every container this sandbox is running now (other threads' runs included),
+        and any a run starts until `reopen()`: a container created before the cancel but
+        started after it would otherwise run to its budget."""
         with self._lock:
+            self._cancelled = True
             live = list(self._live)
         for c in live:
             with contextlib.suppress(NotFound, APIError, requests.RequestException):
                 c.kill()
         return len(live)
+
+    def reopen(self) -> None:
+        """Accept runs again after a `cancel()`."""
+        with self._lock:
+            self._cancelled = False
 
     def create(self, spec: RunSpec) -> Container:
         """The hardened container for `spec`, created but not started; the caller removes it."""
@@ -187,6 +196,7 @@ class DockerSandbox:
             return self.client.containers.create(lim.image, **kwargs)
 
     def run(self, spec: RunSpec) -> RunResult:
+        self._refuse_if_cancelled()
         self._remove_orphans()
         container = self.create(spec)
         with self._lock:
@@ -200,12 +210,22 @@ class DockerSandbox:
                 self._live.discard(container)
             self._remove(container)
 
+    def _refuse_if_cancelled(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                raise InfraError("the sandbox was cancelled: no new container until it is reopened")
+
     def _run(self, container: Container, spec: RunSpec) -> RunResult:
         disk = spec.disk
         before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
         container.start()
+        with self._lock:
+            cancelled = self._cancelled
+        if cancelled:  # the cancel came while it was being created: its kill missed
+            with contextlib.suppress(NotFound, APIError):
+                container.kill()
         timed_out = False
         watch = DiskWatch(disk, container) if disk and not disk.enforced else None
         sampler = CgroupSampler(container.id)
