@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from orchestrator.contract import Sandbox as Limits
 from orchestrator.errors import InfraError
@@ -178,6 +179,25 @@ def test_a_cancel_between_create_and_start_still_kills_the_container(
         box.run(spec(work, "true"))
     box.reopen()
     assert box.run(spec(work, "true")).exit_code == 0
+    assert our_containers(docker_client, **{"autoresearch.run": "sandbox-test"}) == []
+
+
+def test_a_container_whose_creation_answer_was_lost_is_removed_by_the_next_run(
+    docker_client: docker.DockerClient, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine makes the container, then goes away before docker-py's inspect: no id came back."""
+    from docker.models.containers import ContainerCollection
+
+    def gone(*_a: object, **_k: object) -> None:
+        monkeypatch.undo()  # once
+        raise requests.ConnectionError("('Connection aborted.', the engine is shutting down)")
+
+    box = DockerSandbox(docker.from_env())
+    monkeypatch.setattr(ContainerCollection, "get", gone)
+    with pytest.raises(InfraError, match="creating a container"):
+        box.run(spec(work, "true"))
+    assert len(our_containers(docker_client, **{"autoresearch.run": "sandbox-test"})) == 1
+    assert box.run(spec(work, "true")).exit_code == 0  # removes it before its own
     assert our_containers(docker_client, **{"autoresearch.run": "sandbox-test"}) == []
 
 

@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,7 +111,8 @@ class DockerSandbox:
         self.client = client or connect()
         self.owner = owner_id()
         self._orphans: set[str] = set()
-        """Our containers whose removal failed (engine down); retried before every run."""
+        """Ids or names of our containers whose removal failed, or whose creation's answer was
+        lost (engine going down); their removal is retried before every run and by `reap`."""
         self._inventory = inventory
         self._live: set[Container] = set()
         self._lock = threading.Lock()
@@ -192,8 +194,15 @@ class DockerSandbox:
             kwargs["device_requests"] = [
                 DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
             ]
-        with _engine_errors(f"creating a container from {lim.image}", lim.image):
-            return self.client.containers.create(lim.image, **kwargs)
+        # Named by us: docker-py creates, then inspects. When the engine goes down between
+        # the two, it has made a container whose id we never hear; its name we know.
+        name = kwargs["name"] = f"autoresearch-{uuid.uuid4().hex[:16]}"
+        try:
+            with _engine_errors(f"creating a container from {lim.image}", lim.image):
+                return self.client.containers.create(lim.image, **kwargs)
+        except InfraError:
+            self._orphans.add(name)
+            raise
 
     def run(self, spec: RunSpec) -> RunResult:
         self._refuse_if_cancelled()
