@@ -252,8 +252,9 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._live: dict[str, ray.ObjectRef[Any]] = {}
         self._ended: set[str] = set()
-        self._cancelled = False
         """Attempts whose task was lost or cancelled: their containers may outlive them."""
+        self._cancelled = False
+        """Set by `cancel()` until `reopen()`: no attempt is sent meanwhile."""
         self._bundle: tuple[ray.ObjectRef[Any], str] | None = None
 
     # the trusted files travel once per run
