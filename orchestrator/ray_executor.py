@@ -285,7 +285,9 @@ class RayExecutor:
                 if missed:
                     self._ended.add(aid)
             if missed:
-                ray.cancel(ref, force=True)
+                self._end([ref])
+                raise InfraError(f"experiment {attempt.experiment} was cancelled while its Ray task "
+                                 "was being sent")  # fmt: skip
             result: RunResult = ray.get(ref)
             return result
         except ray.exceptions.RayTaskError as e:  # our code raised on the node
@@ -360,14 +362,19 @@ class RayExecutor:
             self._cancelled = True
             live = dict(self._live)
             self._ended.update(live)
-        refs = list(live.values())
+        self._end(list(live.values()))
+        return len(live)
+
+    def _end(self, refs: list[ray.ObjectRef[Any]]) -> None:
+        """Force-cancel ended attempts' tasks, then remove their containers. A force-cancel kills
+        the worker, not its container, and Ray can miss the cancel of a task it is still
+        dispatching: the reap comes after the tasks end, or after 10 s, whichever is first."""
         with contextlib.suppress(ray.exceptions.RayError, SystemExit):
             for ref in refs:
                 ray.cancel(ref, force=True)
-            if refs:  # a worker still alive could start a container after the reap
+            if refs:
                 ray.wait(refs, num_returns=len(refs), timeout=10)
             self.reap()
-        return len(live)
 
     def reopen(self) -> None:
         with self._lock:
