@@ -24,7 +24,8 @@ from orchestrator.loop import Run
 from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, tree_snapshot
 
 SECRET = "sk-ant-api03-ATTACK-SUITE-SECRET"
-BUDGET = 6
+BUDGET = 10
+"""`su` alone takes 1-4 s (PAM's delay after a failed login, slower under gVisor)."""
 LIMITS = {
     "memory": "128m",
     "pids": 64,
@@ -349,7 +350,8 @@ def test_no_interface_but_loopback(night) -> None:  # type: ignore[no-untyped-de
 
 
 def test_no_privilege_to_gain(night) -> None:  # type: ignore[no-untyped-def]
-    _, log = _exp(night, "privilege")
+    e, log = _exp(night, "privilege")
+    assert not e.timed_out, f"the attack ran out of time before it tried everything: {log}"
     assert "IDS 10001 10001 10001 10001 [10001]" in log or "IDS 10001 10001 10001 10001 []" in log
     for tool in ("mount", "chown", "su"):
         assert f"RC {tool} 0" not in log and f"RC {tool} " in log
