@@ -10,9 +10,10 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from orchestrator.contract import DEFAULT_IMAGE
-from orchestrator.contract import Sandbox as SandboxLimits
+from orchestrator.contract.model import DEFAULT_IMAGE
+from orchestrator.contract.model import Sandbox as SandboxLimits
 from orchestrator.errors import EngineUnavailable
 
 
@@ -45,14 +46,14 @@ def _gpus() -> Check:
     return Check("gpus", True, f"{len(gpus)} via NVML ({names})", required=False)
 
 
-def checks() -> list[Check]:
+def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
+    """This machine: Python, git, the engine, the image, gVisor, GPUs, the API key."""
     out = [
         Check("python", sys.version_info >= (3, 11), sys.version.split()[0] + " (3.11+ needed)"),
         Check(
             "git", shutil.which("git") is not None, shutil.which("git") or "missing — install git"
         ),
     ]
-    from orchestrator import images
     from orchestrator.sandbox.docker import connect
 
     try:
@@ -71,37 +72,55 @@ def checks() -> list[Check]:
     )
     cg = info.get("CgroupVersion", "?")
     readable = os.path.isdir("/sys/fs/cgroup")
-    out.append(Check("accounting", readable, f"cgroup v{cg}, {info.get('CgroupDriver')} driver"
-                     + ("" if readable else " — /sys/fs/cgroup not readable: no peak memory/CPU figures"),
-                     required=False))  # fmt: skip
-    try:
-        img = client.images.get(DEFAULT_IMAGE)
-        want = images.inputs_hash(images.IMAGES_DIR / "python")
-        fresh = img.labels.get(images.INPUTS_LABEL) == want
-        detail = f"{DEFAULT_IMAGE} ({img.short_id})" + (
-            "" if fresh else " — stale: run `autoresearch images build`"
+    out.append(
+        Check(
+            "accounting",
+            readable,
+            f"cgroup v{cg}, {info.get('CgroupDriver')} driver"
+            + ("" if readable else " — /sys/fs/cgroup not readable: no peak memory/CPU figures"),
+            required=False,
         )
-        out.append(Check("image", True, detail))
-    except Exception:
-        out.append(
-            Check("image", False, f"{DEFAULT_IMAGE} not built — run `autoresearch images build`")
-        )
+    )
+    out.append(_image(client, image))
     runtimes = info.get("Runtimes", {})
-    out.append(Check("gvisor", "runsc" in runtimes,
-                     "runsc registered" if "runsc" in runtimes else "runsc not registered (optional hardening)",
-                     required=False))  # fmt: skip
+    out.append(
+        Check(
+            "gvisor",
+            "runsc" in runtimes,
+            "runsc registered"
+            if "runsc" in runtimes
+            else "runsc not registered (optional hardening)",
+            required=False,
+        )
+    )
     out.append(_gpus())
     key = bool(os.environ.get("ANTHROPIC_API_KEY"))
-    out.append(Check("anthropic key", key, "ANTHROPIC_API_KEY set" if key else "not set (replay agent works offline)",
-                     required=False))  # fmt: skip
+    out.append(
+        Check(
+            "anthropic key",
+            key,
+            "ANTHROPIC_API_KEY set" if key else "not set (replay agent works offline)",
+            required=False,
+        )
+    )
     return out
 
 
-def run_checks(echo: Callable[[str], None]) -> bool:
-    results = checks()
-    for c in results:
-        echo(c.line())
-    return all(c.ok for c in results if c.required)
+def _image(client: Any, image: str) -> Check:
+    from orchestrator.sandbox import images
+
+    try:
+        img = client.images.get(image)
+    except Exception:
+        return Check("image", False, f"{image} not built — run `autoresearch images build`")
+    recipe = next((name for name, tag in images.IMAGE_TAGS.items() if tag == image), None)
+    stale = recipe is not None and img.labels.get(images.INPUTS_LABEL) != images.inputs_hash(
+        images.IMAGES_DIR / recipe
+    )
+    detail = f"{image} ({img.short_id})" + (
+        " — stale: run `autoresearch images build`" if stale else ""
+    )
+    return Check("image", True, detail)
 
 
 def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = None) -> bool:
@@ -109,7 +128,7 @@ def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = No
     import tempfile
     from pathlib import Path
 
-    from orchestrator.sandbox import RunSpec
+    from orchestrator.sandbox import ContainerSpec
     from orchestrator.sandbox.audit import audit
     from orchestrator.sandbox.docker import DockerSandbox
 
@@ -117,7 +136,7 @@ def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = No
     sandbox = DockerSandbox()
     with tempfile.TemporaryDirectory(prefix="autoresearch-audit-") as tmp:
         container = sandbox.create(
-            RunSpec(workspace=Path(tmp), command="true", budget_s=1, limits=limits)
+            ContainerSpec(workspace=Path(tmp), command="true", budget_s=1, limits=limits)
         )
         try:
             items = audit(container.attrs)
@@ -136,7 +155,7 @@ def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[C
     from orchestrator.errors import UserError
 
     try:
-        from orchestrator import ray_executor as rx
+        from orchestrator.executors import ray as rx
     except ImportError as e:
         return [
             Check(
@@ -148,8 +167,14 @@ def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[C
     except UserError as e:
         return [Check("ray", False, e.message)]
     nodes = rx.node_facts(image, node_sandbox)
-    out = [Check("ray", bool(nodes), f"{len(nodes)} node(s) with sandbox slots"
-                 + ("" if nodes else f" — start nodes with `{rx.START_HINT}`"))]  # fmt: skip
+    out = [
+        Check(
+            "ray",
+            bool(nodes),
+            f"{len(nodes)} node(s) with sandbox slots"
+            + ("" if nodes else f" — start nodes with `{rx.START_HINT}`"),
+        )
+    ]
     for f in nodes:
         ready = f.engine is None and f.image_id is not None
         why = f.engine or (

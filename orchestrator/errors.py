@@ -43,14 +43,24 @@ class InfraError(Exception):
     """The infrastructure under an experiment failed; retry, never blame the candidate."""
 
 
+class ImageAbsent(InfraError):
+    """The engine does not hold the sandbox image (now): retried in a night, whose image may
+    come back (`images build`, `docker load`); `ImageMissing` when found at the start."""
+
+
 class ProposalRefused(Exception):
     """An agent's proposal broke a rule (outside allowed paths, symlink, binary...).
 
     Recorded as the experiment's outcome with `reason`; the candidate never runs.
     """
 
-    def __init__(self, reason: str, description: str = "", cost_usd: float | None = None,
-                 usage: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reason: str,
+        description: str = "",
+        cost_usd: float | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.description = description

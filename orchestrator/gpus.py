@@ -34,12 +34,15 @@ class Gpu:
 
 
 class GpuInventory(Protocol):
+    error: str | None
+    """Why NVML cannot be used here (shown when GPUs are asked for); None when it can."""
+
     def snapshot(self) -> list[Gpu]:
         """Every GPU as NVML sees it now; [] without NVML. Never raises."""
         ...
 
     def process_memory(self, pids: set[int]) -> int | None:
-        """Bytes of GPU memory used by `pids`, summed over all GPUs; None if unknown."""
+        """Bytes of GPU memory used by `pids`, summed over all GPUs; None if unknown. Never raises."""
         ...
 
 
@@ -172,6 +175,7 @@ class FakeInventory:
     """A scripted inventory for tests: edit `gpus` between calls to simulate tenants."""
 
     gpus: list[Gpu] = field(default_factory=list)
+    error: str | None = None
 
     @classmethod
     def of(cls, n: int, memory: int = 80 * 1024**3) -> FakeInventory:

@@ -14,11 +14,11 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sandbox import RunResult
+from orchestrator.experiment import STATUSES, Experiment, RunInfo, experiment_dir
+from orchestrator.sandbox import ContainerResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -81,97 +81,23 @@ CREATE TABLE IF NOT EXISTS event (
 );
 """
 
-PHASES = ("proposing", "frozen", "running", "decided", "confirming", "done")
-"""`confirming`: a winner whose base went stale was rebased onto the new best and
-runs again before it may merge (then `decided` again)."""
-
 # Columns added after the first release: an older ledger gains them on open.
 _ADDED = {
-    "run": ("slots INTEGER NOT NULL DEFAULT 1", "slot_busy_s REAL NOT NULL DEFAULT 0",
-            "slot_wall_s REAL NOT NULL DEFAULT 0"),
-    "experiment": ("peak_vram_bytes INTEGER", "slot INTEGER", "ran_from REAL", "ran_to REAL",
-                   "rebased_from TEXT", "rebases INTEGER NOT NULL DEFAULT 0", "node TEXT"),
-}  # fmt: skip
-STATUSES = ("keep", "discard", "crash", "refused")
-
-
-@dataclass(frozen=True)
-class Experiment:
-    id: int
-    phase: str
-    parent: str
-    commit_sha: str | None
-    description: str
-    hypothesis: str
-    status: str | None
-    reason: str | None
-    metric: float | None
-    metrics: dict[str, float]
-    exit_code: int | None
-    timed_out: bool
-    oom_killed: bool
-    wall_s: float | None
-    cpu_s: float | None
-    peak_memory_bytes: int | None
-    workspace_bytes: int | None
-    disk_full: bool
-    signal: int | None
-    loc: int | None
-    cost_usd: float | None
-    usage: dict[str, int]
-    samples: list[float]
-    merged: bool
-    merged_sha: str | None
-    infra_retries: int
-    started: float
-    finished: float | None
-    peak_vram_bytes: int | None = None
-    slot: int | None = None
-    """The worker slot it ran on."""
-    ran_from: float | None = None
-    ran_to: float | None = None
-    """When its sandbox work began and ended (epoch seconds): which experiments overlapped."""
-    rebased_from: str | None = None
-    """The original candidate commit, when a stale winner was rebased onto a newer best."""
-    rebases: int = 0
-    node: str | None = None
-    """The cluster node its recorded run was on (Ray); None on this machine."""
-
-    @property
-    def holds_best(self) -> bool:
-        """A kept result that is on the run branch: the baseline, or a keep that merged."""
-        return self.status == "keep" and self.metric is not None and (self.merged or self.id == 0)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Experiment:
-        d = dict(row)
-        d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
-        d["usage"] = json.loads(d["usage"]) if d["usage"] else {}
-        d["samples"] = json.loads(d["samples"]) if d["samples"] else []
-        for flag in ("timed_out", "oom_killed", "merged", "disk_full"):
-            d[flag] = bool(d[flag])
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    tag: str
-    created: float
-    base_commit: str
-    contract: str
-    source: str
-    evaluator_hash: str
-    image_id: str
-    active_s: float
-    stopped: str | None
-    slots: int = 1
-    slot_busy_s: float = 0.0
-    slot_wall_s: float = 0.0
-
-    @property
-    def duty_cycle(self) -> float | None:
-        """Share of the slots' wall time spent running experiments."""
-        return self.slot_busy_s / self.slot_wall_s if self.slot_wall_s > 0 else None
+    "run": (
+        "slots INTEGER NOT NULL DEFAULT 1",
+        "slot_busy_s REAL NOT NULL DEFAULT 0",
+        "slot_wall_s REAL NOT NULL DEFAULT 0",
+    ),
+    "experiment": (
+        "peak_vram_bytes INTEGER",
+        "slot INTEGER",
+        "ran_from REAL",
+        "ran_to REAL",
+        "rebased_from TEXT",
+        "rebases INTEGER NOT NULL DEFAULT 0",
+        "node TEXT",
+    ),
+}
 
 
 class Ledger:
@@ -205,12 +131,25 @@ class Ledger:
             return self.db.execute(sql, args).fetchall()
 
     # -- the run ----------------------------------------------------------
-    def create_run(self, tag: str, base: str, contract_json: str, source: str, evaluator_hash: str,
-                   image_id: str = "") -> None:  # fmt: skip
+    def create_run(
+        self,
+        tag: str,
+        base: str,
+        contract_json: str,
+        source: str,
+        evaluator_hash: str,
+        image_id: str = "",
+    ) -> None:
         self._write(
             "INSERT INTO run (tag, created, base_commit, contract, source, evaluator_hash, image_id) VALUES (?,?,?,?,?,?,?)",
-            tag, time.time(), base, contract_json, source, evaluator_hash, image_id,
-        )  # fmt: skip
+            tag,
+            time.time(),
+            base,
+            contract_json,
+            source,
+            evaluator_hash,
+            image_id,
+        )
 
     def set_image_id(self, image_id: str) -> None:
         self._write("UPDATE run SET image_id = ?", image_id)
@@ -226,8 +165,10 @@ class Ledger:
         """`slots` workers were up for `wall_s` more seconds and busy `busy_s` of their total."""
         self._write(
             "UPDATE run SET slots=?, slot_busy_s = slot_busy_s + ?, slot_wall_s = slot_wall_s + ?",
-            slots, busy_s, wall_s,
-        )  # fmt: skip
+            slots,
+            busy_s,
+            wall_s,
+        )
 
     def set_stopped(self, reason: str | None) -> None:
         self._write("UPDATE run SET stopped = ?", reason)
@@ -274,8 +215,10 @@ class Ledger:
         self._write(
             "UPDATE experiment SET phase=CASE WHEN phase='confirming' THEN phase ELSE 'running' END, slot=?, "
             "ran_from=COALESCE(ran_from, ?) WHERE id=?",
-            slot, time.time(), exp_id,
-        )  # fmt: skip
+            slot,
+            time.time(),
+            exp_id,
+        )
 
     def ran(self, exp_id: int) -> None:
         """Its sandbox work ended now."""
@@ -286,8 +229,10 @@ class Ledger:
         self._write(
             "UPDATE experiment SET phase='confirming', rebased_from=COALESCE(rebased_from, commit_sha), "
             "commit_sha=?, parent=?, rebases=rebases+1 WHERE id=?",
-            commit, onto, exp_id,
-        )  # fmt: skip
+            commit,
+            onto,
+            exp_id,
+        )
 
     def overturned(self, exp_id: int, reason: str) -> None:
         """A decided keep that may not merge after all (its rebase conflicted): discard, figures kept."""
@@ -318,9 +263,18 @@ class Ledger:
                 (time.time(), exp_id, detail),
             )
 
-    def decided(self, exp_id: int, *, status: str, reason: str, metric: float | None = None,
-                metrics: dict[str, float] | None = None, result: RunResult | None = None,
-                samples: list[float] | None = None, description: str | None = None) -> None:  # fmt: skip
+    def decided(
+        self,
+        exp_id: int,
+        *,
+        status: str,
+        reason: str,
+        metric: float | None = None,
+        metrics: dict[str, float] | None = None,
+        result: ContainerResult | None = None,
+        samples: list[float] | None = None,
+        description: str | None = None,
+    ) -> None:
         """Record the decision and the trusted figures of the run that led to it."""
         assert status in STATUSES, status
         r = result
@@ -329,18 +283,34 @@ class Ledger:
                timed_out=?, oom_killed=?, wall_s=?, cpu_s=?, peak_memory_bytes=?, workspace_bytes=?,
                disk_full=?, signal=?, samples=?, description=COALESCE(?, description), peak_vram_bytes=?,
                node=? WHERE id=?""",
-            status, reason, metric, json.dumps(metrics or {}),
-            r and r.exit_code, int(bool(r and r.timed_out)), int(bool(r and r.oom_killed)),
-            r and r.wall_s, r and r.cpu_s, r and r.peak_memory_bytes, r and r.workspace_bytes,
-            int(bool(r and r.disk_full)), r and r.signal, json.dumps(samples or []), description,
-            r and r.peak_vram_bytes, r and r.node, exp_id,
-        )  # fmt: skip
+            status,
+            reason,
+            metric,
+            json.dumps(metrics or {}),
+            r and r.exit_code,
+            int(bool(r and r.timed_out)),
+            int(bool(r and r.oom_killed)),
+            r and r.wall_s,
+            r and r.cpu_s,
+            r and r.peak_memory_bytes,
+            r and r.workspace_bytes,
+            int(bool(r and r.disk_full)),
+            r and r.signal,
+            json.dumps(samples or []),
+            description,
+            r and r.peak_vram_bytes,
+            r and r.node,
+            exp_id,
+        )
 
     def done(self, exp_id: int, *, merged: bool, merged_sha: str | None = None) -> None:
         self._write(
             "UPDATE experiment SET phase='done', merged=?, merged_sha=?, finished=? WHERE id=?",
-            int(merged), merged_sha, time.time(), exp_id,
-        )  # fmt: skip
+            int(merged),
+            merged_sha,
+            time.time(),
+            exp_id,
+        )
 
     def event(self, kind: str, detail: str, exp_id: int | None = None) -> None:
         self._write(
@@ -367,7 +337,8 @@ class Ledger:
 
     # -- files beside the ledger ------------------------------------------
     def exp_dir(self, exp_id: int) -> Path:
-        d = self.dir / "experiments" / f"{exp_id:04d}"
+        """Experiment `exp_id`'s folder (its logs and diffs), made if need be."""
+        d = experiment_dir(self.dir, exp_id)
         d.mkdir(parents=True, exist_ok=True)
         return d
 

@@ -1,8 +1,8 @@
-"""Starting and reopening runs: the run folder, its snapshots, and the parts of a Run.
+"""Starting and reopening runs: the run folder, its snapshots, and the parts of its Night.
 
 A run lives in `<repo>/.autoresearch/<tag>/`: the ledger, results.tsv, a frozen
 copy of the contract (in the ledger), of the evaluator files and of the
-direction. `resume` rebuilds the same Run from that folder alone.
+direction. `resume` rebuilds the same Night from that folder alone.
 """
 
 from __future__ import annotations
@@ -16,20 +16,16 @@ import shutil
 import stat
 from pathlib import Path
 
-from orchestrator.agent_config import (
-    AnthropicAgentConfig,
-    AutoAgentConfig,
-    ReplayAgentConfig,
-    TunerAgentConfig,
-)
 from orchestrator.agents import Agent
-from orchestrator.agents.replay import ReplayAgent
-from orchestrator.contract import Contract, check_against_repo
+from orchestrator.agents.none import NoAgent
+from orchestrator.contract.load import check_against_repo
+from orchestrator.contract.model import Contract
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
-from orchestrator.executor import reachable
+from orchestrator.executors import Executor, RunFolder
 from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
-from orchestrator.loop import Backoff, Run, Say
+from orchestrator.night import Backoff, Say
+from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.workspace import Workspace
 
@@ -60,31 +56,26 @@ def default_tag(root: Path, today: dt.date | None = None) -> str:
 
 
 def build_agent(contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-    """The contract's agent; `auto` picks Claude when a key is set, else the tuner."""
-    cfg = contract.agent
-    if isinstance(cfg, AutoAgentConfig):
-        if os.environ.get("ANTHROPIC_API_KEY"):
-            cfg = cfg.anthropic
-        elif cfg.tuner is not None:
-            cfg = cfg.tuner
-        else:
-            raise ContractError(
-                "no agent can run: set ANTHROPIC_API_KEY for Claude, or declare a search space for the offline "
-                "tuner ([agent.tuner.space] with kind = 'auto', or kind = 'tuner'), or use --agent replay --patches DIR"
-            )
-    if isinstance(cfg, ReplayAgentConfig):
-        return ReplayAgent(cfg.patches)
-    if isinstance(cfg, AnthropicAgentConfig):
-        from orchestrator.agents.anthropic import AnthropicAgent
+    """The contract's agent (its `[agent]` member builds it)."""
+    return contract.agent.build(contract, run_dir, say)
 
-        return AnthropicAgent(cfg, say=say)
-    if isinstance(cfg, TunerAgentConfig):
-        from orchestrator.agents.tuner import Tuner
 
-        return Tuner(cfg, contract, run_dir, say=say)
-    from orchestrator.agents.command import CommandAgent
+class _Leftovers:
+    """Tells the run's ledger of a work folder that could not be removed (once it has one)."""
 
-    return CommandAgent(cfg, say=say)
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
+
+    def __call__(self, folder: Path, e: OSError) -> None:
+        if self.ledger is not None:
+            self.ledger.event("leftover", f"{folder}: {e}")
+
+
+def build_executor(
+    contract: Contract, root: Path, tag: str, sandbox: SandboxBackend | None, leftovers: _Leftovers
+) -> Executor:
+    """The contract's executor over `sandbox` (None: the executor's own default)."""
+    return contract.executor.build(RunFolder(tag, run_dir(root, tag), root), leftovers, sandbox)
 
 
 def _copy_readonly(root: Path, paths: list[str], dest: Path) -> None:
@@ -125,16 +116,29 @@ def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
         shutil.copy2(src, dest / "seccomp.json")
 
 
-def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: SandboxBackend | None,
-              say: Say = print, backoff: Backoff | None = None, inventory: GpuInventory | None = None
-              ) -> Run:  # fmt: skip
+def start_run(
+    root: Path,
+    tag: str,
+    contract: Contract,
+    source: str,
+    sandbox: SandboxBackend | None,
+    say: Say = print,
+    backoff: Backoff | None = None,
+    inventory: GpuInventory | None = None,
+) -> Night:
+    """A new run `tag`: checked before anything is made, then its branch, folder and ledger.
+
+    `sandbox` None: the executor's default (this machine's Docker engine, or the nodes').
+    """
     check_against_repo(contract, root, source)
-    reachable(contract)
     folder = run_dir(root, tag)
     if (folder / "ledger.sqlite").exists():
         raise UserError(
             f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag"
         )
+    leftovers = _Leftovers()
+    executor = build_executor(contract, root, tag, sandbox, leftovers)
+    executor.check(contract)
     agent = build_agent(contract, folder, say)
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
@@ -147,22 +151,24 @@ def start_run(root: Path, tag: str, contract: Contract, source: str, sandbox: Sa
     folder.mkdir(parents=True, exist_ok=True)
     _snapshot(root, contract, folder)
     ledger = Ledger(folder)
+    leftovers.ledger = ledger
     ledger.create_run(tag, base, contract.model_dump_json(), source, evaluator_hash(folder))
-    run = Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
-              backoff=backoff, inventory=inventory)  # fmt: skip
+    night = Night(
+        contract=contract,
+        ledger=ledger,
+        workspace=ws,
+        executor=executor,
+        agent=agent,
+        say=say,
+        backoff=backoff,
+        inventory=inventory,
+    )
     with contextlib.suppress(
         InfraError
     ):  # provenance; a missing image stops the night later, clearly
-        ledger.set_image_id(run.executor.image_id(contract.sandbox.image))
+        ledger.set_image_id(executor.image_id(contract.sandbox.image))
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
-    return run
-
-
-class _NoAgent:
-    """For runs opened only to look or verify: proposes nothing."""
-
-    def propose(self, ctx: object, scratch: Path) -> None:
-        return None
+    return night
 
 
 def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
@@ -181,13 +187,31 @@ def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
     return ledger, contract, Workspace(root, tag, contract.implementation)
 
 
-def open_run(root: Path, tag: str, sandbox: SandboxBackend | None, say: Say = print, backoff: Backoff | None = None,
-             *, with_agent: bool = True, inventory: GpuInventory | None = None) -> Run:  # fmt: skip
+def open_run(
+    root: Path,
+    tag: str,
+    sandbox: SandboxBackend | None,
+    say: Say = print,
+    backoff: Backoff | None = None,
+    *,
+    with_agent: bool = True,
+    inventory: GpuInventory | None = None,
+) -> Night:
+    """Run `tag` as its folder holds it, to resume (or, without its agent, to verify)."""
     ledger, contract, ws = read_run(root, tag)
     folder = ledger.dir
-    agent: Agent = build_agent(contract, folder, say) if with_agent else _NoAgent()  # type: ignore[assignment]
-    return Run(contract=contract, ledger=ledger, workspace=ws, sandbox=sandbox, agent=agent, say=say,
-               backoff=backoff, inventory=inventory)  # fmt: skip
+    executor = build_executor(contract, root, tag, sandbox, _Leftovers(ledger))
+    agent: Agent = build_agent(contract, folder, say) if with_agent else NoAgent()
+    return Night(
+        contract=contract,
+        ledger=ledger,
+        workspace=ws,
+        executor=executor,
+        agent=agent,
+        say=say,
+        backoff=backoff,
+        inventory=inventory,
+    )
 
 
 def list_runs(root: Path) -> list[str]:

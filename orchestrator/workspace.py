@@ -21,9 +21,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.contract import Implementation
+from orchestrator.contract.model import Implementation
+from orchestrator.contract.paths import matches_any
 from orchestrator.errors import ProposalRefused, WorkspaceError
-from orchestrator.paths import matches_any
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "autoresearch",
@@ -141,8 +141,14 @@ class Workspace:
         """Move the run branch from `expected_old` to `candidate`, atomically."""
         self.git("update-ref", "-m", "autoresearch: keep", self.branch_ref, candidate, expected_old)
 
-    def merge(self, candidate: str, parent: str, description: str, hypothesis: str,
-              trailers: dict[str, str]) -> str:  # fmt: skip
+    def merge(
+        self,
+        candidate: str,
+        parent: str,
+        description: str,
+        hypothesis: str,
+        trailers: dict[str, str],
+    ) -> str:
         """Commit the candidate's exact tree on `parent` with provenance trailers; fast-forward to it."""
         tree = self.git("rev-parse", f"{candidate}^{{tree}}").decode().strip()
         body = f"{description}\n\n" + (f"{hypothesis}\n\n" if hypothesis else "")
@@ -170,9 +176,19 @@ class Workspace:
         parent, an ancestor of `onto`); nothing touches a working tree or the index.
         """
         proc = subprocess.run(
-            ["git", "-C", str(self.root), "merge-tree", "--write-tree", "--no-messages", onto, candidate],
-            capture_output=True, env={**os.environ, **_GIT_ENV},
-        )  # fmt: skip
+            [
+                "git",
+                "-C",
+                str(self.root),
+                "merge-tree",
+                "--write-tree",
+                "--no-messages",
+                onto,
+                candidate,
+            ],
+            capture_output=True,
+            env={**os.environ, **_GIT_ENV},
+        )
         if proc.returncode == 1:
             return None
         if proc.returncode != 0:

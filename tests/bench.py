@@ -18,8 +18,9 @@ from pathlib import Path
 
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.replay import ReplayAgent
-from orchestrator.contract import DEFAULT_IMAGE, build_contract
-from orchestrator.loop import Backoff
+from orchestrator.contract.load import build_contract
+from orchestrator.contract.model import DEFAULT_IMAGE
+from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
 from tests.conftest import IMPL, make_patch, make_repo
@@ -73,7 +74,7 @@ def orchestrated_runs(tmp: Path, n: int) -> tuple[list[float], list[float]]:
         repo, "bench", contract, "bench", sandbox, say=lambda _m: None, backoff=Backoff(1, 5)
     )
     agent = InterleavedReplay(patches)
-    run.agent = agent
+    run.proposals.agent = agent
     run.execute()
     exps = [e for e in run.ledger.experiments() if e.id > 0]
     assert len(exps) == n and all(e.status == "discard" for e in exps), [e.status for e in exps]
@@ -117,7 +118,7 @@ def simulated_rates(trials: int = 2000) -> tuple[float, float]:
     """The same decision code on simulated runs: (seed-only keeps per 40, share of 3σ wins kept)."""
     import random
 
-    from orchestrator.decision import Best, Outcome, combine, decide
+    from orchestrator.night.decision import Best, Outcome, combine, decide
 
     rng = random.Random(0)
     metric = build_contract({"implementation": {"paths": ["a"]}, "evaluator": {"command": "x"},
@@ -150,7 +151,7 @@ def simulated_rates(trials: int = 2000) -> tuple[float, float]:
 
 def tuner_on_ml_training(tmp: Path, experiments: int = 8) -> tuple[float, float, int | None]:
     """The offline tuner on the ml-training example: (baseline, best, first experiment that improved)."""
-    from orchestrator.contract import read_contract_file
+    from orchestrator.contract.load import read_contract_file
     from tests.test_examples import _example_repo
 
     repo = _example_repo(tmp, "ml-training")
@@ -205,7 +206,7 @@ def sleep_night(
     run = start_run(
         repo, tag, contract, "bench", DockerSandbox(), say=lambda _m: None, backoff=Backoff(1, 5)
     )
-    run.agent = InstantAgent(experiments, think)
+    run.proposals.agent = InstantAgent(experiments, think)
     run.execute()
     return run
 
@@ -229,10 +230,10 @@ def ray_dispatch(tmp: Path, n: int = 20) -> tuple[float, float, float]:
 
     import ray
 
-    from orchestrator.attempt import Attempt
-    from orchestrator.contract import Executor as ExecutorConfig
-    from orchestrator.executor import RunFiles
-    from orchestrator.ray_executor import RayExecutor
+    from orchestrator.executors import RunFolder
+    from orchestrator.executors.attempt import Attempt
+    from orchestrator.executors.config import RayExecutorConfig
+    from orchestrator.executors.ray import RayExecutor
     from tests.ray_cluster import Cluster
 
     repo = make_repo(tmp / "repo", {"impl.py": IMPL})
@@ -246,8 +247,8 @@ def ray_dispatch(tmp: Path, n: int = 20) -> tuple[float, float, float]:
     cluster.start()
     try:
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-        remote = RayExecutor(ExecutorConfig(kind="ray", address=cluster.address),
-                             RunFiles(run.ws.tag, run.run_dir, run.ws.root))  # fmt: skip
+        remote = RayExecutor(RayExecutorConfig(address=cluster.address),
+                             RunFolder(run.ws.tag, run.run_dir, run.ws.root))  # fmt: skip
         attempt = Attempt(experiment=1, tree=run.ws.archive(run.ws.best()), contract=contract,
                           env={"HOME": "/tmp"}, labels={"autoresearch.run": run.ws.tag})  # fmt: skip
         sides = {"local": run.executor, "ray": remote}

@@ -14,8 +14,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from orchestrator.contract import DEFAULT_IMAGE, Contract, build_contract
-from orchestrator.loop import Backoff, Run
+from orchestrator.contract.load import build_contract
+from orchestrator.contract.model import DEFAULT_IMAGE, Contract
+from orchestrator.night import Backoff
+from orchestrator.night.driver import Night
 from orchestrator.runs import start_run
 from orchestrator.sandbox import LABEL
 from orchestrator.sandbox.docker import DockerSandbox
@@ -111,10 +113,10 @@ def contract_for(patches: Path, **over: object) -> Contract:
 
 @pytest.fixture
 def start(repo: Path, sandbox: DockerSandbox) -> Iterator[object]:
-    """start(contract, tag) -> Run, on the sample repo, with fast infra retries."""
+    """start(contract, tag) -> Night, on the sample repo, with fast infra retries."""
     messages: list[str] = []
 
-    def _start(contract: Contract, tag: str = "t") -> Run:
+    def _start(contract: Contract, tag: str = "t") -> Night:
         return start_run(
             repo, tag, contract, "test", sandbox, say=messages.append, backoff=Backoff(0.1, 0.5)
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.agent_config import DEFAULT_PRICES, AnthropicAgentConfig
+from orchestrator.agents.config import DEFAULT_PRICES, AnthropicAgentConfig
 from orchestrator.errors import ContractError, UserError
 from tests.conftest import IMPL, contract_for, git
 from tests.fake_anthropic import FakeAnthropic, edit, text, tool

@@ -40,8 +40,8 @@ def knobs(tmp_path: Path) -> Path:
 
 
 def _run(knobs: Path, sandbox, tag: str, n: int, **agent: object):  # type: ignore[no-untyped-def]
-    from orchestrator.contract import build_contract
-    from orchestrator.loop import Backoff
+    from orchestrator.contract.load import build_contract
+    from orchestrator.night import Backoff
     from orchestrator.runs import start_run
 
     contract = build_contract({

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contract import build_contract, read_contract_file
-from orchestrator.loop import Backoff
+from orchestrator.contract.load import build_contract, read_contract_file
+from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from tests.conftest import git
 

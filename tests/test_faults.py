@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from orchestrator.loop import Backoff
+from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from tests.conftest import IMPL, WrappedSandbox, contract_for, make_patch, our_containers
 
@@ -31,14 +31,31 @@ def _patches(tmp_path: Path, body: str = "") -> Path:
     return folder
 
 
-def test_a_missing_image_pauses_the_night_until_it_is_back(repo: Path, tmp_path: Path, sandbox,
-                                                           docker_client: docker.DockerClient) -> None:  # fmt: skip
+class _ImageVanishes(WrappedSandbox):
+    """The night's image is removed from the engine just before its first container."""
+
+    def __init__(self, real, client: docker.DockerClient, tag: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(real)
+        self.client, self.tag, self.gone = client, tag, False
+
+    def run(self, spec):  # type: ignore[no-untyped-def]
+        if not self.gone:
+            self.gone = True
+            self.client.images.remove(self.tag)
+        return self.real.run(spec)
+
+
+def test_a_missing_image_pauses_the_night_until_it_is_back(
+    repo: Path, tmp_path: Path, sandbox, docker_client: docker.DockerClient
+) -> None:
     tag = "autoresearch/appears-later:1"
-    with __import__("contextlib").suppress(docker.errors.ImageNotFound):
-        docker_client.images.remove(tag)
+    docker_client.images.get("autoresearch/python:3.11").tag(tag)
     said: list[str] = []
-    run = start_run(repo, "img", contract_for(_patches(tmp_path), **{"sandbox.image": tag}), "test", sandbox,
-                    say=said.append, backoff=Backoff(0.2, 0.5))  # fmt: skip
+    vanishing = _ImageVanishes(sandbox, docker_client, tag)
+    contract = contract_for(_patches(tmp_path), **{"sandbox.image": tag})
+    run = start_run(
+        repo, "img", contract, "test", vanishing, say=said.append, backoff=Backoff(0.2, 0.5)
+    )
     result: dict[str, str] = {}
     worker = threading.Thread(target=lambda: result.setdefault("why", run.execute()), daemon=True)
     worker.start()
@@ -56,6 +73,23 @@ def test_a_missing_image_pauses_the_night_until_it_is_back(repo: Path, tmp_path:
     base, first = run.ledger.get(0), run.ledger.get(1)
     assert base.status == "keep" and base.infra_retries >= 3  # never recorded as a crash
     assert first.status == "keep" and first.infra_retries == 0
+
+
+def test_a_missing_image_at_the_start_is_one_line_before_anything_is_made(
+    repo: Path, tmp_path: Path, sandbox, docker_client: docker.DockerClient
+) -> None:
+    from orchestrator.errors import ImageMissing
+
+    contract = contract_for(_patches(tmp_path), **{"sandbox.image": "autoresearch/never-built:0"})
+    with pytest.raises(ImageMissing, match="is not built — run `autoresearch images build`"):
+        start_run(repo, "none", contract, "test", sandbox, say=lambda _m: None)
+    assert not (repo / ".autoresearch" / "none").exists()
+    assert (
+        b"autoresearch/none"
+        not in subprocess.run(
+            ["git", "-C", str(repo), "branch", "--list"], capture_output=True, check=True
+        ).stdout
+    )
 
 
 @pytest.mark.skipif(

@@ -7,9 +7,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from orchestrator import images
-from orchestrator.contract import DEFAULT_IMAGE
+from orchestrator.contract.model import DEFAULT_IMAGE
 from orchestrator.errors import UserError
+from orchestrator.sandbox import images
 
 
 def test_mirror_from_deb822_sources(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.constraints import parse_constraint
-from orchestrator.contract import build_contract
-from orchestrator.decision import Best, Outcome, combine, decide, noise_band
+from orchestrator.contract.constraints import parse_constraint
+from orchestrator.contract.load import build_contract
+from orchestrator.night.decision import Best, Outcome, combine, decide, noise_band
 from tests.conftest import IMPL, contract_for, git, make_patch, make_repo
 
 NOISY_BENCH = """import os, random
@@ -47,7 +47,7 @@ def _noisy_repo(tmp_path: Path) -> Path:
 
 
 def _run(repo: Path, sandbox, tag: str, patches: Path, **over: object):  # type: ignore[no-untyped-def]
-    from orchestrator.loop import Backoff
+    from orchestrator.night import Backoff
     from orchestrator.runs import start_run
 
     run = start_run(repo, tag, contract_for(patches, **over), "test", sandbox, say=lambda _m: None,
@@ -142,15 +142,15 @@ def test_confirmation_and_provenance_trailers(tmp_path: Path, repo: Path, sandbo
 
 
 def test_a_flaky_win_is_not_confirmed() -> None:
-    from orchestrator.judge import Judge
-    from orchestrator.sandbox import RunResult
+    from orchestrator.night.judge import Judge
+    from orchestrator.sandbox import ContainerResult
 
     class ScriptedRunner:  # wiring only: the runs' outputs are scripted
         def __init__(self, outputs: list[str]) -> None:
             self.outputs = outputs
 
-        def run(self, exp, log_name="output.log"):  # type: ignore[no-untyped-def]
-            return RunResult(0, False, False, 1.0, None, None, self.outputs.pop(0))
+        def measure(self, exp, log_name="output.log"):  # type: ignore[no-untyped-def]
+            return ContainerResult(0, False, False, 1.0, None, None, self.outputs.pop(0))
 
     class Ledger:
         def get(self, i):  # type: ignore[no-untyped-def]

@@ -196,18 +196,42 @@ class FlakySandbox(WrappedSandbox):
 def test_an_infrastructure_failure_is_retried_never_blamed(
     repo: Path, tmp_path: Path, sandbox
 ) -> None:
-    from orchestrator.loop import Backoff
+    from orchestrator.night import Backoff
     from orchestrator.runs import start_run
 
     patches = tmp_path / "patches"
     make_patch(patches, "01-lower.patch", "impl.py", IMPL, IMPROVED)
     messages: list[str] = []
-    run = start_run(repo, "f", contract_for(patches), "test", FlakySandbox(sandbox, 0), say=messages.append,
+    flaky = FlakySandbox(sandbox, 0)
+    run = start_run(repo, "f", contract_for(patches), "test", flaky, say=messages.append,
                     backoff=Backoff(0.05, 0.1))  # fmt: skip
-    run.sandbox.failures = 3  # the baseline's first tries hit a dead engine
+    flaky.failures = 3  # the baseline's first tries hit a dead engine
     assert run.execute() == "the agent has nothing more to propose"
     base, first = run.ledger.get(0), run.ledger.get(1)
     assert base.status == "keep" and base.infra_retries == 3
     assert first.status == "keep" and first.infra_retries == 0
     assert sum("infrastructure error (not the candidate's fault)" in m for m in messages) == 3
     assert len((run.run_dir / "results.tsv").read_text().splitlines()) == 1 + 2
+
+
+def test_an_agent_kind_is_one_union_member_the_none_agent_measures_the_baseline(
+    repo: Path, start
+) -> None:
+    """The smallest kind (agents/none.py + one member in agents/config.py) is built through
+    the union like every other: the CLI's choices and the contract know it from there."""
+    from orchestrator.agents.config import AGENT_KINDS
+    from orchestrator.agents.none import NoAgent
+    from orchestrator.flags import contract_flags
+
+    contract = contract_for(Path("unused"), **{"agent": {"kind": "none"}})
+    assert isinstance(contract.agent.build(contract, repo, print), NoAgent)
+    assert "none" in AGENT_KINDS
+
+    @contract_flags
+    def probe(**_flags: object) -> None: ...
+
+    agent_choices = next(p for p in probe.__click_params__ if p.name == "agent")  # type: ignore[attr-defined]
+    assert tuple(agent_choices.type.choices) == AGENT_KINDS
+    run = start(contract)
+    assert run.execute() == "the agent has nothing more to propose"
+    assert [(e.id, e.status) for e in run.ledger.experiments()] == [(0, "keep")]

@@ -20,7 +20,8 @@ from orchestrator.agents import Context, Proposal
 from orchestrator.agents.context import render_history
 from orchestrator.gpus import FakeInventory, Gpu
 from orchestrator.ledger import Ledger
-from orchestrator.loop import Backoff, Run, default_parallel
+from orchestrator.night import Backoff
+from orchestrator.night.driver import Night, default_parallel
 from orchestrator.runs import start_run
 from tests.conftest import WrappedSandbox, contract_for, make_patch, make_repo
 
@@ -68,7 +69,7 @@ def _repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "project", {"impl.py": IMPL, "bench.py": BENCH})
 
 
-def _start(repo: Path, sandbox, tag: str, patches: Path, inventory=None, **over: object) -> Run:  # type: ignore[no-untyped-def]
+def _start(repo: Path, sandbox, tag: str, patches: Path, inventory=None, **over: object) -> Night:  # type: ignore[no-untyped-def]
     contract = contract_for(patches, **over)
     return start_run(repo, tag, contract, "test", sandbox, say=lambda _m: None,
                      backoff=Backoff(0.1, 0.5), inventory=inventory)  # fmt: skip
@@ -255,7 +256,7 @@ def test_the_agent_proposes_while_experiments_run_and_sees_them_in_flight(
         _one_patch(tmp_path),
         **{"budget.pipeline": 1, "budget.baseline_repeats": 1},
     )
-    run.agent = agent
+    run.proposals.agent = agent
     assert run.execute() == "the agent has nothing more to propose"
     in_flight = [seen for seen in agent.seen if any(p in ("frozen", "running") for _, p in seen)]
     assert len(in_flight) >= 3  # it thought while the previous candidate ran
@@ -294,13 +295,13 @@ def test_a_gpu_is_never_leased_to_two_holders() -> None:
 
 
 def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path) -> None:
-    from orchestrator.sandbox import RunResult
+    from orchestrator.sandbox import ContainerResult
 
     ledger = Ledger(tmp_path)
     for i, vram in enumerate([3 * 1024**3, None]):
         ledger.begin(i, "p")
         ledger.frozen(i, f"{i}" * 40, f"exp {i}", "", 1)
-        r = RunResult(0, False, False, 1.0, 1024**3, 1.0, "", peak_vram_bytes=vram)
+        r = ContainerResult(0, False, False, 1.0, 1024**3, 1.0, "", peak_vram_bytes=vram)
         ledger.decided(i, status="keep", reason="r", metric=1.0, result=r)
     rows = [line.split("\t") for line in ledger.write_results_tsv().read_text().splitlines()[1:]]
     assert [row[2] for row in rows] == ["3.0", "1.0"]
@@ -308,7 +309,7 @@ def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path)
 
 
 def test_verify_reruns_a_gpu_night_on_leased_gpus(tmp_path: Path, sandbox) -> None:
-    from orchestrator.verify import verify
+    from orchestrator.morning.verify import verify
 
     repo = _repo(tmp_path)
     patches = tmp_path / "patches"

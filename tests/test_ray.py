@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from orchestrator.contract import Contract
+from orchestrator.contract.model import Contract
 from orchestrator.ledger import Ledger
-from orchestrator.loop import Backoff, Run
+from orchestrator.night import Backoff
+from orchestrator.night.driver import Night
 from orchestrator.runs import start_run
 from tests.conftest import contract_for, make_patch, make_repo, our_containers
 from tests.ray_cluster import Cluster
@@ -79,7 +80,7 @@ def _contract(patches: Path, **over: object) -> Contract:
                                     "budget.parallel": 2, "budget.pipeline": 1, **over})  # fmt: skip
 
 
-def _start(repo: Path, contract: Contract, sandbox: object, tag: str) -> Run:
+def _start(repo: Path, contract: Contract, sandbox: object, tag: str) -> Night:
     return start_run(repo, tag, contract, "test", sandbox, say=lambda _m: None,  # type: ignore[arg-type]
                      backoff=Backoff(0.1, 0.5))  # fmt: skip
 
@@ -129,15 +130,18 @@ def test_six_experiments_spread_over_both_nodes_and_end_as_they_do_locally(
 
 
 def test_doctor_lists_every_node_with_its_slots_engine_and_image(cluster: Cluster) -> None:
-    from orchestrator.contract import DEFAULT_IMAGE, Executor
+    from orchestrator.contract.model import DEFAULT_IMAGE
     from orchestrator.doctor import cluster_checks
+    from orchestrator.executors.config import RayExecutorConfig
 
-    checks = cluster_checks(cluster.address, DEFAULT_IMAGE, Executor().node_sandbox)
+    checks = cluster_checks(cluster.address, DEFAULT_IMAGE, RayExecutorConfig().node_sandbox)
     lines = [c.line() for c in checks]
     assert lines[0].startswith("ok   ray: 2 node(s) with sandbox slots"), lines
     nodes = [line for line in lines if line.startswith("ok   node ")]
     assert len(nodes) == 2 and all("1 slot(s), 0 GPU(s), engine and" in n for n in nodes), lines
-    missing = cluster_checks(cluster.address, "autoresearch/not-built:0", Executor().node_sandbox)
+    missing = cluster_checks(
+        cluster.address, "autoresearch/not-built:0", RayExecutorConfig().node_sandbox
+    )
     assert sum("image autoresearch/not-built:0 missing" in c.detail for c in missing) == 2
 
     from click.testing import CliRunner
@@ -153,8 +157,8 @@ def test_doctor_lists_every_node_with_its_slots_engine_and_image(cluster: Cluste
 def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
     tmp_path: Path, cluster: Cluster, sandbox, docker_client
 ) -> None:
-    from orchestrator.attempt import Attempt
     from orchestrator.errors import Cancelled, InfraError
+    from orchestrator.executors.attempt import Attempt
 
     make_patch(tmp_path / "slow", "1.patch", "f6.py", "X = 10\n", "X = 10\nSLOW = 120\n")
     over = {
@@ -189,7 +193,7 @@ def test_a_timeout_and_a_cancel_stop_the_container_on_its_node(
         assert time.monotonic() < deadline and thread.is_alive(), "experiment 1 never started"
         time.sleep(0.2)
     t0 = time.monotonic()
-    run._cancel()  # what Ctrl-C or SIGTERM does to a night
+    run.cancel()  # what Ctrl-C or SIGTERM does to a night
     thread.join(timeout=30)
     assert not thread.is_alive() and time.monotonic() - t0 < 15
     assert len(ended) == 1 and isinstance(ended[0], Cancelled), ended
@@ -312,7 +316,7 @@ from pathlib import Path
 from tests.conftest import contract_for, make_patch, make_repo, IMPL, BENCH
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
-import orchestrator.cli, orchestrator.report, orchestrator.report_html, orchestrator.verify
+import orchestrator.cli, orchestrator.morning.summary, orchestrator.morning.report, orchestrator.morning.verify
 repo = make_repo(Path({str(tmp_path)!r}) / "p", {{"impl.py": IMPL, "bench.py": BENCH}})
 make_patch(repo.parent / "patches", "1.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
 run = start_run(repo, "t", contract_for(repo.parent / "patches", **{{"budget.max_experiments": 0}}),
@@ -351,8 +355,8 @@ def test_a_node_never_takes_trusted_files_from_a_folder_others_can_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/tmp is shared: another user of a node must not plant the evaluator a run will mount."""
-    from orchestrator import ray_executor
     from orchestrator.errors import InfraError
+    from orchestrator.executors import ray_node as ray_executor
 
     monkeypatch.setattr(ray_executor.tempfile, "gettempdir", lambda: str(tmp_path))
     base = tmp_path / f"autoresearch-ray-{os.getuid()}"

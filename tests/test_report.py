@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.loop import Backoff, Run
-from orchestrator.report_html import write_report
+from orchestrator.morning.report import write_report
+from orchestrator.night import Backoff
+from orchestrator.night.driver import Night
 from orchestrator.runs import start_run
 from tests.conftest import IMPL, contract_for, git, make_patch
 
@@ -26,7 +27,7 @@ BETTER = IMPL.replace("10.0", "4.0")
 
 
 @pytest.fixture
-def night(repo: Path, tmp_path: Path, sandbox) -> Run:  # type: ignore[no-untyped-def]
+def night(repo: Path, tmp_path: Path, sandbox) -> Night:  # type: ignore[no-untyped-def]
     """A real small run: worse, better, a crash, and a change on top of the better one."""
     patches = tmp_path / "patches"
     make_patch(patches, "01-raise-the-offset.patch", "impl.py", IMPL, IMPL.replace("10.0", "11.0"))
@@ -51,7 +52,7 @@ def _chromium() -> str | None:
     )
 
 
-def test_the_report_renders_in_headless_chromium(night: Run, tmp_path: Path) -> None:
+def test_the_report_renders_in_headless_chromium(night: Night, tmp_path: Path) -> None:
     out = write_report(night.ledger, night.ws, night.contract)
     page = out.read_text()
     assert (night.run_dir / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,7 +84,7 @@ def test_the_report_renders_in_headless_chromium(night: Run, tmp_path: Path) -> 
     assert "lower-the-offset" in dom.stdout and "OFFSET = 3.0" in dom.stdout  # the final diff
 
 
-def test_the_reasoning_trail_json_and_status(night: Run) -> None:
+def test_the_reasoning_trail_json_and_status(night: Night) -> None:
     repo = night.ws.root
     trail = subprocess.run(
         [*CLI, "log", "n"], cwd=repo, capture_output=True, text=True, check=True
@@ -108,7 +109,7 @@ def test_the_reasoning_trail_json_and_status(night: Run) -> None:
     assert tsv[0] == "commit\tmetric\tmemory_gb\tstatus\tdescription" and len(tsv) == 6
 
 
-def test_accept_brings_the_result_as_one_commit_and_refuses_when_unsafe(night: Run) -> None:
+def test_accept_brings_the_result_as_one_commit_and_refuses_when_unsafe(night: Night) -> None:
     repo = night.ws.root
     (repo / "impl.py").write_text(IMPL + "# mine\n")  # a dirty tree
     refused = subprocess.run([*CLI, "accept", "n"], cwd=repo, capture_output=True, text=True)
@@ -138,7 +139,7 @@ def test_accept_brings_the_result_as_one_commit_and_refuses_when_unsafe(night: R
     assert again.returncode != 0 and "already holds" in again.stderr
 
 
-def test_accept_refuses_a_branch_that_moved_in_a_conflicting_way(night: Run) -> None:
+def test_accept_refuses_a_branch_that_moved_in_a_conflicting_way(night: Night) -> None:
     repo = night.ws.root
     (repo / "impl.py").write_text(IMPL.replace("10.0", "7.0"))
     git(repo, "commit", "-qam", "my own tuning")

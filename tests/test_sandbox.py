@@ -11,9 +11,9 @@ import docker
 import pytest
 import requests
 
-from orchestrator.contract import Sandbox as Limits
+from orchestrator.contract.model import Sandbox as Limits
 from orchestrator.errors import InfraError
-from orchestrator.sandbox import LABEL, RunSpec
+from orchestrator.sandbox import LABEL, ContainerSpec
 from orchestrator.sandbox.docker import DEADLINE_LABEL, OWNER_LABEL, DockerSandbox, owner_id
 from tests.conftest import our_containers
 
@@ -28,8 +28,8 @@ def work(tmp_path: Path) -> Path:
     return w
 
 
-def spec(work: Path, command: str, budget: float = 20, **kw: object) -> RunSpec:
-    return RunSpec(workspace=work, command=command, budget_s=budget, limits=kw.pop("limits", LIMITS),
+def spec(work: Path, command: str, budget: float = 20, **kw: object) -> ContainerSpec:
+    return ContainerSpec(workspace=work, command=command, budget_s=budget, limits=kw.pop("limits", LIMITS),
                    labels={"autoresearch.run": "sandbox-test"}, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -164,7 +164,7 @@ def test_a_cancel_between_create_and_start_still_kills_the_container(
     class CancelledMidway(DockerSandbox):
         armed = True
 
-        def create(self, spec: RunSpec):  # type: ignore[no-untyped-def]
+        def create(self, spec: ContainerSpec):  # type: ignore[no-untyped-def]
             container = super().create(spec)
             if self.armed:
                 self.armed = False
@@ -238,7 +238,7 @@ class _MarkerVram:
 class _NoDeviceSandbox(DockerSandbox):
     """This CPU engine cannot start a GPU container: create it without the device request."""
 
-    def create(self, spec: RunSpec):  # type: ignore[no-untyped-def]
+    def create(self, spec: ContainerSpec):  # type: ignore[no-untyped-def]
         import dataclasses
 
         return super().create(dataclasses.replace(spec, gpus=()))
@@ -326,7 +326,7 @@ def test_runsc_is_requested_when_the_contract_says_so(
 def test_workdirs_are_made_ahead_and_removed_behind_and_nothing_outlives_close(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.attempt import Workdirs
+    from orchestrator.executors.attempt import Workdirs
 
     box = tmp_path / "box"
     lost: list[tuple[Path, OSError]] = []

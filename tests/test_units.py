@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contract import build_contract, parse_size, read_contract_file
-from orchestrator.decision import Best, Outcome, decide
+from orchestrator.contract.load import build_contract, read_contract_file
+from orchestrator.contract.metrics import parse_metrics
+from orchestrator.contract.model import parse_size
+from orchestrator.contract.paths import matches
 from orchestrator.errors import ContractError
-from orchestrator.metrics import parse_metrics
-from orchestrator.paths import matches
+from orchestrator.night.decision import Best, Outcome, decide
 
 BASE = {
     "implementation": {"paths": ["impl.py"]},
@@ -128,7 +129,7 @@ def test_baseline_is_kept_unless_it_crashes() -> None:
 
 def test_history_shows_agents_delta_cost_and_hypothesis() -> None:
     from orchestrator.agents.context import render_history
-    from orchestrator.ledger import Experiment
+    from orchestrator.experiment import Experiment
 
     def exp(i: int, metric: float, hypothesis: str = "", cost: float | None = None) -> Experiment:
         return Experiment(i, "done", "p", "c", f"change {i}", hypothesis, "keep", "why", metric, {}, 0, False, False,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contract import Implementation
+from orchestrator.contract.model import Implementation
 from orchestrator.errors import ProposalRefused
 from orchestrator.workspace import Workspace
 from tests.conftest import git

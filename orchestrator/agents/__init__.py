@@ -1,14 +1,6 @@
-"""Proposers. One small Protocol, one file per agent.
+"""Proposers: a small Protocol, the value types it trades in, one file per agent.
 
-| file | agent |
-| --- | --- |
-| `replay.py` | applies a folder of `git diff` patches in name order (scripted runs, tests) |
-| `anthropic.py` | Claude through the official SDK: text-editor tool + `submit`, streaming, caching, cost |
-| `tuner.py` | Optuna ask/tell over module-level constants declared in `[agent.space]` (offline) |
-| `command.py` | any coding-agent CLI (Claude Code, Codex, aider...) run on the scratch checkout |
-| `editor.py` | the text-editor tool the LLM agents edit through; refuses writes outside the allowed paths |
-| `context.py` | renders what an agent sees; untrusted log tails fenced and truncated |
-
+See README.md in this folder for what each file holds and how to add a kind.
 An agent edits a scratch copy of the best commit; it never touches the repo.
 Whatever it writes is then validated and frozen by the workspace.
 """
@@ -17,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.contract import Contract
-from orchestrator.ledger import Experiment
+if TYPE_CHECKING:
+    from orchestrator.contract.model import Contract
+    from orchestrator.experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -54,8 +47,11 @@ class Proposal:
 
 class Agent(Protocol):
     """Proposes one change at a time. It may be asked while earlier proposals still run
-    (they are in `ctx.history`, marked in flight); an agent with a class attribute
-    `in_turn = True` is by default only asked once the previous one is merged or not."""
+    (they are in `ctx.history`, marked in flight)."""
+
+    in_turn: bool
+    """True: its proposals are a sequence (each written against the result of the one
+    before), so by default it is asked only once the previous one merged or did not."""
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         """Edit the files under `scratch` (a copy of the best commit) and describe the change.
@@ -66,5 +62,7 @@ class Agent(Protocol):
                 not apply); recorded as the experiment's outcome, the run goes on.
             InfraError: the agent's backend failed (API down); retried, never
                 recorded as the candidate's failure.
+            UserError: the agent's configuration is wrong (a refused key); the
+                night stops with one line.
         """
         ...

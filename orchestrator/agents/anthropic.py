@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.agent_config import AnthropicAgentConfig, Price
 from orchestrator.agents import Context, Proposal
+from orchestrator.agents.config import AnthropicAgentConfig, Price
 from orchestrator.agents.context import render_dynamic, render_stable
 from orchestrator.agents.editor import Editor
 from orchestrator.errors import InfraError, ProposalRefused, UserError
@@ -61,6 +61,8 @@ def cost_of(usage: dict[str, int], price: Price | None) -> float | None:
 
 
 class AnthropicAgent:
+    in_turn = False
+
     def __init__(
         self,
         cfg: AnthropicAgentConfig,
@@ -94,8 +96,17 @@ class AnthropicAgent:
             {"type": "text", "text": render_stable(ctx), "cache_control": {"type": "ephemeral"}},
         ]
         messages: list[dict[str, Any]] = [
-            {"role": "user", "content": [{"type": "text", "text": render_dynamic(ctx), "cache_control": {"type": "ephemeral"}}]}
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": render_dynamic(ctx),
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            }
+        ]
         usage = dict.fromkeys(USAGE_KEYS, 0)
         for _turn in range(self.cfg.max_turns):
             message = self._call(system, messages)
@@ -111,15 +122,23 @@ class AnthropicAgent:
                 sum(usage[k] for k in ("input", "output", "cache_write", "cache_read"))
                 > self.cfg.max_tokens_per_proposal
             ):
-                raise ProposalRefused(f"agent used over {self.cfg.max_tokens_per_proposal} tokens without submitting",
-                                      "(over the token limit)", cost_of(usage, self.price), dict(usage))  # fmt: skip
+                raise ProposalRefused(
+                    f"agent used over {self.cfg.max_tokens_per_proposal} tokens without submitting",
+                    "(over the token limit)",
+                    cost_of(usage, self.price),
+                    dict(usage),
+                )
             if not results:
                 results = [
                     {"type": "text", "text": "Use the tools to make your change, then call submit."}
                 ]
             messages.append({"role": "user", "content": results})
-        raise ProposalRefused(f"agent made no submission in {self.cfg.max_turns} turns", "(no submission)",
-                              cost_of(usage, self.price), dict(usage))  # fmt: skip
+        raise ProposalRefused(
+            f"agent made no submission in {self.cfg.max_turns} turns",
+            "(no submission)",
+            cost_of(usage, self.price),
+            dict(usage),
+        )
 
     def _run_tools(
         self, content: list[Any], editor: Editor
@@ -132,13 +151,25 @@ class AnthropicAgent:
             if block.name == "submit":
                 desc = " ".join(str(args.get("description", "")).split())[:200]
                 if not editor.changed:
-                    results.append({"type": "tool_result", "tool_use_id": block.id, "is_error": True,
-                                    "content": "Nothing has been changed yet: edit the implementation first."})  # fmt: skip
+                    results.append(
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": block.id,
+                            "is_error": True,
+                            "content": "Nothing has been changed yet: edit the implementation first.",
+                        }
+                    )
                     continue
                 if desc:
                     return results, (desc, str(args.get("hypothesis", "")).strip())
-                results.append({"type": "tool_result", "tool_use_id": block.id, "is_error": True,
-                                "content": "submit needs a one-line description."})  # fmt: skip
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": block.id,
+                        "is_error": True,
+                        "content": "submit needs a one-line description.",
+                    }
+                )
                 continue
             if block.name != EDITOR_TOOL["name"]:
                 text, is_error = f"Error: unknown tool {block.name}", True
@@ -163,8 +194,13 @@ class AnthropicAgent:
 
     def _call(self, system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> Any:
         cfg = self.cfg
-        kwargs: dict[str, Any] = dict(model=cfg.model, max_tokens=cfg.max_tokens, system=system, messages=messages,
-                                      tools=[EDITOR_TOOL, SUBMIT_TOOL])  # fmt: skip
+        kwargs: dict[str, Any] = dict(
+            model=cfg.model,
+            max_tokens=cfg.max_tokens,
+            system=system,
+            messages=messages,
+            tools=[EDITOR_TOOL, SUBMIT_TOOL],
+        )
         if cfg.temperature is not None:
             kwargs["temperature"] = cfg.temperature
         if cfg.thinking_budget is not None:
@@ -185,9 +221,7 @@ class AnthropicAgent:
                     and kind in RETRIABLE_STREAM_ERRORS
                     and attempt < cfg.stream_retries
                 ):
-                    delay = min(2.0**attempt, 30.0) * (
-                        0.001 if cfg.base_url and "127.0.0.1" in cfg.base_url else 1
-                    )
+                    delay = min(cfg.stream_retry_delay_s * 2.0**attempt, 30.0)
                     self.say(f"  Anthropic API: {kind} in mid-stream; retrying in {delay:.1f} s")
                     time.sleep(delay)
                     continue

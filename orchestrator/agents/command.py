@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.agent_config import CommandAgentConfig
 from orchestrator.agents import Context, Proposal
+from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.context import render_prompt
 from orchestrator.errors import ProposalRefused
 
@@ -68,6 +68,8 @@ def _mirror(src: Path, dst: Path) -> None:
 
 
 class CommandAgent:
+    in_turn = False
+
     def __init__(self, cfg: CommandAgentConfig, say: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.say = say
@@ -89,8 +91,16 @@ class CommandAgent:
                 "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
                 "AUTORESEARCH_PROMPT": str(prompt),
             }
-            proc = subprocess.Popen(command, shell=True, cwd=work, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                command,
+                shell=True,
+                cwd=work,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 out, _ = proc.communicate(timeout=self.cfg.timeout_s)
             except subprocess.TimeoutExpired:

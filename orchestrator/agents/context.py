@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 
 from orchestrator.agents import Context
-from orchestrator.contract import Contract
-from orchestrator.ledger import Experiment
+from orchestrator.contract.model import Contract
+from orchestrator.experiment import IN_FLIGHT, Experiment, baseline_metric
 
 TAIL_CHARS = 2000
-IN_FLIGHT = ("frozen", "running", "confirming")
-"""Phases of an experiment another slot is still working on."""
 RECENT_FAILURES = 3
 """How many of the latest failures an agent is shown the log tail of."""
 
@@ -38,7 +36,7 @@ def render_history(
 ) -> str:
     """One line per experiment; the log tails of the most recent failures, fenced."""
     lines = []
-    base = next((e.metric for e in experiments if e.id == 0), None)
+    base = baseline_metric(experiments)
     for e in experiments:
         metric = "-" if e.metric is None else f"{e.metric:.6g}"
         delta = (
@@ -49,8 +47,10 @@ def render_history(
         cost = f", ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
         why = f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""
         if e.phase in IN_FLIGHT:
-            lines.append(f"#{e.id} IN FLIGHT (running now, result not known yet; do not propose it again) — "
-                         f"{e.description}{why}")  # fmt: skip
+            lines.append(
+                f"#{e.id} IN FLIGHT (running now, result not known yet; do not propose it again) — "
+                f"{e.description}{why}"
+            )
             continue
         line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({e.reason or ''}{cost})"
         lines.append(line + why)

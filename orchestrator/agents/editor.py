@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.paths import matches_any
+from orchestrator.contract.paths import matches_any
 
 MAX_VIEW_CHARS = 100_000
 

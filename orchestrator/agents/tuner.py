@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.agent_config import CategoricalParam, FloatParam, IntParam, TunerAgentConfig
 from orchestrator.agents import Context, Proposal
-from orchestrator.contract import Contract
+from orchestrator.agents.config import CategoricalParam, FloatParam, IntParam, TunerAgentConfig
+from orchestrator.contract.model import Contract
 from orchestrator.errors import ContractError, ProposalRefused
-from orchestrator.ledger import Experiment
+from orchestrator.experiment import Experiment
 
 
 def _find(source: str, name: str) -> ast.expr:
@@ -61,6 +61,8 @@ def write_constant(source: str, name: str, value: Any) -> str:
 
 
 class Tuner:
+    in_turn = False
+
     def __init__(
         self,
         cfg: TunerAgentConfig,
@@ -78,8 +80,10 @@ class Tuner:
         for name, param in cfg.space.items():
             f = param.file or (single[0] if len(single) == 1 else None)
             if f is None:
-                raise ContractError(f"agent.space.{name}: say which file holds it (`file = ...`); "
-                                    "implementation.paths names several")  # fmt: skip
+                raise ContractError(
+                    f"agent.space.{name}: say which file holds it (`file = ...`); "
+                    "implementation.paths names several"
+                )
             self.files[name] = f
         self.dists = {name: self._distribution(p) for name, p in cfg.space.items()}
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,9 +101,12 @@ class Tuner:
                 "agent.sampler = 'cmaes' needs the cmaes package — `pip install cmaes`, or use tpe"
             ) from None
         self.study = optuna.create_study(
-            study_name="autoresearch", storage=f"sqlite:///{run_dir / 'tuner.sqlite'}", load_if_exists=True,
-            direction="minimize" if contract.metric.goal == "min" else "maximize", sampler=sampler,
-        )  # fmt: skip
+            study_name="autoresearch",
+            storage=f"sqlite:///{run_dir / 'tuner.sqlite'}",
+            load_if_exists=True,
+            direction="minimize" if contract.metric.goal == "min" else "maximize",
+            sampler=sampler,
+        )
 
     def _distribution(self, p: FloatParam | IntParam | CategoricalParam) -> Any:
         d = self.optuna.distributions
@@ -170,8 +177,14 @@ class Tuner:
         if not any(t.user_attrs.get("experiment") == 0 for t in trials) and 0 in done:
             base = done[0]
             if base.metric is not None and all(self._contains(k, v) for k, v in current.items()):
-                self.study.add_trial(self.optuna.trial.create_trial(
-                    params=current, distributions=self.dists, value=base.metric, user_attrs={"experiment": 0}))  # fmt: skip
+                self.study.add_trial(
+                    self.optuna.trial.create_trial(
+                        params=current,
+                        distributions=self.dists,
+                        value=base.metric,
+                        user_attrs={"experiment": 0},
+                    )
+                )
         for t in trials:
             e = done.get(t.user_attrs.get("experiment", -1))
             if t.state != ts.RUNNING or e is None:

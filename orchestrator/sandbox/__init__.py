@@ -1,7 +1,6 @@
 """Where candidate code runs: a small Protocol and its value types.
 
-`docker.py` is the local Docker implementation; `cgroups.py` measures what the
-container used, from the host (the candidate cannot lie about it).
+See README.md in this folder for what each file holds.
 """
 
 from __future__ import annotations
@@ -9,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.contract import Sandbox as SandboxLimits
-from orchestrator.sandbox.disk import Workdir
+if TYPE_CHECKING:
+    from orchestrator.contract.model import Sandbox as SandboxLimits
+    from orchestrator.sandbox.disk import Workdir
 
 Stale = Callable[[dict[str, str]], bool]
 """Given a container's labels: is it left over (nobody waits for its result)?"""
@@ -29,7 +29,7 @@ class Mount:
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class ContainerSpec:
     workspace: Path
     """Host folder holding the candidate tree; mounted read-write at /workspace."""
     command: str
@@ -47,7 +47,7 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class ContainerResult:
     """What happened, as measured by the orchestrator (trusted figures)."""
 
     exit_code: int | None
@@ -72,13 +72,20 @@ class RunResult:
     """The GPUs the container was given, when its executor chose them (Ray)."""
 
     @property
+    def failed(self) -> bool:
+        """The stage did not finish cleanly: a timeout, an OOM kill, a full disk or a non-zero exit."""
+        return self.timed_out or self.oom_killed or self.disk_full or self.exit_code != 0
+
+    @property
     def signal(self) -> int | None:
         """The signal that ended the process (exit codes above 128), if any."""
         return self.exit_code - 128 if self.exit_code is not None and self.exit_code > 128 else None
 
 
 class SandboxBackend(Protocol):
-    def run(self, spec: RunSpec) -> RunResult:
+    """Runs one container per spec. Every method may be called from any thread."""
+
+    def run(self, spec: ContainerSpec) -> ContainerResult:
         """Run `spec.command` to completion or to its budget, then remove the container.
 
         Returns a result for anything the code did (non-zero exit, timeout, OOM).
@@ -98,14 +105,19 @@ class SandboxBackend(Protocol):
 
     def cancel(self) -> int:
         """Kill every experiment this backend is running now (from any thread), and any
-        started before `reopen()`; how many were running."""
+        started before `reopen()`; how many were running. Raises nothing: a container
+        the engine cannot kill now is removed by the next `reap`."""
         ...
 
     def reopen(self) -> None:
-        """Run again after a `cancel()`."""
+        """Run again after a `cancel()`. Raises nothing."""
         ...
 
     def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:
         """Remove our containers whose owner process is dead, or whose labels `stale`
-        says are (all of ours with `everything`); return how many were removed."""
+        says are (all of ours with `everything`); return how many were removed.
+
+        Raises:
+            InfraError: the engine does not answer.
+        """
         ...

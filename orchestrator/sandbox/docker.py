@@ -26,10 +26,10 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 from docker.types import Mount as DockerMount
 
-from orchestrator.errors import EngineUnavailable, InfraError
+from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.poller import Poller
-from orchestrator.sandbox import LABEL, RunResult, RunSpec, Stale
+from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.owner import owner_alive, owner_id
@@ -64,7 +64,7 @@ def _engine_errors(doing: str, image: str) -> Iterator[None]:
     try:
         yield
     except ImageNotFound:
-        raise InfraError(
+        raise ImageAbsent(
             f"image {image} is not present locally — run `autoresearch images build`"
         ) from None
     except (APIError, requests.RequestException) as e:
@@ -83,6 +83,35 @@ def _cap_tail(data: bytes, limit: int) -> str:
         cut = len(data) - limit
         data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
     return data.decode("utf-8", errors="replace")
+
+
+def _mounts(spec: ContainerSpec) -> list[DockerMount]:
+    """The workspace, writable, then the spec's own bind mounts."""
+    mounts = [DockerMount("/workspace", str(spec.workspace), type="bind", read_only=False)]
+    mounts += [
+        DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+        for m in spec.mounts
+    ]
+    return mounts
+
+
+def _add_runtime_and_devices(kwargs: dict[str, Any], spec: ContainerSpec) -> None:
+    """What `spec` asks beyond the defaults: another runtime, a seccomp profile, GPUs."""
+    lim = spec.limits
+    if lim.runtime != "runc":
+        kwargs["runtime"] = lim.runtime
+        # gVisor's own kernel reaps orphans and takes every process down with the
+        # sandbox; docker-init under runsc breaks pipes for a non-root user.
+        kwargs["init"] = False
+        # The host's pids cgroup counts gVisor's own threads (sentry, gofer), not the
+        # guest's processes (goroutines): too low a limit panics the sandbox kernel.
+        kwargs["pids_limit"] = lim.pids + RUNSC_THREAD_HEADROOM
+    if spec.seccomp is not None:
+        kwargs["security_opt"] = [*kwargs["security_opt"], f"seccomp={spec.seccomp}"]
+    if spec.gpus:  # exactly the leased GPUs, by UUID: never `--gpus all` on a shared box
+        kwargs["device_requests"] = [
+            DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
+        ]
 
 
 class DiskWatch(Poller):
@@ -142,16 +171,26 @@ class DockerSandbox:
         with self._lock:
             self._cancelled = False
 
-    def create(self, spec: RunSpec) -> Container:
+    def create(self, spec: ContainerSpec) -> Container:
         """The hardened container for `spec`, created but not started; the caller removes it."""
+        kwargs = self._hardened(spec)
+        _add_runtime_and_devices(kwargs, spec)
+        # Named by us: docker-py creates, then inspects. When the engine goes down between
+        # the two, it has made a container whose id we never hear; its name we know.
+        name = kwargs["name"] = f"autoresearch-{uuid.uuid4().hex[:16]}"
+        image = spec.limits.image
+        try:
+            with _engine_errors(f"creating a container from {image}", image):
+                return self.client.containers.create(image, **kwargs)
+        except InfraError:
+            self._orphans.add(name)
+            raise
+
+    def _hardened(self, spec: ContainerSpec) -> dict[str, Any]:
+        """`containers.create` arguments with every default hardening DESIGN.md lists."""
         lim = spec.limits
-        mounts = [DockerMount("/workspace", str(spec.workspace), type="bind", read_only=False)]
-        mounts += [
-            DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
-            for m in spec.mounts
-        ]
         log_size = max(lim.log_bytes, 1024**2)
-        kwargs: dict[str, Any] = dict(
+        return dict(
             command=["/bin/sh", "-c", spec.command],
             working_dir="/workspace",
             user=lim.user,
@@ -168,7 +207,7 @@ class DockerSandbox:
             security_opt=["no-new-privileges=true"],
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs},mode=1777"},
-            mounts=mounts,
+            mounts=_mounts(spec),
             mem_limit=lim.memory,
             memswap_limit=lim.memory,
             pids_limit=lim.pids,
@@ -180,31 +219,8 @@ class DockerSandbox:
             ),
             detach=True,
         )
-        if lim.runtime != "runc":
-            kwargs["runtime"] = lim.runtime
-            # gVisor's own kernel reaps orphans and takes every process down with the
-            # sandbox; docker-init under runsc breaks pipes for a non-root user.
-            kwargs["init"] = False
-            # The host's pids cgroup counts gVisor's own threads (sentry, gofer), not the
-            # guest's processes (goroutines): too low a limit panics the sandbox kernel.
-            kwargs["pids_limit"] = lim.pids + RUNSC_THREAD_HEADROOM
-        if spec.seccomp is not None:
-            kwargs["security_opt"] = [*kwargs["security_opt"], f"seccomp={spec.seccomp}"]
-        if spec.gpus:  # exactly the leased GPUs, by UUID: never `--gpus all` on a shared box
-            kwargs["device_requests"] = [
-                DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
-            ]
-        # Named by us: docker-py creates, then inspects. When the engine goes down between
-        # the two, it has made a container whose id we never hear; its name we know.
-        name = kwargs["name"] = f"autoresearch-{uuid.uuid4().hex[:16]}"
-        try:
-            with _engine_errors(f"creating a container from {lim.image}", lim.image):
-                return self.client.containers.create(lim.image, **kwargs)
-        except InfraError:
-            self._orphans.add(name)
-            raise
 
-    def run(self, spec: RunSpec) -> RunResult:
+    def run(self, spec: ContainerSpec) -> ContainerResult:
         self._refuse_if_cancelled()
         self._remove_orphans()
         container = self.create(spec)
@@ -224,7 +240,7 @@ class DockerSandbox:
             if self._cancelled:
                 raise InfraError("the sandbox was cancelled: no new container until it is reopened")
 
-    def _run(self, container: Container, spec: RunSpec) -> RunResult:
+    def _run(self, container: Container, spec: ContainerSpec) -> ContainerResult:
         disk = spec.disk
         before = disk.used() if disk else None
         start = time.monotonic()
@@ -264,7 +280,7 @@ class DockerSandbox:
         written = None if disk is None or before is None else max(0, disk.used() - before)
         if watch and watch.tripped:
             timed_out = False  # we killed it for the disk, not the clock
-        return RunResult(
+        return ContainerResult(
             exit_code=exit_code,
             timed_out=timed_out,
             oom_killed=oom,

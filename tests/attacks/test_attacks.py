@@ -19,8 +19,8 @@ import docker
 import pytest
 
 from orchestrator.agents.context import fence_untrusted, render_history
-from orchestrator.ledger import Experiment
-from orchestrator.loop import Run
+from orchestrator.experiment import Experiment
+from orchestrator.night.driver import Night
 from tests.conftest import IMPL, contract_for, git, make_patch, our_containers, tree_snapshot
 
 SECRET = "sk-ant-api03-ATTACK-SUITE-SECRET"
@@ -207,13 +207,13 @@ def _host_procs(marker: str) -> list[str]:
 def night(
     request, tmp_path_factory: pytest.TempPathFactory, sandbox, docker_client: docker.DockerClient
 ):  # type: ignore[no-untyped-def]
-    """Run every attack in one night, once per OCI runtime; return what the tests need to judge it."""
+    """Night every attack in one night, once per OCI runtime; return what the tests need to judge it."""
     runtime = request.param
     if runtime not in (docker_client.info().get("Runtimes") or {}):
         pytest.skip(
             f"{runtime} is not registered with this Docker engine (scripts/ensure-runsc registers gVisor)"
         )
-    from orchestrator.loop import Backoff
+    from orchestrator.night import Backoff
     from orchestrator.runs import start_run
     from tests.conftest import BENCH, make_repo
 
@@ -241,7 +241,7 @@ def night(
     old = os.environ.get("ANTHROPIC_API_KEY")
     os.environ["ANTHROPIC_API_KEY"] = SECRET
     try:
-        run: Run = start_run(repo, "attacks", contract_for(patches, **over), "attacks", sandbox,
+        run: Night = start_run(repo, "attacks", contract_for(patches, **over), "attacks", sandbox,
                              say=lambda _m: None, backoff=Backoff(0.1, 0.5))  # fmt: skip
         why = run.execute()
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 
 from orchestrator.errors import UserError
-from orchestrator.ledger import Experiment, RunInfo
+from orchestrator.experiment import Experiment, RunInfo
 from orchestrator.workspace import Workspace
 
 
@@ -61,11 +61,22 @@ def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) ->
         )
     head = _git(ws, "rev-parse", "HEAD")
     proc = subprocess.run(
-        ["git", "-C", str(ws.root), "merge-tree", "--write-tree", "--no-messages",
-         f"--merge-base={info.base_commit}", head, best] if _has_merge_base_option(ws) else
-        ["git", "-C", str(ws.root), "merge-tree", "--write-tree", "--no-messages", head, best],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "git",
+            "-C",
+            str(ws.root),
+            "merge-tree",
+            "--write-tree",
+            "--no-messages",
+            f"--merge-base={info.base_commit}",
+            head,
+            best,
+        ]
+        if _has_merge_base_option(ws)
+        else ["git", "-C", str(ws.root), "merge-tree", "--write-tree", "--no-messages", head, best],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode == 1:
         files = [ln.split("\t")[-1] for ln in proc.stdout.splitlines()[1:] if "\t" in ln]
         where = f" ({', '.join(sorted(set(files))[:5])})" if files else ""

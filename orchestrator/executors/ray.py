@@ -20,38 +20,31 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import itertools
 import logging
 import os
 import socket
-import stat
-import sys
 import tarfile
-import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from orchestrator.attempt import ATTEMPT_LABEL, Attempt, Trusted, Workdirs, perform, sweep
-from orchestrator.contract import Contract
-from orchestrator.contract import Executor as ExecutorConfig
+from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, UserError
-from orchestrator.executor import RunFiles
-from orchestrator.sandbox import RunResult, SandboxBackend
-from orchestrator.workspace import remove_tree, unpack
+from orchestrator.executors import RunFolder
+from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt
+from orchestrator.executors.config import RayExecutorConfig
+from orchestrator.executors.ray_node import facts_on_node, reap_on_node, run_on_node
+from orchestrator.sandbox import ContainerResult
 
 SLOT = "autoresearch_slot"
 """The custom resource a node advertises, one unit per experiment it may run at once."""
-NODE_LABEL = "autoresearch.node"
-RUN_LABEL = "autoresearch.run"
 START_HINT = f"""ray start --head --resources='{{"{SLOT}": 1}}'"""
 
 
@@ -79,117 +72,6 @@ def connect(address: str | None) -> None:
         ) from None
 
 
-# -- on a node ------------------------------------------------------------
-_sandboxes: dict[str, SandboxBackend] = {}
-_sandboxes_lock = threading.Lock()
-
-
-def _node_sandbox(factory: str) -> SandboxBackend:
-    """This worker process's sandbox (one engine connection per process)."""
-    with _sandboxes_lock:
-        if factory not in _sandboxes:
-            module, _, name = factory.partition(":")
-            _sandboxes[factory] = getattr(importlib.import_module(module), name)()
-        return _sandboxes[factory]
-
-
-def _node_root(tag: str) -> Path:
-    """This user's private folder on the node: nobody else may plant an evaluator in it."""
-    base = Path(tempfile.gettempdir()) / f"autoresearch-ray-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    st = base.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise InfraError(f"{base} on {socket.gethostname()} is not a private folder of uid "
-                         f"{os.getuid()} — remove it; attempts will not run from it")  # fmt: skip
-    return base / tag
-
-
-def _trusted_on_node(tag: str, digest: str, bundle: bytes) -> Trusted:
-    """The run's trusted files, unpacked once per node (atomically: slots may race)."""
-    root = _node_root(tag) / f"trusted-{digest}"
-    if not root.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root.parent))
-        unpack(bundle, scratch)
-        for d in ("evaluator", "scorer", "data"):
-            (scratch / d).mkdir(exist_ok=True)
-        try:
-            scratch.rename(root)
-        except OSError:  # another slot won the race
-            remove_tree(scratch)
-    return Trusted(root / "evaluator", root / "scorer", root / "data")
-
-
-def _node_name() -> str:
-    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
-
-
-def _leftover(folder: Path, e: OSError) -> None:
-    print(f"autoresearch: could not remove {folder}: {e}", file=sys.stderr)  # the node's worker log
-
-
-_node_workdirs: dict[str, Workdirs] = {}
-
-
-def _workdirs(tag: str) -> Workdirs:
-    """This worker's folders for run `tag`: removed behind, never made ahead (no spare outlives a night)."""
-    with _sandboxes_lock:
-        if tag not in _node_workdirs:
-            _node_workdirs[tag] = Workdirs(_node_root(tag) / "sandbox", _leftover, ahead=False)
-        return _node_workdirs[tag]
-
-
-def run_on_node(attempt: Attempt, tag: str, bundle: bytes, digest: str, factory: str) -> RunResult:
-    """The Ray task: one attempt in this node's sandbox, with the GPUs Ray assigned to it."""
-    gpus = tuple(str(g) for g in ray.get_gpu_ids())
-    node = _node_name()
-    attempt = replace(attempt, gpus=gpus, labels={**attempt.labels, NODE_LABEL: node})
-    trusted = _trusted_on_node(tag, digest, bundle)
-    result = perform(attempt, _node_sandbox(factory), _workdirs(tag), trusted)
-    return replace(result, node=node, gpus=gpus)
-
-
-def reap_on_node(
-    tag: str, nonce: str, ended: frozenset[str], everything: bool, factory: str
-) -> int:
-    """Remove this node's containers and work folders of run `tag` that no live attempt of this
-    driver owns, and any run's whose maker died; how many containers."""
-
-    def stale_attempt(attempt: str) -> bool:
-        return everything or not attempt.startswith(f"{nonce}-") or attempt in ended
-
-    def stale(labels: dict[str, str]) -> bool:
-        return labels.get(RUN_LABEL) == tag and stale_attempt(labels.get(ATTEMPT_LABEL, ""))
-
-    removed = _node_sandbox(factory).reap(stale=stale)
-    for box in _node_root(tag).parent.glob("*/sandbox"):
-        sweep(box, stale_attempt if box.parent.name == tag else lambda _attempt: False)
-    return removed
-
-
-@dataclass(frozen=True)
-class NodeFacts:
-    node_id: str
-    name: str
-    slots: int
-    gpus: int
-    engine: str | None
-    """None when the node's sandbox answers; else why not."""
-    image_id: str | None
-    """The sandbox image's id there; None when it is missing."""
-
-
-def facts_on_node(image: str, factory: str) -> tuple[str | None, str | None]:
-    try:
-        sandbox = _node_sandbox(factory)
-    except Exception as e:  # any failure to reach the engine is the answer here
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", None
-    try:
-        return None, sandbox.image_id(image)
-    except InfraError:
-        return None, None
-
-
 _run_task = ray.remote(run_on_node)
 _reap_task = ray.remote(reap_on_node)
 _facts_task = ray.remote(facts_on_node)
@@ -209,6 +91,18 @@ def slot_nodes() -> list[dict[str, Any]]:
     return [n for n in _nodes() if n.get("Alive") and n.get("Resources", {}).get(SLOT, 0) >= 1]
 
 
+@dataclass(frozen=True)
+class NodeFacts:
+    node_id: str
+    name: str
+    slots: int
+    gpus: int
+    engine: str | None
+    """None when the node's sandbox answers; else why not."""
+    image_id: str | None
+    """The sandbox image's id there; None when it is missing."""
+
+
 def node_facts(image: str, factory: str, timeout: float = 60) -> list[NodeFacts]:
     """Slots, GPUs, engine and image of every node with sandbox slots (one small task on each)."""
     nodes = slot_nodes()
@@ -226,8 +120,16 @@ def node_facts(image: str, factory: str, timeout: float = 60) -> list[NodeFacts]
             engine, image_id = f"no answer from the node ({type(e).__name__})", None
         res = n["Resources"]
         host = n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?")
-        out.append(NodeFacts(n["NodeID"], f"{host}/{n['NodeID'][:8]}",
-                             int(res.get(SLOT, 0)), int(res.get("GPU", 0)), engine, image_id))  # fmt: skip
+        out.append(
+            NodeFacts(
+                n["NodeID"],
+                f"{host}/{n['NodeID'][:8]}",
+                int(res.get(SLOT, 0)),
+                int(res.get("GPU", 0)),
+                engine,
+                image_id,
+            )
+        )
     return out
 
 
@@ -242,10 +144,10 @@ class RayExecutor:
 
     assigns_gpus = True
 
-    def __init__(self, config: ExecutorConfig, files: RunFiles) -> None:
+    def __init__(self, config: RayExecutorConfig, folder: RunFolder) -> None:
         connect(config.address)
         self.config = config
-        self.files = files
+        self.folder = folder
         self._nonce = uuid.uuid4().hex[:8]
         """This driver's attempts are `<nonce>-<n>`; anything else of this run is a previous driver's."""
         self._seq = itertools.count(1)
@@ -261,11 +163,11 @@ class RayExecutor:
     def _trusted_bundle(self, c: Contract) -> tuple[ray.ObjectRef[Any], str]:
         with self._lock:
             if self._bundle is None:
-                data = _bundle(self.files, c)
+                data = _bundle(self.folder, c)
                 self._bundle = (ray.put(data), hashlib.sha256(data).hexdigest()[:16])
             return self._bundle
 
-    def run(self, attempt: Attempt) -> RunResult:
+    def run(self, attempt: Attempt) -> ContainerResult:
         c = attempt.contract
         aid = f"{self._nonce}-{next(self._seq)}"
         attempt = replace(attempt, labels={**attempt.labels, ATTEMPT_LABEL: aid})
@@ -278,7 +180,7 @@ class RayExecutor:
             # left running; a lost attempt comes back as an InfraError and the runner decides.
             ref = _run_task.options(
                 resources={SLOT: 1}, num_gpus=c.sandbox.gpus, num_cpus=0, max_retries=0
-            ).remote(attempt, self.files.tag, bundle, digest, self.config.node_sandbox)
+            ).remote(attempt, self.folder.tag, bundle, digest, self.config.node_sandbox)
             with self._lock:
                 self._live[aid] = ref
                 missed = self._cancelled  # cancelled while it was being sent: its cancel missed it
@@ -286,9 +188,11 @@ class RayExecutor:
                     self._ended.add(aid)
             if missed:
                 self._end([ref])
-                raise InfraError(f"experiment {attempt.experiment} was cancelled while its Ray task "
-                                 "was being sent")  # fmt: skip
-            result: RunResult = ray.get(ref)
+                raise InfraError(
+                    f"experiment {attempt.experiment} was cancelled while its Ray task "
+                    "was being sent"
+                )
+            result: ContainerResult = ray.get(ref)
             return result
         except ray.exceptions.RayTaskError as e:  # our code raised on the node
             cause = e.cause if isinstance(e.cause, BaseException) else e
@@ -301,11 +205,15 @@ class RayExecutor:
         except ray.exceptions.RayError as e:  # the node, its worker or the task is gone
             self._lose(aid)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InfraError(f"lost the Ray task of experiment {attempt.experiment} "
-                             f"({type(e).__name__}: {first[:200]})") from None  # fmt: skip
+            raise InfraError(
+                f"lost the Ray task of experiment {attempt.experiment} "
+                f"({type(e).__name__}: {first[:200]})"
+            ) from None
         except SystemExit as e:  # Ray's core worker ends the "process" when the cluster is gone
-            raise InfraError(f"lost the Ray cluster while experiment {attempt.experiment} ran "
-                             f"(its connection ended: {e.code})") from None  # fmt: skip
+            raise InfraError(
+                f"lost the Ray cluster while experiment {attempt.experiment} ran "
+                f"(its connection ended: {e.code})"
+            ) from None
         finally:
             with self._lock:
                 self._live.pop(aid, None)
@@ -329,8 +237,10 @@ class RayExecutor:
         image, per = contract.sandbox.image, contract.sandbox.gpus
         facts = node_facts(image, self.config.node_sandbox)
         if not facts:
-            raise UserError(f"no node of the Ray cluster advertises sandbox slots — start nodes with "
-                            f"`{START_HINT}` (or `ray start --address ... --resources ...`)")  # fmt: skip
+            raise UserError(
+                f"no node of the Ray cluster advertises sandbox slots — start nodes with "
+                f"`{START_HINT}` (or `ray start --address ... --resources ...`)"
+            )
         bad = [f"{f.name}: {f.engine}" for f in facts if f.engine is not None]
         bad += [
             f"{f.name}: image {image} missing"
@@ -338,11 +248,15 @@ class RayExecutor:
             if f.engine is None and f.image_id is None
         ]
         if bad:
-            raise UserError(f"not every Ray node can run experiments ({'; '.join(bad)}) — on each, start "
-                            "Docker and run `autoresearch images build`; see `autoresearch doctor --executor ray`")  # fmt: skip
+            raise UserError(
+                f"not every Ray node can run experiments ({'; '.join(bad)}) — on each, start "
+                "Docker and run `autoresearch images build`; see `autoresearch doctor --executor ray`"
+            )
         if not any(capacity(f.slots, f.gpus, per) for f in facts):
-            raise UserError(f"sandbox.gpus = {per} but no Ray node with sandbox slots has that many GPUs "
-                            f"({', '.join(f'{f.name}: {f.gpus}' for f in facts)}) — lower sandbox.gpus or add a node")  # fmt: skip
+            raise UserError(
+                f"sandbox.gpus = {per} but no Ray node with sandbox slots has that many GPUs "
+                f"({', '.join(f'{f.name}: {f.gpus}' for f in facts)}) — lower sandbox.gpus or add a node"
+            )
 
     def image_id(self, image: str) -> str:
         """The image's id on the nodes; the sorted ids, comma-separated, where nodes built their own."""
@@ -388,7 +302,7 @@ class RayExecutor:
         refs = [
             _reap_task.options(
                 num_cpus=0, max_retries=0, scheduling_strategy=_on(n["NodeID"])
-            ).remote(self.files.tag, self._nonce, ended, everything, self.config.node_sandbox)
+            ).remote(self.folder.tag, self._nonce, ended, everything, self.config.node_sandbox)
             for n in nodes
         ]
         removed = 0
@@ -398,15 +312,15 @@ class RayExecutor:
         return removed
 
 
-def _bundle(files: RunFiles, c: Contract) -> bytes:
+def _bundle(folder: RunFolder, c: Contract) -> bytes:
     """A tar of the run's trusted files: evaluator/, scorer/ and data/ (the repository's data mounts)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for sub in ("evaluator", "scorer"):
-            if (files.run_dir / sub).exists():
-                tar.add(files.run_dir / sub, arcname=sub)
+            if (folder.path / sub).exists():
+                tar.add(folder.path / sub, arcname=sub)
         mounts = [*c.evaluator.data, *(c.score.data if c.score else [])]
         for m in mounts:
             if not m.source.is_absolute():
-                tar.add(files.data_root / m.source, arcname=f"data/{m.source.as_posix()}")
+                tar.add(folder.data_root / m.source, arcname=f"data/{m.source.as_posix()}")
     return buf.getvalue()

@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
 
-from orchestrator.attempt import Attempt
-from orchestrator.contract import Contract
+from orchestrator.contract.model import Contract
 from orchestrator.errors import Cancelled, InfraError
-from orchestrator.executor import Executor
-from orchestrator.ledger import Experiment, Ledger
-from orchestrator.sandbox import RunResult
+from orchestrator.executors import Executor
+from orchestrator.executors.attempt import Attempt
+from orchestrator.experiment import Experiment
+from orchestrator.ledger import Ledger
+from orchestrator.night import Note
+from orchestrator.sandbox import ContainerResult
 from orchestrator.workspace import Workspace
-
-Note = Callable[..., None]
 
 
 class Runner:
-    def __init__(self, *, contract: Contract, ws: Workspace, executor: Executor, ledger: Ledger,
-                 note: Note, first_delay: float, max_delay: float) -> None:  # fmt: skip
+    """Runs one frozen candidate at a time (one per slot) through the executor."""
+
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        ws: Workspace,
+        executor: Executor,
+        ledger: Ledger,
+        note: Note,
+        first_delay: float,
+        max_delay: float,
+    ) -> None:
         self.contract = contract
         self.ws = ws
         self.executor = executor
@@ -40,8 +50,11 @@ class Runner:
         self.cancelled = threading.Event()
         """Set when the night is being torn down: no more retries."""
 
-    def run(self, exp: Experiment, log_name: str = "output.log") -> RunResult:
-        """Run `exp`'s commit until it yields a result; infrastructure failures are retried."""
+    def measure(self, exp: Experiment, log_name: str = "output.log") -> ContainerResult:
+        """Run `exp`'s commit until it yields a result; infrastructure failures are retried.
+
+        Raises Cancelled when the night is torn down meanwhile.
+        """
         delay = self.first_delay
         while True:
             if self.cancelled.is_set():
@@ -52,8 +65,14 @@ class Runner:
                 if self.cancelled.is_set():
                     raise Cancelled(f"experiment {exp.id} cancelled") from e
                 self.ledger.infra_retry(exp.id, str(e))
-                self.note("infra-error", f"  infrastructure error (not the candidate's fault): {e} — retrying in "
-                          f"{delay:.0f} s", experiment=exp.id, error=str(e), retry_in_s=delay)  # fmt: skip
+                self.note(
+                    "infra-error",
+                    f"  infrastructure error (not the candidate's fault): {e} — retrying in "
+                    f"{delay:.0f} s",
+                    experiment=exp.id,
+                    error=str(e),
+                    retry_in_s=delay,
+                )
                 self.cancelled.wait(delay)
                 delay = min(delay * 2, self.max_delay)
                 continue
@@ -66,16 +85,24 @@ class Runner:
                 (d / log_name.replace("output", "score")).write_text(result.output[-keep:])
             return result
 
-    def _run_once(self, exp: Experiment) -> RunResult:
+    def _run_once(self, exp: Experiment) -> ContainerResult:
         assert exp.commit_sha is not None
         try:
             tree = self.ws.archive(exp.commit_sha)
         except OSError as e:
             raise InfraError(f"exporting the candidate failed: {e}") from e
-        return self.executor.run(Attempt(
-            experiment=exp.id, tree=tree, contract=self.contract,
-            env={"HOME": "/tmp", "AUTORESEARCH_EXPERIMENT": str(exp.id),
-                 "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31))},
-            labels={"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)},
-            gpus=self.gpus, seccomp=self.seccomp,
-        ))  # fmt: skip
+        return self.executor.run(
+            Attempt(
+                experiment=exp.id,
+                tree=tree,
+                contract=self.contract,
+                env={
+                    "HOME": "/tmp",
+                    "AUTORESEARCH_EXPERIMENT": str(exp.id),
+                    "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
+                },
+                labels={"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)},
+                gpus=self.gpus,
+                seccomp=self.seccomp,
+            )
+        )

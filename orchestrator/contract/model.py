@@ -1,30 +1,22 @@
 """The contract: what may change, how it is scored, and the limits of every run.
 
-One validated pydantic model, built either from a TOML file or entirely from CLI
-flags; flags the user set override the file (STYLE.md #4). Unknown keys are
-errors. Paths in a contract are relative to the root of the git repository that
-holds it (or, in the flag form, that holds the current directory).
+One validated pydantic model (`load.py` builds it from a TOML file, flags, or
+both). Unknown keys are errors. Paths in a contract are relative to the root of
+the git repository that holds it (or, in the flag form, that holds the current
+directory).
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from orchestrator.agent_config import AgentConfig, AutoAgentConfig
-from orchestrator.errors import ContractError
+from orchestrator.agents.config import AgentConfig, AutoAgentConfig
+from orchestrator.executors.config import ExecutorConfig, LocalExecutorConfig
+from orchestrator.schema import Model as _Model
 
 DEFAULT_IMAGE = "autoresearch/python:3.11"
 
@@ -55,10 +47,6 @@ def _repo_relative(value: str) -> str:
 
 
 RepoPath = Annotated[str, BeforeValidator(lambda v: _repo_relative(str(v)))]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Implementation(_Model):
@@ -146,7 +134,7 @@ class Metric(_Model):
     @field_validator("constraints")
     @classmethod
     def _parse(cls, v: list[str]) -> list[str]:
-        from orchestrator.constraints import parse_constraint
+        from orchestrator.contract.constraints import parse_constraint
 
         for text in v:
             parse_constraint(text)
@@ -238,27 +226,6 @@ class Gpus(_Model):
     """Utilisation (percent) above which a GPU counts as busy."""
 
 
-class Executor(_Model):
-    kind: Literal["local", "ray"] = "local"
-    """Where experiments run: this machine's Docker engine, or the nodes of a Ray cluster."""
-
-    address: str | None = None
-    """Ray: the head's HOST:PORT (or `ray://HOST:PORT`); unset = RAY_ADDRESS or the cluster on this host."""
-
-    node_sandbox: str = "orchestrator.sandbox.docker:DockerSandbox"
-    """Ray: `module:callable` each node calls (no arguments) for its sandbox; must import there."""
-
-    @model_validator(mode="after")
-    def _ray_only(self) -> Executor:
-        if self.kind == "local" and self.address is not None:
-            raise ValueError(
-                "address is for kind = 'ray'; the local executor uses this machine's engine"
-            )
-        if ":" not in self.node_sandbox:
-            raise ValueError(f"node_sandbox {self.node_sandbox!r} must be 'module:callable'")
-        return self
-
-
 class Contract(_Model):
     direction: RepoPath | None = None
     """The human-written Markdown brief the agent reads."""
@@ -271,11 +238,11 @@ class Contract(_Model):
     gpus: Gpus = Gpus()
     agent: AgentConfig = AutoAgentConfig()
     score: Score | None = None
-    executor: Executor = Executor()
+    executor: ExecutorConfig = LocalExecutorConfig()
 
     @model_validator(mode="after")
     def _evaluator_is_not_editable(self) -> Contract:
-        from orchestrator.paths import matches_any
+        from orchestrator.contract.paths import matches_any
 
         fixed = [*self.evaluator.paths, *(self.score.paths if self.score else [])]
         secret = {str(m.source) for m in (self.score.data if self.score else [])}
@@ -290,68 +257,3 @@ class Contract(_Model):
                     f"evaluator path {p!r} is also an implementation path; the evaluator must be fixed"
                 )
         return self
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-
-
-_UNION_TAGS = {"replay", "anthropic", "tuner", "command", "auto", "float", "int", "categorical"}
-
-
-def _format_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    # Discriminated unions add their tag to the location ("agent.replay.patches"); users wrote "agent.patches".
-    loc = [str(p) for i, p in enumerate(first["loc"]) if not (i and str(p) in _UNION_TAGS)]
-    where = ".".join(loc) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    fix = {
-        "extra_forbidden": "remove it (see README 'Contract format' for the keys)",
-        "missing": "add it",
-    }.get(first["type"], "correct the value")
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{source}: {where}: {msg} — {fix}{more}"
-
-
-def build_contract(data: dict[str, Any], overrides: dict[str, Any], source: str) -> Contract:
-    """Validate `data` with dotted-key `overrides` applied; errors name `source` and the key."""
-    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for dotted, value in overrides.items():
-        if value is not None:
-            _set_dotted(merged, dotted, value)
-    try:
-        return Contract.model_validate(merged)
-    except ValidationError as e:
-        raise ContractError(_format_error(source, e)) from None
-
-
-def read_contract_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ContractError(f"{path}: no such contract file — check the path") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ContractError(f"{path}: not valid TOML ({e}) — fix the syntax") from None
-
-
-def check_against_repo(contract: Contract, root: Path, source: str) -> None:
-    """Fail early, in one line, when the contract names files the repo does not have."""
-    named = [("evaluator.paths", p) for p in contract.evaluator.paths]
-    if contract.direction:
-        named.append(("direction", contract.direction))
-    for key, rel in named:
-        if not (root / rel).exists():
-            raise ContractError(
-                f"{source}: {key}: {rel!r} does not exist under {root} — fix the path"
-            )
-    for mount in contract.evaluator.data:
-        src = mount.source if mount.source.is_absolute() else root / mount.source
-        if not src.exists():
-            raise ContractError(
-                f"{source}: evaluator.data: {str(mount.source)!r} does not exist — fix the path"
-            )

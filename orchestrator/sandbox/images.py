@@ -25,7 +25,7 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
 from orchestrator.errors import UserError
 
-IMAGES_DIR = Path(__file__).resolve().parents[1] / "sandbox-images"
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "sandbox-images"
 INPUTS_LABEL = "org.autoresearch.inputs"
 SUITE = "bookworm"
 IMAGE_TAGS = {
@@ -197,11 +197,25 @@ def build(
     return tag
 
 
-def _docker_build(client: docker.DockerClient, folder: Path, tag: str, digest: str, args: dict[str, str],
-                  *, pull: bool) -> None:  # fmt: skip
+def _docker_build(
+    client: docker.DockerClient,
+    folder: Path,
+    tag: str,
+    digest: str,
+    args: dict[str, str],
+    *,
+    pull: bool,
+) -> None:
     try:
-        client.images.build(path=str(folder), tag=tag, buildargs=args, labels={INPUTS_LABEL: digest}, pull=pull,
-                            rm=True, forcerm=True)  # fmt: skip
+        client.images.build(
+            path=str(folder),
+            tag=tag,
+            buildargs=args,
+            labels={INPUTS_LABEL: digest},
+            pull=pull,
+            rm=True,
+            forcerm=True,
+        )
     except BuildError as e:
         raise UserError(f"building {tag} failed: {e.msg} — see `docker build {folder}`") from None
     except APIError as e:

@@ -1,20 +1,29 @@
 """The `[agent]` table of a contract: which proposer, and its settings.
 
-A discriminated union on `kind` (STYLE.md #3); each member builds its agent
-lazily in `orchestrator.runs.build_agent`, so the replay agent never imports the
-SDK and the tuner never needs a key.
+A discriminated union on `kind` (STYLE.md #3). Each member's `build()` makes
+its agent lazily, importing the agent's own file only then: the replay agent
+never imports the SDK, the tuner never needs a key. The CLI's `--agent`
+choices and the contract's error messages come from the union (`AGENT_KINDS`),
+so a new kind is one new file in `agents/` plus one member here.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from orchestrator.errors import ContractError
+from orchestrator.schema import Model as _Model
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    from orchestrator.agents import Agent
+    from orchestrator.contract.model import Contract
+
+Say = Callable[[str], None]
 
 
 class Price(_Model):
@@ -42,6 +51,11 @@ class ReplayAgentConfig(_Model):
     patches: Path
     """Folder of `git diff` patches, applied in name order, one per experiment."""
 
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        from orchestrator.agents.replay import ReplayAgent
+
+        return ReplayAgent(self.patches)
+
 
 class AnthropicAgentConfig(_Model):
     kind: Literal["anthropic"] = "anthropic"
@@ -67,6 +81,11 @@ class AnthropicAgentConfig(_Model):
     """Our retries of an error event in mid-stream (the SDK does not retry those)."""
     stream_retry_delay_s: float = Field(default=2.0, ge=0)
     """First pause before such a retry; doubles each time, up to 30 s."""
+
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        from orchestrator.agents.anthropic import AnthropicAgent
+
+        return AnthropicAgent(self, say=say)
 
     @model_validator(mode="after")
     def _thinking_has_no_temperature(self) -> AnthropicAgentConfig:
@@ -102,6 +121,9 @@ class CategoricalParam(_Model):
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+PARAM_TYPES: tuple[str, ...] = tuple(
+    get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(Param)[0])
+)
 
 
 class TunerAgentConfig(_Model):
@@ -112,6 +134,11 @@ class TunerAgentConfig(_Model):
     seed: int = 0
     one_at_a_time: bool = False
     """Change one constant per experiment (round robin), the others stay at the best's values."""
+
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        from orchestrator.agents.tuner import Tuner
+
+        return Tuner(self, contract, run_dir, say=say)
 
     @model_validator(mode="after")
     def _bounds(self) -> TunerAgentConfig:
@@ -130,6 +157,12 @@ class CommandAgentConfig(_Model):
     command: str = Field(min_length=1)
     """Shell command run in the scratch checkout; `{prompt_file}` is replaced by the rendered context."""
     timeout_s: float = Field(default=1800, gt=0)
+    """Seconds the command may take for one proposal; it is killed (SIGKILL) after."""
+
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        from orchestrator.agents.command import CommandAgent
+
+        return CommandAgent(self, say=say)
 
 
 class AutoAgentConfig(_Model):
@@ -139,12 +172,46 @@ class AutoAgentConfig(_Model):
     anthropic: AnthropicAgentConfig = AnthropicAgentConfig()
     tuner: TunerAgentConfig | None = None
 
+    def pick(self) -> AnthropicAgentConfig | TunerAgentConfig:
+        """The member `auto` stands for on this machine now."""
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            return self.anthropic
+        if self.tuner is not None:
+            return self.tuner
+        raise ContractError(
+            "no agent can run: set ANTHROPIC_API_KEY for Claude, or declare a search space for the "
+            "offline tuner ([agent.tuner.space] with kind = 'auto', or kind = 'tuner'), or use "
+            "--agent replay --patches DIR"
+        )
+
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        return self.pick().build(contract, run_dir, say)
+
+
+class NoneAgentConfig(_Model):
+    """Proposes nothing: the run measures the baseline (and its noise) and stops."""
+
+    kind: Literal["none"] = "none"
+
+    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
+        from orchestrator.agents.none import NoAgent
+
+        return NoAgent()
+
 
 AgentConfig = Annotated[
     ReplayAgentConfig
     | AnthropicAgentConfig
     | TunerAgentConfig
     | CommandAgentConfig
-    | AutoAgentConfig,
+    | AutoAgentConfig
+    | NoneAgentConfig,
     Field(discriminator="kind"),
 ]
+
+AGENT_MEMBERS: dict[str, type[_Model]] = {
+    get_args(m.model_fields["kind"].annotation)[0]: m for m in get_args(get_args(AgentConfig)[0])
+}
+"""Each `agent.kind` and the member that holds its settings, in the union's order."""
+AGENT_KINDS: tuple[str, ...] = tuple(AGENT_MEMBERS)
+"""Every `agent.kind` (the CLI's `--agent` choices)."""

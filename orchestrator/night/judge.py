@@ -13,19 +13,20 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from orchestrator.contract import Contract
-from orchestrator.decision import Best, Decision, Outcome, combine, decide, noise_band
-from orchestrator.ledger import Experiment, Ledger
-from orchestrator.metrics import parse_metrics
-from orchestrator.runner import Runner
-from orchestrator.sandbox import RunResult
+from orchestrator.contract.metrics import parse_metrics
+from orchestrator.contract.model import Contract
+from orchestrator.experiment import Experiment
+from orchestrator.ledger import Ledger
+from orchestrator.night.decision import Best, Decision, Outcome, combine, decide, noise_band
+from orchestrator.night.runner import Runner
+from orchestrator.sandbox import ContainerResult
 
 
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision
     metrics: dict[str, float]
-    result: RunResult
+    result: ContainerResult
     """The run whose trusted figures are recorded (the failing one, if any failed)."""
     samples: list[float]
     """The primary metric of each run (confirmation included)."""
@@ -53,9 +54,9 @@ class Judge:
     def judge(self, exp: Experiment) -> Verdict:
         c = self.contract
         runs = c.budget.baseline_repeats if exp.id == 0 else c.metric.repeats
-        results: list[RunResult] = []
+        results: list[ContainerResult] = []
         for i in range(runs):
-            result = self.runner.run(exp, "output.log" if i == 0 else f"output.{i}.log")
+            result = self.runner.measure(exp, "output.log" if i == 0 else f"output.{i}.log")
             results.append(result)
             verdict = self._single(exp, result)
             if verdict.status == "crash":
@@ -69,17 +70,20 @@ class Judge:
         best = None if exp.id == 0 else self.best()
         decision = decide(outcome, best, c.metric, sigma=self.sigma(), baseline=baseline)
         if decision.status == "keep" and exp.id > 0 and c.metric.confirm:
-            again = self.runner.run(exp, "confirm.log")
+            again = self.runner.measure(exp, "confirm.log")
             results.append(again)
             decision = self._confirmed(exp, decision, again, best, baseline)
         if len(results) > 1:
-            decision = Decision(decision.status, f"{decision.reason} [{c.metric.aggregate} of {len(results)} runs]",
-                                decision.metric)  # fmt: skip
+            decision = Decision(
+                decision.status,
+                f"{decision.reason} [{c.metric.aggregate} of {len(results)} runs]",
+                decision.metric,
+            )
         return Verdict(decision, metrics, first, self._samples(results))
 
     def rebased(self, exp: Experiment) -> Verdict:
         """A stale winner, rebased onto the new best: one run there, merged only if it still wins."""
-        result = self.runner.run(exp, f"rebased.{exp.rebases}.log")
+        result = self.runner.measure(exp, f"rebased.{exp.rebases}.log")
         samples = [*exp.samples, *self._samples([result])]
         crashed = self._single(exp, result)
         metrics = parse_metrics(result.output)
@@ -98,12 +102,21 @@ class Judge:
                 "discard", f"rebased onto the new best, no longer a win: {d.reason}", d.metric
             )
         else:
-            d = Decision("keep", f"{exp.reason}; rebased onto the new best and still a win ({d.metric:.6g})",
-                         d.metric)  # fmt: skip
+            d = Decision(
+                "keep",
+                f"{exp.reason}; rebased onto the new best and still a win ({d.metric:.6g})",
+                d.metric,
+            )
         return Verdict(d, metrics, result, samples)
 
-    def _confirmed(self, exp: Experiment, won: Decision, again: RunResult, best: Best | None,
-                   baseline: dict[str, float] | None) -> Decision:  # fmt: skip
+    def _confirmed(
+        self,
+        exp: Experiment,
+        won: Decision,
+        again: ContainerResult,
+        best: Best | None,
+        baseline: dict[str, float] | None,
+    ) -> Decision:
         crashed = self._single(exp, again)
         if crashed.status == "crash":
             return Decision(
@@ -115,14 +128,19 @@ class Judge:
             return Decision("discard", f"not confirmed on a re-run: {second.reason}", won.metric)
         return Decision("keep", f"{won.reason}; confirmed ({second.metric:.6g})", won.metric)
 
-    def _single(self, exp: Experiment, r: RunResult) -> Decision:
+    def _single(self, exp: Experiment, r: ContainerResult) -> Decision:
         """A crash verdict for one run (with the evaluator's last line), or a placeholder keep."""
         c = self.contract
         outcome = Outcome(
-            exit_code=r.exit_code, timed_out=r.timed_out, oom_killed=r.oom_killed, metrics=parse_metrics(r.output),
-            budget_s=c.budget.seconds, memory_limit=c.sandbox.memory, disk_full=r.disk_full,
+            exit_code=r.exit_code,
+            timed_out=r.timed_out,
+            oom_killed=r.oom_killed,
+            metrics=parse_metrics(r.output),
+            budget_s=c.budget.seconds,
+            memory_limit=c.sandbox.memory,
+            disk_full=r.disk_full,
             disk_limit=c.sandbox.disk,
-        )  # fmt: skip
+        )
         d = decide(outcome, None, c.metric.model_copy(update={"constraints": []}))
         if d.status == "crash" and r.exit_code not in (0, None) and not r.timed_out:
             last = next((ln.strip() for ln in reversed(r.output.splitlines()) if ln.strip()), "")
@@ -130,6 +148,6 @@ class Judge:
                 d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
         return d
 
-    def _samples(self, results: list[RunResult]) -> list[float]:
+    def _samples(self, results: list[ContainerResult]) -> list[float]:
         name = self.contract.metric.name
         return [m[name] for m in (parse_metrics(r.output) for r in results) if name in m]

@@ -20,15 +20,18 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.contract import Contract, DataMount
+from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
-from orchestrator.sandbox import Mount, RunResult, RunSpec, SandboxBackend
+from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
 from orchestrator.sandbox.owner import owner_alive, owner_id
+
+if TYPE_CHECKING:
+    from orchestrator.executors import Leftover
 from orchestrator.workspace import remove_tree, unpack
 
-Leftover = Callable[[Path, OSError], None]
 ATTEMPT_LABEL = "autoresearch.attempt"
 """Names one try of an experiment (Ray): its container's label and its work folders' prefix."""
 OWNER_FILE = "owner"
@@ -175,8 +178,9 @@ def sweep(box: Path, stale: Callable[[str], bool]) -> int:
     return removed
 
 
-def perform(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs,
-            trusted: Trusted) -> RunResult:  # fmt: skip
+def perform(
+    attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, trusted: Trusted
+) -> ContainerResult:
     """Run the attempt's stages in `sandbox`, each in a fresh capped folder of `workdirs`.
 
     Raises InfraError when the host or its engine failed (never the candidate's result).
@@ -191,15 +195,11 @@ def perform(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs,
             result = sandbox.run(
                 _spec(attempt, disk, c.evaluator.command, c.budget.seconds, mounts)
             )
-            if c.score is None or failed(result):
+            if c.score is None or result.failed:
                 return result
             return _score(attempt, sandbox, workdirs, trusted, result, disk.results)
     except OSError as e:
         raise InfraError(f"preparing the sandbox folder failed: {e}") from e
-
-
-def failed(r: RunResult) -> bool:
-    return r.timed_out or r.oom_killed or r.disk_full or r.exit_code != 0
 
 
 def _seal(c: Contract, workspace: Path) -> None:
@@ -217,8 +217,14 @@ def _seal(c: Contract, workspace: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _score(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, trusted: Trusted,
-           ran: RunResult, results: Path) -> RunResult:  # fmt: skip
+def _score(
+    attempt: Attempt,
+    sandbox: SandboxBackend,
+    workdirs: Workdirs,
+    trusted: Trusted,
+    ran: ContainerResult,
+    results: Path,
+) -> ContainerResult:
     """The sealed stage: the scorer, the run's results (read-only) and the secrets; no implementation."""
     score = attempt.contract.score
     assert score is not None
@@ -226,12 +232,19 @@ def _score(attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, truste
         mounts = _mounts(disk, trusted.scorer, score.paths, score.data, trusted)
         mounts.append(Mount(results, "/results", read_only=True))
         scored = sandbox.run(_spec(attempt, disk, score.command, score.seconds, mounts))
-    return replace(scored, wall_s=ran.wall_s + scored.wall_s, peak_memory_bytes=ran.peak_memory_bytes,
-                   cpu_s=ran.cpu_s, workspace_bytes=ran.workspace_bytes, run_output=ran.output)  # fmt: skip
+    return replace(
+        scored,
+        wall_s=ran.wall_s + scored.wall_s,
+        peak_memory_bytes=ran.peak_memory_bytes,
+        cpu_s=ran.cpu_s,
+        workspace_bytes=ran.workspace_bytes,
+        run_output=ran.output,
+    )
 
 
-def _mounts(disk: Workdir, snapshot: Path, paths: list[str], data: list[DataMount],
-            trusted: Trusted) -> list[Mount]:  # fmt: skip
+def _mounts(
+    disk: Workdir, snapshot: Path, paths: list[str], data: list[DataMount], trusted: Trusted
+) -> list[Mount]:
     mounts = [Mount(snapshot / p, f"/workspace/{p}") for p in paths]
     for p in paths:  # Docker needs the mount point to exist
         target = disk.path / p
@@ -245,11 +258,20 @@ def _mounts(disk: Workdir, snapshot: Path, paths: list[str], data: list[DataMoun
     return mounts
 
 
-def _spec(attempt: Attempt, disk: Workdir, command: str, seconds: float,
-          mounts: list[Mount]) -> RunSpec:  # fmt: skip
+def _spec(
+    attempt: Attempt, disk: Workdir, command: str, seconds: float, mounts: list[Mount]
+) -> ContainerSpec:
     c = attempt.contract
     env = {**c.sandbox.env, **attempt.env, "AUTORESEARCH_BUDGET_S": f"{seconds:g}"}
-    return RunSpec(
-        workspace=disk.path, command=command, budget_s=seconds, limits=c.sandbox, mounts=tuple(mounts),
-        env=env, labels=attempt.labels, disk=disk, seccomp=attempt.seccomp, gpus=attempt.gpus,
-    )  # fmt: skip
+    return ContainerSpec(
+        workspace=disk.path,
+        command=command,
+        budget_s=seconds,
+        limits=c.sandbox,
+        mounts=tuple(mounts),
+        env=env,
+        labels=attempt.labels,
+        disk=disk,
+        seccomp=attempt.seccomp,
+        gpus=attempt.gpus,
+    )

@@ -8,12 +8,10 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Literal
 
-from orchestrator.constraints import parse_constraint
-from orchestrator.contract import Metric
-
-Status = Literal["keep", "discard", "crash"]
+from orchestrator.contract.constraints import parse_constraint
+from orchestrator.contract.model import Metric
+from orchestrator.experiment import Status
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,14 @@ def combine(runs: list[dict[str, float]], how: str) -> dict[str, float]:
     return {k: aggregate([r[k] for r in runs if k in r], how) for k in sorted(names)}
 
 
-def decide(outcome: Outcome, best: Best | None, metric: Metric, *, sigma: float | None = None,
-           baseline: dict[str, float] | None = None) -> Decision:  # fmt: skip
+def decide(
+    outcome: Outcome,
+    best: Best | None,
+    metric: Metric,
+    *,
+    sigma: float | None = None,
+    baseline: dict[str, float] | None = None,
+) -> Decision:
     """Judge a candidate. `best` is None for the baseline (experiment 0).
 
     `sigma` is the baseline's noise; `baseline` its metrics, for relative constraints.

@@ -1,13 +1,13 @@
-"""Views of a run as text and data: the status table, the summary (JSON), the reasoning trail."""
+"""A run as text and data: the status table, the summary (JSON), the reasoning trail."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract import Contract
-from orchestrator.ledger import Experiment, RunInfo
-from orchestrator.stops import best_so_far
+from orchestrator.contract.model import Contract
+from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metric, experiment_dir
+from orchestrator.night.stops import best_so_far
 
 
 def _fmt(v: float | None, spec: str = ".6g") -> str:
@@ -15,7 +15,7 @@ def _fmt(v: float | None, spec: str = ".6g") -> str:
 
 
 def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) -> str:
-    base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
+    base = baseline_metric(exps)
     gpu = any(e.peak_vram_bytes is not None for e in exps)
     slots = info.slots > 1 or any(e.slot for e in exps)
     nodes = any(e.node for e in exps)
@@ -44,15 +44,26 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         )
         vram = None if e.peak_vram_bytes is None else e.peak_vram_bytes / 1024**2
         extra = (_fmt(vram, ".0f"),) * gpu + (_fmt(e.slot, "d"),) * slots + (e.node or "-",) * nodes
-        rows.append((str(e.id), status, _fmt(e.metric), delta, _fmt(e.wall_s, ".1f"), _fmt(e.cpu_s, ".1f"),
-                     _fmt(mem, ".0f"), _fmt(disk, ".1f"), ended, *extra, e.description[:40],
-                     (e.reason or "")[:60]))  # fmt: skip
+        rows.append(
+            (
+                str(e.id),
+                status,
+                _fmt(e.metric),
+                delta,
+                _fmt(e.wall_s, ".1f"),
+                _fmt(e.cpu_s, ".1f"),
+                _fmt(mem, ".0f"),
+                _fmt(disk, ".1f"),
+                ended,
+                *extra,
+                e.description[:40],
+                (e.reason or "")[:60],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     kept = [e for e in exps if e.holds_best]
-    counts = {
-        s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")
-    }
+    counts = {s: sum(1 for e in exps if e.status == s) for s in STATUSES}
     head = f"run {info.tag} ({goal} {metric}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
     if kept and base is not None:
         head += f"; best {kept[-1].metric:.6g} (baseline {base:.6g})"
@@ -69,53 +80,101 @@ def crash_kind(reason: str | None) -> str:
     return (reason or "unknown").split(":")[0].split(" (")[0].strip()
 
 
-def summary(info: RunInfo, exps: list[Experiment], contract: Contract,
-            concurrent: dict[int, list[int]] | None = None) -> dict[str, Any]:  # fmt: skip
+def summary(
+    info: RunInfo,
+    exps: list[Experiment],
+    contract: Contract,
+    concurrent: dict[int, list[int]] | None = None,
+) -> dict[str, Any]:
     """Everything a morning reader needs, as plain JSON-able data."""
     m = contract.metric
-    base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
+    base = baseline_metric(exps)
     bests = best_so_far(exps)
     kept = [e for e in exps if e.holds_best]
     best = kept[-1] if kept else None
-    counts = {
-        s: sum(1 for e in exps if e.status == s) for s in ("keep", "discard", "crash", "refused")
+    starts = [e.started for e in exps]
+    ends = [e.finished for e in exps if e.finished is not None]
+    gpu_s = sum((e.wall_s or 0.0) for e in exps) * contract.sandbox.gpus
+    rows = [
+        _experiment_row(e, running_best, base, concurrent or {})
+        for e, running_best in zip(exps, bests, strict=True)
+    ]
+    return {
+        "tag": info.tag,
+        "metric": m.name,
+        "goal": m.goal,
+        "baseline": base,
+        "best": best.metric if best else None,
+        "best_experiment": best.id if best else None,
+        "delta": None
+        if best is None or base is None or best.metric is None
+        else best.metric - base,
+        "counts": _outcome_counts(exps, base),
+        "crashes": _crash_kinds(exps),
+        "experiments_run": len(exps) - 1 if exps else 0,
+        "wall_s": (max(ends) - min(starts)) if ends else 0.0,
+        "active_s": info.active_s,
+        "accelerator_hours": gpu_s / 3600,
+        "gpus_per_experiment": contract.sandbox.gpus,
+        "cost_usd": sum(e.cost_usd or 0.0 for e in exps),
+        "stopped": info.stopped,
+        "slots": info.slots,
+        "duty_cycle": info.duty_cycle,
+        "base_commit": info.base_commit,
+        "experiments": rows,
     }
+
+
+def _outcome_counts(exps: list[Experiment], base: float | None) -> dict[str, int]:
+    """Experiments per status, every status named even at zero."""
+    counts: dict[str, int] = {s: sum(1 for e in exps if e.status == s) for s in STATUSES}
     counts["keep"] -= 1 if base is not None else 0  # the baseline is not a win
+    return counts
+
+
+def _crash_kinds(exps: list[Experiment]) -> dict[str, int]:
+    """Crashes per kind, in the order each kind first happened."""
     crashes: dict[str, int] = {}
     for e in exps:
         if e.status == "crash":
             crashes[crash_kind(e.reason)] = crashes.get(crash_kind(e.reason), 0) + 1
-    starts = [e.started for e in exps]
-    ends = [e.finished for e in exps if e.finished is not None]
-    gpu_s = sum((e.wall_s or 0.0) for e in exps) * contract.sandbox.gpus
-    rows = []
-    for e, running_best in zip(exps, bests, strict=True):
-        rows.append({
-            "id": e.id, "status": e.status, "phase": e.phase, "metric": e.metric,
-            "delta": None if e.metric is None or base is None or e.id == 0 else e.metric - base,
-            "best_after": running_best, "merged": e.merged, "commit": e.commit_sha, "merged_sha": e.merged_sha,
-            "description": e.description, "hypothesis": e.hypothesis, "reason": e.reason,
-            "wall_s": e.wall_s, "cpu_s": e.cpu_s, "peak_memory_bytes": e.peak_memory_bytes,
-            "peak_vram_bytes": e.peak_vram_bytes, "cost_usd": e.cost_usd, "slot": e.slot, "node": e.node,
-            "ran_with": (concurrent or {}).get(e.id, []), "rebased_from": e.rebased_from,
-            "infra_retries": e.infra_retries, "samples": e.samples,
-        })  # fmt: skip
+    return crashes
+
+
+def _experiment_row(
+    e: Experiment, running_best: float | None, base: float | None, concurrent: dict[int, list[int]]
+) -> dict[str, Any]:
+    """One experiment as summary data; `running_best` is the best once it had finished."""
     return {
-        "tag": info.tag, "metric": m.name, "goal": m.goal, "baseline": base,
-        "best": best.metric if best else None, "best_experiment": best.id if best else None,
-        "delta": None if best is None or base is None or best.metric is None else best.metric - base,
-        "counts": counts, "crashes": crashes, "experiments_run": len(exps) - 1 if exps else 0,
-        "wall_s": (max(ends) - min(starts)) if ends else 0.0, "active_s": info.active_s,
-        "accelerator_hours": gpu_s / 3600, "gpus_per_experiment": contract.sandbox.gpus,
-        "cost_usd": sum(e.cost_usd or 0.0 for e in exps), "stopped": info.stopped,
-        "slots": info.slots, "duty_cycle": info.duty_cycle, "base_commit": info.base_commit,
-        "experiments": rows,
-    }  # fmt: skip
+        "id": e.id,
+        "status": e.status,
+        "phase": e.phase,
+        "metric": e.metric,
+        "delta": None if e.metric is None or base is None or e.id == 0 else e.metric - base,
+        "best_after": running_best,
+        "merged": e.merged,
+        "commit": e.commit_sha,
+        "merged_sha": e.merged_sha,
+        "description": e.description,
+        "hypothesis": e.hypothesis,
+        "reason": e.reason,
+        "wall_s": e.wall_s,
+        "cpu_s": e.cpu_s,
+        "peak_memory_bytes": e.peak_memory_bytes,
+        "peak_vram_bytes": e.peak_vram_bytes,
+        "cost_usd": e.cost_usd,
+        "slot": e.slot,
+        "node": e.node,
+        "ran_with": concurrent.get(e.id, []),
+        "rebased_from": e.rebased_from,
+        "infra_retries": e.infra_retries,
+        "samples": e.samples,
+    }
 
 
 def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> str:
     """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
-    base = next((e.metric for e in exps if e.id == 0 and e.status == "keep"), None)
+    base = baseline_metric(exps)
     blocks = []
     for e in exps:
         outcome = e.status or f"({e.phase})"
@@ -130,7 +189,7 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
         lines = [f"#{e.id} {outcome}{value}{wall}{cost}", f"  change:     {e.description}"]
         if e.hypothesis and e.id:
             lines.append(f"  hypothesis: {e.hypothesis}")
-        stat = diff_stat(ledger_dir / "experiments" / f"{e.id:04d}" / "diff.patch")
+        stat = diff_stat(experiment_dir(ledger_dir, e.id) / "diff.patch")
         if stat:
             lines.append(f"  files:      {stat}")
         if e.reason:

@@ -17,9 +17,13 @@ _RE = re.compile(
     rf"(?:(?P<factor>{_NUM})\s*\*\s*baseline|(?P<base>baseline)|(?P<value>{_NUM}))\s*$"
 )
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
-    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), "!=": operator.ne,
-}  # fmt: skip
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12),
+    "!=": operator.ne,
+}
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,15 @@ import base64
 import html
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from orchestrator.experiment import experiment_dir
 from orchestrator.ledger import Ledger
-from orchestrator.report import summary
+from orchestrator.morning.summary import summary
 from orchestrator.workspace import Workspace
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 TAIL_CHARS = 4000
 
@@ -31,55 +35,92 @@ def plot_progress(data: dict[str, Any], path: Path) -> Path:
     rows = data["experiments"]
     fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
     try:
-        values = [r["metric"] for r in rows if r["metric"] is not None]
-        low, high = (min(values), max(values)) if values else (0.0, 1.0)
-        pad = (high - low) * 0.08 or 1.0
-        crash_y = high + pad if data["goal"] == "min" else low - pad
-
-        def points(status: str) -> tuple[list[int], list[float]]:
-            picked = [r for r in rows if r["status"] == status and r["metric"] is not None]
-            return [r["id"] for r in picked], [r["metric"] for r in picked]
-
-        ax.scatter(*points("discard"), color="#9e9e9e", s=22, label="discard", zorder=2)
-        keeps = [
-            r
-            for r in rows
-            if r["status"] == "keep" and r["metric"] is not None and (r["merged"] or r["id"] == 0)
-        ]
-        ax.scatter([r["id"] for r in keeps], [r["metric"] for r in keeps], color="#2e7d32", s=40,
-                   label="keep", zorder=3)  # fmt: skip
-        crashed = [r["id"] for r in rows if r["status"] in ("crash", "refused")]
-        if crashed:
-            ax.scatter(crashed, [crash_y] * len(crashed), marker="x", color="#c62828", s=36,
-                       label="crash / refused", zorder=3)  # fmt: skip
-        steps = [(r["id"], r["best_after"]) for r in rows if r["best_after"] is not None]
-        if steps:
-            xs, ys = zip(*steps, strict=True)
-            ax.step(
-                xs, ys, where="post", color="#2e7d32", linewidth=1.5, alpha=0.8, label="best so far"
-            )
-        for r in keeps:
-            if r["id"] == 0:
-                continue
-            text = r["description"] if len(r["description"]) <= 40 else r["description"][:39] + "…"
-            ax.annotate(text, (r["id"], r["metric"]), xytext=(4, 8), textcoords="offset points",
-                        fontsize=7, rotation=20, color="#1b5e20")  # fmt: skip
-        better = "lower" if data["goal"] == "min" else "higher"
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("experiment")
-        ax.set_ylabel(f"{data['metric']} ({better} is better)")
-        ax.set_title(
-            f"run {data['tag']}: {data['counts']['keep']} kept of {data['experiments_run']} experiments"
-        )
-        ax.grid(alpha=0.25)
-        ax.legend(loc="best", fontsize=8)
+        keeps = _plot_outcomes(ax, rows, data["goal"])
+        _plot_best(ax, rows, keeps)
+        _label_axes(ax, data)
         fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
     return path
+
+
+def _plot_outcomes(ax: Axes, rows: list[dict[str, Any]], goal: str) -> list[dict[str, Any]]:
+    """Discards, keeps and crashes as points; the keeps drawn (merged ones and the baseline)."""
+    values = [r["metric"] for r in rows if r["metric"] is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (high - low) * 0.08 or 1.0
+    # A crash has no metric: it is marked just past the worst end of the axis.
+    crash_y = high + pad if goal == "min" else low - pad
+
+    def points(status: str) -> tuple[list[int], list[float]]:
+        picked = [r for r in rows if r["status"] == status and r["metric"] is not None]
+        return [r["id"] for r in picked], [r["metric"] for r in picked]
+
+    ax.scatter(*points("discard"), color="#9e9e9e", s=22, label="discard", zorder=2)
+    keeps = [
+        r
+        for r in rows
+        if r["status"] == "keep" and r["metric"] is not None and (r["merged"] or r["id"] == 0)
+    ]
+    ax.scatter(
+        [r["id"] for r in keeps],
+        [r["metric"] for r in keeps],
+        color="#2e7d32",
+        s=40,
+        label="keep",
+        zorder=3,
+    )
+    crashed = [r["id"] for r in rows if r["status"] in ("crash", "refused")]
+    if crashed:
+        ax.scatter(
+            crashed,
+            [crash_y] * len(crashed),
+            marker="x",
+            color="#c62828",
+            s=36,
+            label="crash / refused",
+            zorder=3,
+        )
+    return keeps
+
+
+def _plot_best(ax: Axes, rows: list[dict[str, Any]], keeps: list[dict[str, Any]]) -> None:
+    """The running best as a step line, each keep after the baseline named by its change."""
+    steps = [(r["id"], r["best_after"]) for r in rows if r["best_after"] is not None]
+    if steps:
+        xs, ys = zip(*steps, strict=True)
+        ax.step(
+            xs, ys, where="post", color="#2e7d32", linewidth=1.5, alpha=0.8, label="best so far"
+        )
+    for r in keeps:
+        if r["id"] == 0:
+            continue
+        text = r["description"] if len(r["description"]) <= 40 else r["description"][:39] + "…"
+        ax.annotate(
+            text,
+            (r["id"], r["metric"]),
+            xytext=(4, 8),
+            textcoords="offset points",
+            fontsize=7,
+            rotation=20,
+            color="#1b5e20",
+        )
+
+
+def _label_axes(ax: Axes, data: dict[str, Any]) -> None:
+    """Axis labels, title, grid and legend."""
+    better = "lower" if data["goal"] == "min" else "higher"
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(f"{data['metric']} ({better} is better)")
+    ax.set_title(
+        f"run {data['tag']}: {data['counts']['keep']} kept of {data['experiments_run']} experiments"
+    )
+    ax.grid(alpha=0.25)
+    ax.legend(loc="best", fontsize=8)
 
 
 def _highlight(diff: str) -> str:
@@ -133,35 +174,59 @@ def render(
     data: dict[str, Any], png: bytes, final_diff: str, files: dict[int, dict[str, str]]
 ) -> str:
     """The whole page as one string; `files[id]` holds 'diff' and 'log' texts."""
-    rows = []
-    for r in data["experiments"]:
-        status = r["status"] or r["phase"]
-        if status == "keep" and r["id"] and not r["merged"]:
-            status = "keep (not merged)"
-        extra = files.get(r["id"], {})
-        opened = []
-        if extra.get("diff"):
-            opened.append(f"<details><summary>diff</summary>{_highlight(extra['diff'])}</details>")
-        if extra.get("log") and r["status"] in ("crash", "refused"):
-            opened.append(
-                f"<details><summary>log tail</summary><pre>{_esc(extra['log'])}</pre></details>"
-            )
-        hyp = (
-            f"<div class='muted'>{_esc(r['hypothesis'])}</div>"
-            if r["hypothesis"] and r["id"]
-            else ""
-        )
-        cost = "–" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
-        delta = "" if r["delta"] is None else f"{r['delta']:+.6g}"
-        rows.append(
-            f"<tr class='exp {_esc(r['status'] or 'pending')}' id='exp-{r['id']}'><td class='num'>{r['id']}</td>"
-            f"<td class='st'>{_esc(status)}</td><td class='num'>{_num(r['metric'])}</td>"
-            f"<td class='num'>{delta}</td>"
-            f"<td>{_esc(r['description'])}{hyp}{''.join(opened)}</td><td>{_esc(r['reason'] or '')}</td>"
-            f"<td class='num'>{_num(r['wall_s'], '.1f')}</td><td class='num'>{cost}</td></tr>"
-        )
+    rows = [_row(r, files.get(r["id"], {})) for r in data["experiments"]]
     d = data
     crashes = ", ".join(f"{k}: {v}" for k, v in d["crashes"].items()) or "none"
+    png64 = base64.b64encode(png).decode()
+    final = (
+        _highlight(final_diff) if final_diff.strip() else "<p class='muted'>No change was kept.</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
+<body>
+<h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
+<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
+written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
+<div class="cards">{_cards(d)}</div>
+<img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">
+<h2>Every experiment</h2>
+<table id="experiments"><thead><tr><th>#</th><th>status</th><th>{_esc(d["metric"])}</th><th>Δ baseline</th>
+<th>change and hypothesis</th><th>reason</th><th>wall s</th><th>cost</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<h2>From the baseline to the best</h2>
+{final}
+<script>{SCRIPT}</script>
+</body></html>
+"""
+
+
+def _row(r: dict[str, Any], extra: dict[str, str]) -> str:
+    """One experiment's table row, its diff (and a crash's log tail) folded inside."""
+    status = r["status"] or r["phase"]
+    if status == "keep" and r["id"] and not r["merged"]:
+        status = "keep (not merged)"
+    opened = []
+    if extra.get("diff"):
+        opened.append(f"<details><summary>diff</summary>{_highlight(extra['diff'])}</details>")
+    if extra.get("log") and r["status"] in ("crash", "refused"):
+        opened.append(
+            f"<details><summary>log tail</summary><pre>{_esc(extra['log'])}</pre></details>"
+        )
+    hyp = f"<div class='muted'>{_esc(r['hypothesis'])}</div>" if r["hypothesis"] and r["id"] else ""
+    cost = "–" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+    delta = "" if r["delta"] is None else f"{r['delta']:+.6g}"
+    return (
+        f"<tr class='exp {_esc(r['status'] or 'pending')}' id='exp-{r['id']}'><td class='num'>{r['id']}</td>"
+        f"<td class='st'>{_esc(status)}</td><td class='num'>{_num(r['metric'])}</td>"
+        f"<td class='num'>{delta}</td>"
+        f"<td>{_esc(r['description'])}{hyp}{''.join(opened)}</td><td>{_esc(r['reason'] or '')}</td>"
+        f"<td class='num'>{_num(r['wall_s'], '.1f')}</td><td class='num'>{cost}</td></tr>"
+    )
+
+
+def _cards(d: dict[str, Any]) -> str:
+    """The headline numbers, one card each."""
     duty = "–" if d["duty_cycle"] is None else f"{d['duty_cycle']:.0%} over {d['slots']} slot(s)"
     cards = [
         ("baseline → best", f"{_num(d['baseline'])} → {_num(d['best'])}"),
@@ -175,32 +240,10 @@ def render(
         ("agent cost", f"${d['cost_usd']:.2f}"),
         ("duty cycle", duty),
     ]
-    card_html = "".join(
+    return "".join(
         f"<div class='card'><span class='muted'>{_esc(k)}</span><b>{_esc(v)}</b></div>"
         for k, v in cards
     )
-    png64 = base64.b64encode(png).decode()
-    final = (
-        _highlight(final_diff) if final_diff.strip() else "<p class='muted'>No change was kept.</p>"
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
-<body>
-<h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
-<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
-written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
-<div class="cards">{card_html}</div>
-<img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">
-<h2>Every experiment</h2>
-<table id="experiments"><thead><tr><th>#</th><th>status</th><th>{_esc(d["metric"])}</th><th>Δ baseline</th>
-<th>change and hypothesis</th><th>reason</th><th>wall s</th><th>cost</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
-<h2>From the baseline to the best</h2>
-{final}
-<script>{SCRIPT}</script>
-</body></html>
-"""
 
 
 def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
@@ -212,7 +255,7 @@ def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
     png_path = plot_progress(data, ledger.dir / "progress.png")
     files: dict[int, dict[str, str]] = {}
     for e in exps:
-        folder = ledger.dir / "experiments" / f"{e.id:04d}"
+        folder = experiment_dir(ledger.dir, e.id)
         diff = folder / "diff.patch"
         log = folder / "output.log"
         files[e.id] = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.contract import Contract
-from orchestrator.ledger import Experiment
+from orchestrator.contract.model import Contract
+from orchestrator.experiment import Experiment
 
 
 def best_so_far(experiments: list[Experiment]) -> list[float | None]:

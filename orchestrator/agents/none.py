@@ -1,0 +1,19 @@
+"""The agent that proposes nothing: the run measures the baseline and stops.
+
+Useful before a night, to see what an evaluator's noise is (`--agent none`),
+and for runs opened only to look or to verify. It is also the smallest example
+of an agent kind: this file plus `NoneAgentConfig` in `config.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.agents import Context, Proposal
+
+
+class NoAgent:
+    in_turn = False
+
+    def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        return None

@@ -1,0 +1,322 @@
+"""The driver: one night of one run, from start-up to a stop rule.
+
+One driver thread owns the agent, the merges and the stop rules; N worker slots
+(`slots.py`) run frozen candidates in sandboxes. The agent prepares up to
+`budget.pipeline` candidates ahead of a free slot, so a slot never waits for it
+to think. Every candidate forks from the best at the time it is proposed
+(`proposals.py`); a winner whose base went stale is rebased onto the new best and
+must win again there before it merges (`merges.py`). Merges are serialised here.
+
+Every step is written to the ledger before and after it happens, so `resume`
+after a SIGKILL at any point continues from the exact phase it finds. A failure
+of the infrastructure pauses and retries the same frozen candidate; it is never
+recorded as the candidate's failure and never ends the night by itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+
+from orchestrator.agents import Agent
+from orchestrator.contract.model import Contract
+from orchestrator.errors import UserError
+from orchestrator.executors import Executor
+from orchestrator.experiment import Experiment
+from orchestrator.gpus import Gpu, GpuInventory, LeasePolicy, Leases, NvmlInventory, free
+from orchestrator.ledger import Ledger
+from orchestrator.logs import EventLog
+from orchestrator.night import Backoff, Say
+from orchestrator.night.judge import Judge
+from orchestrator.night.merges import Merges
+from orchestrator.night.proposals import Proposals
+from orchestrator.night.runner import Runner
+from orchestrator.night.slots import Slots
+from orchestrator.night.stops import stop_reason
+from orchestrator.sandbox.disk import unmount_below
+from orchestrator.workspace import Workspace, remove_tree
+
+
+def _disk_full(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(e) or "disk I/O error" in str(e)
+
+
+def lease_policy(contract: Contract) -> LeasePolicy:
+    g = contract.gpus
+    return LeasePolicy(
+        g.max_memory_used, g.max_utilization, tuple(g.pin) if g.pin is not None else None
+    )
+
+
+def default_parallel(contract: Contract, inventory: GpuInventory | None) -> int:
+    """One slot per leasable group of `sandbox.gpus` GPUs; without GPUs, cores / `sandbox.cpus`."""
+    s = contract.sandbox
+    if s.gpus:
+        policy = lease_policy(contract)
+        gpus = inventory.snapshot() if inventory else []
+        return max(1, sum(free(g, set(), policy) is None for g in gpus) // s.gpus)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    return max(1, int(cores // s.cpus))
+
+
+def sizes(
+    contract: Contract, executor: Executor, agent: Agent, inventory: GpuInventory | None
+) -> tuple[int, int]:
+    """(slots, candidates proposed ahead): the budget's, else what the machine and agent allow."""
+    b = contract.budget
+    parallel = b.parallel or (
+        1 if agent.in_turn else executor.slots(contract) or default_parallel(contract, inventory)
+    )
+    return parallel, b.pipeline if b.pipeline is not None else (0 if agent.in_turn else 1)
+
+
+class Night:
+    """The nights of one run (`tag`) over one repository: `execute()` runs one to its end."""
+
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        ledger: Ledger,
+        workspace: Workspace,
+        executor: Executor,
+        agent: Agent,
+        say: Say = print,
+        backoff: Backoff | None = None,
+        inventory: GpuInventory | None = None,
+    ) -> None:
+        self.contract, self.ledger, self.ws = contract, ledger, workspace
+        self.executor, self.say = executor, say
+        self.backoff = backoff or Backoff()
+        self.run_dir = ledger.dir
+        self.events = EventLog(self.run_dir)
+        self._say_lock = threading.Lock()
+        if executor.assigns_gpus:
+            inventory = None  # the cluster picks each experiment's GPUs
+        elif inventory is None and contract.sandbox.gpus:
+            inventory = NvmlInventory()
+        self.inventory = inventory
+        self.leases = Leases(inventory, lease_policy(contract)) if inventory is not None else None
+        self.parallel, self.pipeline = sizes(contract, executor, agent, inventory)
+        retry = {"retry_first_s": self.backoff.first, "retry_cap_s": self.backoff.cap}
+        self.slots = Slots(
+            contract=contract,
+            ledger=ledger,
+            workspace=workspace,
+            executor=executor,
+            leases=self.leases,
+            count=self.parallel,
+            note=self.note,
+            event=self.events.event,
+            **retry,
+        )
+        self.runner: Runner = self.slots.slots[0].runner
+        self.judge: Judge = self.slots.slots[0].judge
+        self.proposals = Proposals(
+            contract=contract,
+            ledger=ledger,
+            workspace=workspace,
+            agent=agent,
+            note=self.note,
+            **retry,
+        )
+        self.merges = Merges(
+            contract=contract,
+            ledger=ledger,
+            workspace=workspace,
+            note=self.note,
+            event=self.events.event,
+            band=self.judge.band,
+        )
+
+    def note(self, event: str, message: str, **fields: object) -> None:
+        """One event: a JSON line in events.jsonl and a sentence on the terminal."""
+        with self._say_lock:
+            self.events.event(event, message=message, **fields)
+            self.say(message)
+
+    # -- the lifecycle ------------------------------------------------------
+    def execute(self) -> str:
+        """Run until a stop rule fires; return why it stopped.
+
+        Raises UserError when another process is already running this run.
+        """
+        lock = (self.run_dir / "lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"run {self.ws.tag} is already running in another process — wait for it or kill it"
+            ) from None
+        try:
+            return self._execute()
+        finally:
+            lock.close()
+
+    def _execute(self) -> str:
+        self._start_up()
+        self.slots.start()
+        try:
+            why = self._night_through_full_disks()
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            self.slots.stop()
+            self.executor.reopen()  # the slots have stopped: nothing is left to refuse
+            self.executor.close()
+        self.ledger.set_stopped(why)
+        self.ledger.write_results_tsv()
+        self.note("stopped", f"stopped: {why}", reason=why)
+        return why
+
+    def _start_up(self) -> None:
+        """Clear what a killed night left, check the machine, say how the night runs."""
+        box = self.run_dir / "sandbox"
+        unmount_below(box)  # a killed run's workspace filesystems
+        remove_tree(box)
+        reaped = self.executor.reap()
+        if reaped:
+            self.note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
+        self.check_gpus()
+        self.executor.check(self.contract)
+        self.ledger.set_stopped(None)
+        if self.parallel > 1 or self.contract.sandbox.gpus:
+            gpus = self.contract.sandbox.gpus
+            each = f", {gpus} GPU(s) each" if gpus else ""
+            self.note(
+                "slots",
+                f"{self.parallel} experiment slot(s){each}; the agent works {self.pipeline} ahead",
+                slots=self.parallel,
+            )
+
+    def _night_through_full_disks(self) -> str:
+        """The night; a full disk under the run folder pauses it until space is freed."""
+        pause = self.backoff.first
+        while True:
+            try:
+                return self._night()
+            except (OSError, sqlite3.OperationalError) as e:
+                if not _disk_full(e):
+                    raise
+                self.note(
+                    "disk-full",
+                    f"disk full under {self.run_dir} ({e}) — free some space; the run continues "
+                    f"by itself (next try in {pause:.0f} s)",
+                    error=str(e),
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, self.backoff.cap)
+
+    def cancel(self) -> None:
+        """Tear down: no more retries anywhere, and every running container is killed."""
+        self.slots.cancel()
+        self.executor.cancel()
+
+    def check_gpus(self) -> None:
+        """Raise UserError when the contract asks for more GPUs than this machine has."""
+        want = self.contract.sandbox.gpus
+        if not want or self.executor.assigns_gpus:
+            return
+        have = self.inventory.snapshot() if self.inventory else []
+        if len(have) < want:
+            why = self.inventory.error if self.inventory else None
+            raise UserError(
+                f"sandbox.gpus = {want} but this machine has {len(have)} GPU(s)"
+                + (f" (NVML: {why})" if why else "")
+                + " — lower sandbox.gpus or run on a GPU box (`autoresearch doctor` checks NVML)"
+            )
+
+    # -- the main loop ------------------------------------------------------
+    def _night(self) -> str:
+        """Propose, dispatch and conclude experiments until a stop rule fires and the slots are idle."""
+        self._settle()
+        if self.ledger.get(0) is None:
+            self.slots.submit(self.proposals.baseline().exp_id, "judge")
+        exhausted: str | None = None
+        while True:
+            self.slots.tick()
+            self._conclude_finished(block=False)
+            why = self._stop_reason() or exhausted
+            if why is not None:
+                if not self.slots.owned:
+                    return why
+                self._conclude_finished(block=True)
+            elif len(self.slots.owned) < self.parallel + self.pipeline:
+                proposed = self.proposals.next()
+                if proposed is None:
+                    exhausted = "the agent has nothing more to propose"
+                elif proposed.dispatch:
+                    self.slots.submit(proposed.exp_id, "judge")
+            else:
+                self._conclude_finished(block=True)
+
+    def _settle(self) -> None:
+        """Take up every unfinished experiment no slot is working on (after a crash or a pause)."""
+        for exp in self.ledger.experiments():
+            if exp.phase == "done" or exp.id in self.slots.owned:
+                continue
+            self.note(
+                "resume",
+                f"resuming experiment {exp.id} from phase '{exp.phase}'",
+                experiment=exp.id,
+                phase=exp.phase,
+            )
+            if exp.phase == "proposing":
+                # Killed while the agent worked: nothing ran; propose again under the same id.
+                self.ledger.abandon(exp.id)
+            elif exp.phase in ("frozen", "running"):
+                self.slots.submit(exp.id, "judge")
+            elif exp.phase == "confirming":
+                self.slots.submit(exp.id, "rebased")
+            else:
+                self._conclude(exp)
+
+    def _conclude_finished(self, *, block: bool) -> None:
+        for exp_id in self.slots.finished(block=block):
+            exp = self.ledger.get(exp_id)
+            assert exp is not None
+            self._conclude(exp)
+            if exp.id == 0:
+                self.slots.release_held()
+
+    def _conclude(self, exp: Experiment) -> None:
+        again = self.merges.conclude(exp)
+        if again is not None:
+            self.slots.submit(again, "rebased")
+
+    def _stop_reason(self) -> str | None:
+        base = self.ledger.get(0)
+        if base is not None and base.phase == "done" and base.status != "keep":
+            reason = (
+                f"baseline crashed ({base.reason}) — fix the evaluator or implementation; "
+                f"see {self.ledger.exp_dir(0)}/output.log"
+            )
+            self.ledger.set_stopped(reason)
+            self.events.event("stopped", reason=reason)
+            raise UserError(reason)
+        info = self.ledger.run()
+        active = info.active_s if info else 0.0
+        return stop_reason(
+            self.contract, self.ledger.experiments(), active, self.ledger.total_cost()
+        )
+
+    # -- outside a night: `verify` -----------------------------------------
+    def lease_for_verify(self) -> list[Gpu]:
+        """Lease slot 0's GPUs outside a night (the run must not be running)."""
+        self.check_gpus()
+        leased = self.slots.lease(self.slots.slots[0], -1)
+        self.runner.gpus = tuple(g.uuid for g in leased)
+        return leased
+
+    def release(self, leased: list[Gpu]) -> None:
+        self.slots.give_back(leased)
+        self.runner.gpus = ()

@@ -1,0 +1,111 @@
+"""Merges: carrying a decided experiment to `done`, merging a winner with provenance.
+
+A winner forked from the best that is still the best fast-forwards the run
+branch to a commit of its exact tree with provenance trailers. A winner whose
+base went stale (parallel work merged meanwhile) is replayed on the new best and
+must win again there before it merges; a conflict, or a base that keeps moving,
+overturns it into a discard. Concluding is idempotent: a resumed night that finds
+the merge already made records it, never makes it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.contract.model import Contract
+from orchestrator.experiment import Experiment
+from orchestrator.ledger import Ledger
+from orchestrator.night import Event, Note
+from orchestrator.workspace import Workspace
+
+MAX_REBASES = 3
+"""A winner whose base keeps moving is rebased at most this many times."""
+
+
+class Merges:
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        ledger: Ledger,
+        workspace: Workspace,
+        note: Note,
+        event: Event,
+        band: Callable[[], float],
+    ) -> None:
+        self.contract, self.ledger, self.ws = contract, ledger, workspace
+        self.note, self.event, self.band = note, event, band
+
+    def conclude(self, exp: Experiment) -> int | None:
+        """Carry a decided experiment to `done`, merging a winner; the id of a rebased winner
+        the driver must dispatch for confirmation instead, else None."""
+        if exp.phase != "decided":
+            return None
+        merged = None
+        if exp.status == "keep" and exp.id > 0:
+            assert exp.commit_sha is not None
+            head = self.ws.best()
+            if self.ws.is_merge_of(head, exp.commit_sha, exp.parent):
+                merged = head
+            elif head != exp.parent:
+                if self._rebase(exp, head):
+                    return exp.id
+            else:
+                merged = self._merge(exp)
+        self.ledger.done(exp.id, merged=merged is not None, merged_sha=merged)
+        if merged:
+            self.event("merged", experiment=exp.id, commit=merged, branch=self.ws.branch)
+        self.ledger.write_results_tsv()
+        return None
+
+    def _rebase(self, exp: Experiment, head: str) -> bool:
+        """A winner forked from an older best: replay it on `head` to confirm it there.
+
+        True when it must be confirmed; False when it was overturned (a conflict, or the
+        best moved too often) and is a discard now.
+        """
+        assert exp.commit_sha is not None
+        landed = set(self.ws.git("rev-list", f"{exp.parent}..{head}").decode().split())
+        since = ", ".join(f"#{e.id}" for e in self.ledger.experiments() if e.merged_sha in landed)
+        if exp.rebases >= MAX_REBASES:
+            why = f"won, but the best moved {MAX_REBASES + 1} times while it ran (last: {since})"
+        elif (rebased := self.ws.rebase(exp.commit_sha, head, exp.id)) is None:
+            why = (
+                f"won, but its change conflicts with {since or 'the new best'}, merged while it ran"
+            )
+        else:
+            commit, diff = rebased
+            (self.ledger.exp_dir(exp.id) / f"diff.rebased.{exp.rebases + 1}.patch").write_text(diff)
+            self.ledger.rebased(exp.id, commit, head)
+            self.note(
+                "rebased",
+                f"experiment {exp.id} won on a stale base: rebased onto {since} ({head[:12]}); "
+                "confirming it there",
+                experiment=exp.id,
+                commit=commit,
+                onto=head,
+            )
+            return True
+        self.ledger.overturned(exp.id, why)
+        self.note(
+            "overturned", f"experiment {exp.id}: discard — {why}", experiment=exp.id, reason=why
+        )
+        return False
+
+    def _merge(self, exp: Experiment) -> str:
+        """Fast-forward the run branch (at the candidate's parent) to its tree, with provenance."""
+        assert exp.commit_sha is not None
+        base = self.ledger.get(0)
+        info = self.ledger.run()
+        assert base is not None and base.metric is not None
+        assert exp.metric is not None and info is not None
+        trailers = {
+            "Autoresearch-Experiment": str(exp.id),
+            "Autoresearch-Metric": f"{self.contract.metric.name}={exp.metric:.6g}",
+            "Autoresearch-Baseline": f"{base.metric:.6g}",
+            "Autoresearch-Delta": f"{exp.metric - base.metric:+.6g}",
+            "Autoresearch-Noise-Band": f"{self.band():.6g}",
+            "Autoresearch-Image": info.image_id or self.contract.sandbox.image,
+            "Autoresearch-Evaluator": info.evaluator_hash,
+        }
+        return self.ws.merge(exp.commit_sha, exp.parent, exp.description, exp.hypothesis, trailers)

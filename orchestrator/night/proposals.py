@@ -1,0 +1,144 @@
+"""Proposals: the baseline, the next candidate from the agent, and refusals.
+
+A candidate forks from the best at the moment it is asked for: the agent edits a
+scratch export of that commit, and the workspace validates and freezes the edit
+into a candidate commit before anything runs. The experiment's row is written
+before the agent is asked (`proposing`) and after the freeze (`frozen`), so a kill
+in between proposes again under the same id. An outage of the agent's backend
+pauses here and is never the candidate's failure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.agents import Agent, Context, Proposal
+from orchestrator.agents.context import RECENT_FAILURES, TAIL_CHARS
+from orchestrator.contract.model import Contract
+from orchestrator.errors import InfraError, ProposalRefused
+from orchestrator.experiment import Experiment
+from orchestrator.ledger import Ledger
+from orchestrator.night import Note
+from orchestrator.workspace import Workspace, remove_tree
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """What the driver does next with experiment `exp_id`."""
+
+    exp_id: int
+    dispatch: bool
+    """True: a frozen candidate to judge; False: refused (already recorded as such)."""
+
+
+class Proposals:
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        ledger: Ledger,
+        workspace: Workspace,
+        agent: Agent,
+        note: Note,
+        retry_first_s: float,
+        retry_cap_s: float,
+    ) -> None:
+        self.contract, self.ledger, self.ws, self.agent = contract, ledger, workspace, agent
+        self.note = note
+        self.retry_first_s, self.retry_cap_s = retry_first_s, retry_cap_s
+        self.run_dir = ledger.dir
+
+    def baseline(self) -> Proposed:
+        """Experiment 0: the unmodified best, frozen as it is."""
+        best = self.ws.best()
+        self.ledger.begin(0, best)
+        self.ledger.frozen(
+            0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best)
+        )
+        self.note("experiment", "experiment 0: baseline", experiment=0, commit=best)
+        return Proposed(0, dispatch=True)
+
+    def next(self) -> Proposed | None:
+        """Ask the agent for one candidate forked from the best now and freeze it; None when
+        the agent has nothing more to propose."""
+        exps = self.ledger.experiments()
+        n = exps[-1].id + 1
+        best = self.ws.best()
+        self.ledger.begin(n, best)
+        scratch = self.run_dir / "scratch" / f"{n:04d}"
+        remove_tree(scratch)
+        self.ws.export(best, scratch)
+        try:
+            proposal = self._ask(n, best, exps, scratch)
+            if proposal is None:
+                self.ledger.abandon(n)
+                return None
+            self.ledger.cost(n, proposal.cost_usd, proposal.usage)
+            try:
+                commit, diff = self.ws.freeze(scratch, best, proposal.description, n)
+            except ProposalRefused as e:
+                (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
+                return self._refuse(n, e.reason, description=proposal.description)
+        except ProposalRefused as e:
+            self.ledger.cost(n, e.cost_usd, e.usage)
+            return self._refuse(n, e.reason, description=e.description or "(no proposal)")
+        finally:
+            remove_tree(scratch)
+        self.ledger.frozen(
+            n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
+        )
+        (self.ledger.exp_dir(n) / "diff.patch").write_text(diff)
+        self.note(
+            "experiment",
+            f"experiment {n}: {proposal.description}",
+            experiment=n,
+            commit=commit,
+            description=proposal.description,
+        )
+        return Proposed(n, dispatch=True)
+
+    def _ask(self, n: int, best: str, exps: list[Experiment], scratch: Path) -> Proposal | None:
+        """Ask the agent; an outage of its backend pauses here (never the candidate's failure)."""
+        ctx = self._context(n, best, exps)
+        delay = self.retry_first_s
+        while True:
+            try:
+                return self.agent.propose(ctx, scratch)
+            except InfraError as e:
+                self.note(
+                    "agent-unavailable",
+                    f"  the agent's backend is unavailable: {e} — retrying in {delay:.0f} s",
+                    experiment=n,
+                    error=str(e),
+                    retry_in_s=delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, self.retry_cap_s)
+                remove_tree(scratch)
+                self.ws.export(best, scratch)
+
+    def _context(self, n: int, best: str, exps: list[Experiment]) -> Context:
+        tails = {}
+        for e in [e for e in exps if e.status == "crash"][-RECENT_FAILURES:]:  # what agents see
+            log = self.ledger.exp_dir(e.id) / "output.log"
+            if log.exists():
+                tails[e.id] = log.read_text(errors="replace")[-2 * TAIL_CHARS :]
+        files = self.ws.implementation_files(best)
+        return Context(n, self.contract, self._direction(), best, exps, files, tails, self.run_dir)
+
+    def _refuse(self, n: int, reason: str, *, description: str) -> Proposed:
+        self.note("refused", f"experiment {n}: refused — {reason}", experiment=n, reason=reason)
+        self.ledger.decided(n, status="refused", reason=reason, description=description)
+        self.ledger.done(n, merged=False)
+        self.ledger.write_results_tsv()
+        return Proposed(n, dispatch=False)
+
+    def _direction(self) -> str:
+        """The run's snapshot of the direction file (the repo's copy for an older run)."""
+        path = self.run_dir / "direction.md"
+        if path.exists():
+            return path.read_text()
+        d = self.contract.direction
+        return (self.ws.root / d).read_text() if d else ""

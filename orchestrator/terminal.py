@@ -1,0 +1,68 @@
+"""The terminal while a night runs: the live view, sentences above it, and the signals.
+
+SIGTERM becomes KeyboardInterrupt for the length of a night, so every `finally`
+removes its container; either one ends the command with exit 130 and the line
+that says how to resume.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from orchestrator.morning.live import LiveView
+    from orchestrator.night.driver import Night
+
+
+def _on_sigterm(_sig: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # so `finally` blocks remove the container
+
+
+class Terminal:
+    """Where sentences go: above the live view while one is drawn, else to stderr."""
+
+    def __init__(self) -> None:
+        self.live: LiveView | None = None
+
+    def say(self, msg: str) -> None:
+        if self.live is not None and self.live.active:
+            self.live.say(msg)
+        else:
+            click.echo(msg, err=True)
+
+    def night(self, night: Night, tag: str) -> None:
+        """Run `night` to its end under the live view, then write the morning report."""
+        from orchestrator.morning.live import LiveView
+
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            with LiveView(night.ledger, night.contract) as self.live:
+                night.execute()
+        except KeyboardInterrupt:
+            self.say(f"interrupted — `autoresearch resume {tag}` continues where this stopped")
+            sys.exit(130)
+        finally:
+            self.live = None
+            signal.signal(signal.SIGTERM, previous)
+        report = self.report(night)
+        self.say(
+            f"results: {night.run_dir / 'results.tsv'}; best commit on branch {night.ws.branch}"
+            + (f"; report: {report}" if report else "")
+        )
+
+    def report(self, night: Night) -> Path | None:
+        """The morning report; a failure to draw it is said, never the end of a finished run."""
+        from orchestrator.morning.report import write_report
+
+        try:
+            return write_report(night.ledger, night.ws, night.contract)
+        except Exception as e:
+            self.say(
+                f"warning: could not write the report ({type(e).__name__}: {e}) — try `autoresearch report`"
+            )
+            return None
