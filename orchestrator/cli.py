@@ -104,7 +104,7 @@ def status(ctx: click.Context, tag: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(_summary_json(ledger, contract))
         return
-    click.echo(status_table(info, ledger.experiments(), contract.metric.name, contract.metric.goal))
+    click.echo(status_table(info, ledger.experiments(), contract))
 
 
 def _summary_json(ledger: Any, contract: Contract) -> str:
@@ -223,7 +223,7 @@ def doctor(
     use, and print PASS/FAIL per CIS container-runtime item. With --executor ray,
     list the cluster's nodes: slots, GPUs, and whether each engine and image is ready.
     """
-    from orchestrator.doctor import audit_sandbox
+    from orchestrator.doctor import audit_sandbox, isolation_check
 
     contract = (
         build_contract(read_contract_file(contract_file), {}, str(contract_file))
@@ -244,6 +244,8 @@ def doctor(
     except ValidationError as e:
         raise ContractError(f"--executor: {e.errors()[0]['msg']} — check the flags") from None
     results = cfg.checks(contract.sandbox.image if contract is not None else DEFAULT_IMAGE)
+    if contract is not None:
+        results.append(isolation_check(contract))
     for c in results:
         click.echo(c.line())
     if not all(c.ok for c in results if c.required):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.contract.model import DEFAULT_IMAGE
+from orchestrator.contract.model import DEFAULT_IMAGE, FORGEABLE, Contract
 from orchestrator.contract.model import Sandbox as SandboxLimits
 from orchestrator.errors import EngineUnavailable
 
@@ -104,6 +104,15 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
         )
     )
     return out
+
+
+def isolation_check(contract: Contract) -> Check:
+    """Whether a contract's scores are out of its candidates' reach (informs; never fails)."""
+    if contract.forgeable:
+        return Check("isolation", False, FORGEABLE.removeprefix("warning: "), required=False)
+    return Check(
+        "isolation", True, "harness: the evaluator is trusted; candidates reach it as plain data"
+    )
 
 
 def _image(client: Any, image: str) -> Check:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -64,6 +64,8 @@ class Experiment:
     rebases: int = 0
     node: str | None = None
     """The cluster node its recorded run was on (Ray); None on this machine."""
+    flags: list[str] = field(default_factory=list)
+    """Known tampering moves its proposal makes (night/tampering.py); [] when none."""
 
     @property
     def holds_best(self) -> bool:
@@ -76,6 +78,7 @@ class Experiment:
         d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
         d["usage"] = json.loads(d["usage"]) if d["usage"] else {}
         d["samples"] = json.loads(d["samples"]) if d["samples"] else []
+        d["flags"] = json.loads(d["flags"]) if d.get("flags") else []
         for flag in ("timed_out", "oom_killed", "merged", "disk_full"):
             d[flag] = bool(d[flag])
         return cls(**d)

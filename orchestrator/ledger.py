@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS experiment (
     ran_to REAL,
     rebased_from TEXT,
     rebases INTEGER NOT NULL DEFAULT 0,
-    node TEXT
+    node TEXT,
+    flags TEXT
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,6 +97,7 @@ _ADDED = {
         "rebased_from TEXT",
         "rebases INTEGER NOT NULL DEFAULT 0",
         "node TEXT",
+        "flags TEXT",
     ),
 }
 
@@ -197,6 +199,17 @@ class Ledger:
             loc,
             exp_id,
         )
+
+    def flagged(self, exp_id: int, flags: list[str]) -> None:
+        """The tampering moves its proposal makes (night/tampering.py)."""
+        self._write("UPDATE experiment SET flags=? WHERE id=?", json.dumps(flags), exp_id)
+
+    def held(self, exp_id: int, reason: str) -> None:
+        """A flagged winner kept off the run branch for a person to review (`accept`)."""
+        self._write(
+            "UPDATE experiment SET reason=?, phase='done', merged=0, finished=? WHERE id=?",
+            reason, time.time(), exp_id,
+        )  # fmt: skip
 
     def cost(self, exp_id: int, cost_usd: float | None, usage: dict[str, int]) -> None:
         """What proposing experiment `exp_id` cost (recorded even when it is refused)."""

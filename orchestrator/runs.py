@@ -19,7 +19,7 @@ from pathlib import Path
 from orchestrator.agents import Agent
 from orchestrator.agents.none import NoAgent
 from orchestrator.contract.load import check_against_repo
-from orchestrator.contract.model import Contract
+from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
 from orchestrator.executors import Executor, RunFolder
 from orchestrator.gpus import GpuInventory
@@ -130,6 +130,8 @@ def start_run(
 
     `sandbox` None: the executor's default (this machine's Docker engine, or the nodes').
     """
+    if contract.forgeable:
+        say(FORGEABLE)
     check_against_repo(contract, root, source)
     folder = run_dir(root, tag)
     if (folder / "ledger.sqlite").exists():
@@ -199,6 +201,8 @@ def open_run(
 ) -> Night:
     """Run `tag` as its folder holds it, to resume (or, without its agent, to verify)."""
     ledger, contract, ws = read_run(root, tag)
+    if contract.forgeable:
+        say(FORGEABLE)
     folder = ledger.dir
     executor = build_executor(contract, root, tag, sandbox, _Leftovers(ledger))
     agent: Agent = build_agent(contract, folder, say) if with_agent else NoAgent()

@@ -265,15 +265,24 @@ class Workspace:
         )
 
     # -- freezing a proposal ----------------------------------------------
-    def freeze(self, scratch: Path, parent: str, message: str, experiment: int) -> tuple[str, str]:
+    def freeze(
+        self,
+        scratch: Path,
+        parent: str,
+        message: str,
+        experiment: int,
+        hidden: tuple[str, ...] = (),
+    ) -> tuple[str, str]:
         """Validate the edits in `scratch` against `parent`; commit them; return (commit, diff).
 
+        `hidden`: paths the proposer never saw; they stay as `parent` has them.
         Raises ProposalRefused when the change breaks a rule.
         """
+        keep = [f":(exclude,literal){p}" for p in hidden]
         with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             self.git("read-tree", parent, env=env)
-            self.git("--work-tree", str(scratch), "add", "-A", "--", ".", env=env)
+            self.git("--work-tree", str(scratch), "add", "-A", "--", ".", *keep, env=env)
             changes = self._changes(parent, env)
             self._validate(changes)
             tree = self.git("write-tree", env=env).decode().strip()
@@ -342,6 +351,16 @@ class Workspace:
         for c, data in zip(changes, self._batch([c.new_blob for c in changes]), strict=True):
             if data is not None and b"\0" in data[:8192]:
                 raise ProposalRefused(f"{c.path}: binary files are not allowed")
+
+
+def remove_paths(root: Path, rels: list[str] | tuple[str, ...]) -> None:
+    """Remove each repo-relative path (a file or a folder) under `root`, if it is there."""
+    for rel in rels:
+        path = root / rel
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def remove_tree(path: Path) -> None:

@@ -14,9 +14,10 @@ from orchestrator.contract.load import build_contract
 from orchestrator.night.decision import Best, Outcome, combine, decide, noise_band
 from tests.conftest import IMPL, contract_for, git, make_patch, make_repo
 
-NOISY_BENCH = """import os, random
+NOISY_BENCH = """import random
+import autoresearch_harness as harness
 from impl import score
-noise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 1)
+noise = random.Random(harness.seed()).gauss(0, 1)
 print(f"score: {score() + noise:.6f}")
 """
 
@@ -237,7 +238,9 @@ def test_sealed_scoring_ignores_forgeries_and_keeps_the_labels_secret(
         PREDICT.replace('"a a a a"', '"z z z z"').replace("-1000", "-99999"),
     )
     run = _run(repo, sandbox, "sealed", patches, **{
+        # the candidate's own program writes its predictions; only the sealed scorer reports
         "implementation.paths": ["predict.py"], "evaluator.command": "python predict.py", "evaluator.paths": [],
+        "evaluator.isolation": "shared",
         "score": {"command": "python score.py", "paths": ["score.py"], "data": [{"source": str(secret), "target": "/secret"}]},
     })  # fmt: skip
     exps = run.ledger.experiments()

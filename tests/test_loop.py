@@ -61,7 +61,7 @@ def test_improve_worsen_raise(
     exps = run.ledger.experiments()
     assert "RuntimeError: boom" in (run.ledger.exp_dir(3) / "output.log").read_text()
     assert "+OFFSET = 7.0" in (run.ledger.exp_dir(2) / "diff.patch").read_text()
-    assert exps[3].reason == "exit code 1: RuntimeError: boom"
+    assert exps[3].reason == "exit code 1: candidate.RuntimeError: boom"
     assert all(e.phase == "done" for e in exps)
     assert our_containers(docker_client, **{"autoresearch.run": "t"}) == []
 
@@ -101,7 +101,7 @@ def test_container_writes_never_reach_the_host(repo: Path, tmp_path: Path, start
     before = tree_snapshot(repo)
     run = start(contract_for(patches))
     run.execute()
-    log = (run.ledger.exp_dir(1) / "output.log").read_text()
+    log = (run.ledger.exp_dir(1) / "candidate.log").read_text()  # the candidate's own output
     assert "WROTE" not in log
     assert log.count("REFUSED") == 4 and "Read-only file system" in log
     assert tree_snapshot(repo) == before
@@ -140,13 +140,16 @@ def test_host_secrets_never_reach_a_container(repo: Path, tmp_path: Path, start,
     dump = IMPL.replace(
         "def score():",
         "import os\nfor k, v in sorted(os.environ.items()):\n    print(f'{k}={v}')\n"
-        "print(open('/proc/1/environ', 'rb').read())\n\n\ndef score():",
+        "print(open('/proc/self/environ', 'rb').read())\n"
+        "try:\n    print(open('/proc/1/environ', 'rb').read())\n"
+        "except OSError as e:\n    print('the evaluator is not ours to read:', e)\n\n\ndef score():",
     )
     patches = tmp_path / "patches"
     make_patch(patches, "01-dump-env.patch", "impl.py", IMPL, dump)
     run = start(contract_for(patches))
     run.execute()
-    log = (run.ledger.exp_dir(1) / "output.log").read_text()
+    log = (run.ledger.exp_dir(1) / "candidate.log").read_text()
+    assert "the evaluator is not ours to read: [Errno 13] Permission denied" in log
     assert "AUTORESEARCH_EXPERIMENT=1" in log  # the dump did run
     for f in run.run_dir.rglob("*"):
         if f.is_file():

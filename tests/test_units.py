@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,16 @@ def test_history_shows_agents_delta_cost_and_hypothesis() -> None:
 
     shown = render_history([exp(0, 10.0), exp(1, 8.0, "smaller is better", 0.0123)], {})
     assert "#1 keep: 8 (Δ -2) — change 1 (why, $0.0123) — hypothesis: smaller is better" in shown
+
+
+def test_the_orchestrators_own_figures_are_metrics_no_evaluator_can_print() -> None:
+    from orchestrator.contract.metrics import measured
+    from orchestrator.sandbox import ContainerResult
+
+    r = ContainerResult(exit_code=0, timed_out=False, oom_killed=False, wall_s=2.5,
+                        peak_memory_bytes=64 * 1024**2, cpu_s=1.25,
+                        output="score: 3\nsandbox.cpu_s: 0.0001\nMETRIC sandbox.wall_s=0\n")  # fmt: skip
+    assert measured(r) == {
+        "score": 3.0, "sandbox.wall_s": 2.5, "sandbox.cpu_s": 1.25, "sandbox.peak_memory_mb": 64.0
+    }  # fmt: skip
+    assert "sandbox.cpu_s" not in measured(replace(r, cpu_s=None))

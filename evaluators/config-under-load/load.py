@@ -1,12 +1,12 @@
 """Trusted evaluator for examples/config-under-load: a fixed, repeatable load over loopback.
 
-Starts the service with the candidate's config.py, sends 400 GET requests from
-8 client threads (item ids drawn from a fixed, skewed distribution), and reports
-the service's CPU seconds per request, latency percentiles and the error rate.
+Starts the (trusted) service with the candidate's config.py, sends 400 GET requests
+from 8 client threads (item ids drawn from a skewed distribution, fresh each run
+from the harness's seed), and reports the service's CPU seconds per request (read
+from the kernel, /proc), latency percentiles and the error rate.
 """
 
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -14,8 +14,10 @@ import threading
 import time
 import urllib.request
 
+import autoresearch_harness as harness
+
 REQUESTS, CLIENTS = 400, 8
-rng = random.Random(42)  # the same load every time
+rng = harness.rng()  # a fresh load every run, from a seed the candidate never sees
 ids = [min(int(rng.paretovariate(1.2)), 200) for _ in range(REQUESTS)]
 
 env = {**os.environ, "PYTHONPATH": "examples/config-under-load"}

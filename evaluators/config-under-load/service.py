@@ -1,4 +1,5 @@
-"""A small HTTP item service (trusted; its settings come from the implementation's config.py).
+"""A small HTTP item service (trusted; its settings come from the implementation's config.py,
+which runs in the candidate's worker: only its numbers cross).
 
 GET /item/<n> returns item n, which costs CPU to compute: a stand-in for a
 backend call with a per-call overhead and a per-item cost.
@@ -10,10 +11,24 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import config
+import config as candidate
 
 CALL_OVERHEAD = 1000  # hash rounds per backend call
 PER_ITEM = 500  # hash rounds per item
+
+
+class Settings:
+    """The candidate's config, read once and checked: numbers only cross into the service."""
+
+    def __init__(self) -> None:
+        for name in ("POOL_SIZE", "TIMEOUT_S", "CACHE_TTL_S", "BATCH_SIZE"):
+            value = getattr(candidate, name)
+            if type(value) not in (int, float):
+                sys.exit(f"config.{name} must be a number")
+            setattr(self, name, value)
+
+
+config = Settings()
 slots = threading.BoundedSemaphore(max(1, int(config.POOL_SIZE)))
 cache: dict[int, tuple[float, str]] = {}
 lock = threading.Lock()

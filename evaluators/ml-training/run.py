@@ -9,14 +9,15 @@ import os
 import time
 from pathlib import Path
 
+import autoresearch_harness as harness
 import numpy as np
 from train import BATCH, CONTEXT, Model
 
 seconds = float(os.environ.get("TRAIN_SECONDS", "60"))
-seed = int(os.environ.get("AUTORESEARCH_SEED", "0"))
+seed = harness.seed()  # fresh each run; the candidate never sees it
 data = np.frombuffer(Path("examples/ml-training/data/train.txt").read_bytes(), dtype=np.uint8)
 rng = np.random.default_rng(seed)
-model = Model(seed)
+model = Model(int(rng.integers(2**31)))  # its own seed, never the run's
 start, steps, loss = time.monotonic(), 0, float("nan")
 while time.monotonic() - start < seconds:
     idx = rng.integers(CONTEXT, len(data), size=BATCH)

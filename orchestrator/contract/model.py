@@ -19,6 +19,13 @@ from orchestrator.executors.config import ExecutorConfig, LocalExecutorConfig
 from orchestrator.schema import Model as _Model
 
 DEFAULT_IMAGE = "autoresearch/python:3.11"
+FORGEABLE = (
+    "warning: evaluator.isolation = 'shared': the evaluator runs in the candidate's process, "
+    "so scores in this run can be forged — use 'harness' (the default) unless the evaluator "
+    "cannot be split"
+)
+"""Said wherever a score of a shared-mode run is shown: the run's first line, doctor,
+status and the report."""
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -84,6 +91,17 @@ class Evaluator(_Model):
 
     data: list[DataMount] = []
     """Extra read-only mounts (data sets, reference outputs)."""
+
+    isolation: Literal["harness", "shared"] = "harness"
+    """`harness`: the evaluator is trusted and runs as a user of its own; the candidate's code
+    runs in a worker of another user that it reaches through the harness (imports are
+    proxied, only plain data crosses), so no candidate can write its score. `shared`: the
+    evaluator and the candidate in one process, as one user — scores can be forged; only for
+    an evaluator that cannot be split, and labelled so wherever a score is shown."""
+
+    hidden: list[RepoPath] = []
+    """Repo paths the proposing agent never sees (nor the run stage): held-out data, answers.
+    The scorer's files and its secret data are hidden without being listed."""
 
 
 class Score(_Model):
@@ -239,6 +257,29 @@ class Contract(_Model):
     agent: AgentConfig = AutoAgentConfig()
     score: Score | None = None
     executor: ExecutorConfig = LocalExecutorConfig()
+    review: Literal["none", "flagged"] = "none"
+    """`flagged`: a winner whose proposal makes a known tampering move (an exit hook, a patched
+    clock, a planted conftest.py...) is held for `autoresearch accept` instead of merged;
+    `none`: every move is still recorded and shown, and a winner merges."""
+
+    @property
+    def sealed(self) -> list[str]:
+        """Repo paths the run stage never sees: the scorer's files and its secret data."""
+        if self.score is None:
+            return []
+        data = [str(m.source) for m in self.score.data if not m.source.is_absolute()]
+        return [*self.score.paths, *data]
+
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """Repo paths the proposing agent never sees: the sealed ones and `evaluator.hidden`."""
+        return (*self.sealed, *self.evaluator.hidden)
+
+    @property
+    def forgeable(self) -> bool:
+        """The metric comes from a process the candidate shares: shared mode without a sealed
+        scorer (with one, only the scorer's output counts)."""
+        return self.evaluator.isolation == "shared" and self.score is None
 
     @model_validator(mode="after")
     def _evaluator_is_not_editable(self) -> Contract:

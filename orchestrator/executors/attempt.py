@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING
 
 from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
+from orchestrator.executors import isolation
+from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
 from orchestrator.sandbox.owner import owner_alive, owner_id
+from orchestrator.workspace import remove_paths, remove_tree, unpack
 
 if TYPE_CHECKING:
     from orchestrator.executors import Leftover
-from orchestrator.workspace import remove_tree, unpack
 
 ATTEMPT_LABEL = "autoresearch.attempt"
 """Names one try of an experiment (Ray): its container's label and its work folders' prefix."""
@@ -190,11 +192,12 @@ def perform(
         with workdirs.hold(c.sandbox.disk, attempt.name) as disk:
             unpack(attempt.tree, disk.path, writable_by_all=True)
             _seal(c, disk.path)
-            mounts = _mounts(disk, trusted.evaluator, c.evaluator.paths, c.evaluator.data, trusted)
-            mounts.append(Mount(disk.results, "/results", read_only=False))
-            result = sandbox.run(
-                _spec(attempt, disk, c.evaluator.command, c.budget.seconds, mounts)
+            spec = (
+                _harness_stage(attempt, disk, trusted)
+                if c.evaluator.isolation == "harness"
+                else _shared_stage(attempt, disk, trusted)
             )
+            result = sandbox.run(spec)
             if c.score is None or result.failed:
                 return result
             return _score(attempt, sandbox, workdirs, trusted, result, disk.results)
@@ -202,19 +205,45 @@ def perform(
         raise InfraError(f"preparing the sandbox folder failed: {e}") from e
 
 
+def _shared_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> ContainerSpec:
+    """The evaluator in the candidate's tree, as the candidate's user: scores can be forged."""
+    c = attempt.contract
+    mounts = _mounts(disk.path, "/workspace", trusted.evaluator, c.evaluator.paths)
+    mounts += _data(c.evaluator.data, trusted)
+    mounts.append(Mount(disk.results, "/results", read_only=False))
+    mounts.append(Mount(HARNESS_DIR, isolation.HARNESS))  # the library; nothing kept apart
+    return _spec(
+        attempt, disk, isolation.shared_command(c.evaluator.command), c.budget.seconds, mounts
+    )
+
+
+def _harness_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> ContainerSpec:
+    """The evaluator on the trusted side, the candidate in a worker (executors/isolation.py)."""
+    c = attempt.contract
+    files = isolation.implementation_files(disk.path, c.implementation.paths)
+    view = isolation.trusted_view(attempt.tree, disk, files, c.sealed)
+    uid, gid = isolation.trusted_user(c.sandbox.user)
+    isolation.give_results_to(disk, uid, gid)
+    mounts = isolation.mounts(view)
+    mounts += _mounts(view, isolation.TRUSTED_ROOT, trusted.evaluator, c.evaluator.paths)
+    # read-only in the candidate's copy too: what it changes there is only ever its own
+    mounts += _mounts(disk.path, "/workspace", trusted.evaluator, c.evaluator.paths)
+    mounts += _data(c.evaluator.data, trusted)
+    mounts.append(Mount(disk.results, "/results", read_only=False))
+    spec = _spec(attempt, disk, isolation.command(c.evaluator.command), c.budget.seconds, mounts)
+    env = {k: v for k, v in spec.env.items() if k != "AUTORESEARCH_SEED"}  # drawn inside
+    return replace(
+        spec,
+        env={**env, **isolation.environment(c, files)},
+        user=f"{uid}:{gid}",
+        tmpfs=isolation.tmpfs(c, (uid, gid)),
+        worker=isolation.worker(c.sandbox.user),
+    )
+
+
 def _seal(c: Contract, workspace: Path) -> None:
     """The run stage never sees the scorer or its secret data, even where they live in the repo."""
-    if c.score is None:
-        return
-    hidden = list(c.score.paths) + [
-        str(m.source) for m in c.score.data if not m.source.is_absolute()
-    ]
-    for rel in hidden:
-        path = workspace / rel
-        if path.is_dir():
-            remove_tree(path)
-        else:
-            path.unlink(missing_ok=True)
+    remove_paths(workspace, c.sealed)
 
 
 def _score(
@@ -229,7 +258,8 @@ def _score(
     score = attempt.contract.score
     assert score is not None
     with workdirs.hold(attempt.contract.sandbox.disk, attempt.name) as disk:
-        mounts = _mounts(disk, trusted.scorer, score.paths, score.data, trusted)
+        mounts = _mounts(disk.path, "/workspace", trusted.scorer, score.paths)
+        mounts += _data(score.data, trusted)
         mounts.append(Mount(results, "/results", read_only=True))
         scored = sandbox.run(_spec(attempt, disk, score.command, score.seconds, mounts))
     return replace(
@@ -239,23 +269,23 @@ def _score(
         cpu_s=ran.cpu_s,
         workspace_bytes=ran.workspace_bytes,
         run_output=ran.output,
+        candidate_output=ran.candidate_output,
     )
 
 
-def _mounts(
-    disk: Workdir, snapshot: Path, paths: list[str], data: list[DataMount], trusted: Trusted
-) -> list[Mount]:
-    mounts = [Mount(snapshot / p, f"/workspace/{p}") for p in paths]
+def _mounts(root: Path, target: str, snapshot: Path, paths: list[str]) -> list[Mount]:
+    """Trusted files of `snapshot`, read-only over their place under `target` (`root` on the host)."""
     for p in paths:  # Docker needs the mount point to exist
-        target = disk.path / p
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (target.mkdir() if (snapshot / p).is_dir() else target.touch())
+        point = root / p
+        if not point.exists():
+            point.parent.mkdir(parents=True, exist_ok=True)
+            (point.mkdir() if (snapshot / p).is_dir() else point.touch())
+    return [Mount(snapshot / p, f"{target}/{p}") for p in paths]
+
+
+def _data(data: list[DataMount], trusted: Trusted) -> list[Mount]:
     root = trusted.data_root
-    mounts += [
-        Mount(m.source if m.source.is_absolute() else root / m.source, m.target) for m in data
-    ]
-    return mounts
+    return [Mount(m.source if m.source.is_absolute() else root / m.source, m.target) for m in data]
 
 
 def _spec(

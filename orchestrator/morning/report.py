@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.contract.model import FORGEABLE
 from orchestrator.experiment import experiment_dir
 from orchestrator.ledger import Ledger
 from orchestrator.morning.summary import summary
@@ -150,7 +151,7 @@ def _esc(v: object) -> str:
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
-.muted{color:#666} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
+.muted{color:#666} .warning{background:#fdecea;border:1px solid #c62828;padding:8px 12px;font-weight:600} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:8px 12px;min-width:120px}
 .card b{display:block;font-size:18px}
 table{border-collapse:collapse;width:100%;font-size:13px} th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
@@ -170,6 +171,12 @@ document.querySelectorAll('img').forEach(function(img){
 """
 
 
+def _forgeable(d: dict[str, Any]) -> str:
+    if not d.get("forgeable"):
+        return ""
+    return f'<p class="warning" id="forgeable">{_esc(FORGEABLE)}</p>\n'
+
+
 def render(
     data: dict[str, Any], png: bytes, final_diff: str, files: dict[int, dict[str, str]]
 ) -> str:
@@ -186,7 +193,7 @@ def render(
 <title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
 <body>
 <h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
-<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
+{_forgeable(d)}<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
 written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
 <div class="cards">{_cards(d)}</div>
 <img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">
@@ -214,6 +221,8 @@ def _row(r: dict[str, Any], extra: dict[str, str]) -> str:
             f"<details><summary>log tail</summary><pre>{_esc(extra['log'])}</pre></details>"
         )
     hyp = f"<div class='muted'>{_esc(r['hypothesis'])}</div>" if r["hypothesis"] and r["id"] else ""
+    if r.get("flags"):
+        hyp += f"<div class='warning flags'>flagged: {_esc('; '.join(r['flags']))}</div>"
     cost = "–" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
     delta = "" if r["delta"] is None else f"{r['delta']:+.6g}"
     return (

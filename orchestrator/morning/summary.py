@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.contract.model import Contract
+from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metric, experiment_dir
 from orchestrator.night.stops import best_so_far
 
@@ -14,7 +14,9 @@ def _fmt(v: float | None, spec: str = ".6g") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) -> str:
+def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> str:
+    """The run's headline, then one row per experiment (a shared-mode run says it can be forged)."""
+    metric, goal = contract.metric.name, contract.metric.goal
     base = baseline_metric(exps)
     gpu = any(e.peak_vram_bytes is not None for e in exps)
     slots = info.slots > 1 or any(e.slot for e in exps)
@@ -30,7 +32,8 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         "disk MiB",
         "exit",
     )
-    header += ("vram MiB",) * gpu + ("slot",) * slots + ("node",) * nodes
+    flagged = any(e.flags for e in exps)
+    header += ("vram MiB",) * gpu + ("slot",) * slots + ("node",) * nodes + ("flags",) * flagged
     rows: list[tuple[str, ...]] = [(*header, "description", "reason")]
     for e in exps:
         delta = "-" if e.metric is None or base is None else f"{e.metric - base:+.6g}"
@@ -44,6 +47,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         )
         vram = None if e.peak_vram_bytes is None else e.peak_vram_bytes / 1024**2
         extra = (_fmt(vram, ".0f"),) * gpu + (_fmt(e.slot, "d"),) * slots + (e.node or "-",) * nodes
+        extra += (str(len(e.flags)) if e.flags else "-",) * flagged
         rows.append(
             (
                 str(e.id),
@@ -62,6 +66,14 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    head = _headline(info, exps, metric, goal, base)
+    warn = [FORGEABLE] if contract.forgeable else []
+    return "\n".join([*warn, head, *lines])
+
+
+def _headline(
+    info: RunInfo, exps: list[Experiment], metric: str, goal: str, base: float | None
+) -> str:
     kept = [e for e in exps if e.holds_best]
     counts = {s: sum(1 for e in exps if e.status == s) for s in STATUSES}
     head = f"run {info.tag} ({goal} {metric}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -71,7 +83,7 @@ def status_table(info: RunInfo, exps: list[Experiment], metric: str, goal: str) 
         head += f"; {info.slots} slot(s), duty cycle {info.duty_cycle:.0%}"
     if info.stopped:
         head += f"; stopped: {info.stopped}"
-    return "\n".join([head, *lines])
+    return head
 
 
 # -- the night as data (status --json, report --json, the HTML report, the live view) --
@@ -101,6 +113,8 @@ def summary(
     ]
     return {
         "tag": info.tag,
+        "isolation": contract.evaluator.isolation,
+        "forgeable": contract.forgeable,
         "metric": m.name,
         "goal": m.goal,
         "baseline": base,
@@ -168,6 +182,7 @@ def _experiment_row(
         "ran_with": concurrent.get(e.id, []),
         "rebased_from": e.rebased_from,
         "infra_retries": e.infra_retries,
+        "flags": e.flags,
         "samples": e.samples,
     }
 
@@ -194,6 +209,8 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
             lines.append(f"  files:      {stat}")
         if e.reason:
             lines.append(f"  outcome:    {e.reason}")
+        if e.flags:
+            lines.append(f"  flagged:    {'; '.join(e.flags)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from orchestrator.contract.metrics import parse_metrics
+from orchestrator.contract.metrics import measured
 from orchestrator.errors import UserError
 from orchestrator.experiment import Experiment
 from orchestrator.night.decision import combine
@@ -73,7 +73,7 @@ def _rerun(night: Night, merged: list[Experiment], band: float, name: str, how: 
             night.runner.measure(target, f"verify.{i}.log")
             for i in range(night.contract.metric.repeats)
         ]
-        value = combine([parse_metrics(r.output) for r in results], how).get(name)
+        value = combine([measured(r) for r in results], how).get(name)
         failed = next((r for r in results if r.failed), None)
         why = "crashed now" if failed else ("no metric" if value is None else "")
         checks.append(Check(e.id, e.merged_sha, e.metric, None if failed else value, band, why))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from orchestrator.contract.metrics import parse_metrics
+from orchestrator.contract.metrics import measured
 from orchestrator.contract.model import Contract
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
@@ -60,10 +60,8 @@ class Judge:
             results.append(result)
             verdict = self._single(exp, result)
             if verdict.status == "crash":
-                return Verdict(
-                    verdict, parse_metrics(result.output), result, self._samples(results)
-                )
-        metrics = combine([parse_metrics(r.output) for r in results], c.metric.aggregate)
+                return Verdict(verdict, measured(result), result, self._samples(results))
+        metrics = combine([measured(r) for r in results], c.metric.aggregate)
         first = results[0]
         outcome = Outcome(0, False, False, metrics, loc=exp.loc)
         baseline = None if exp.id == 0 else (self.ledger.get(0) or exp).metrics
@@ -86,7 +84,7 @@ class Judge:
         result = self.runner.measure(exp, f"rebased.{exp.rebases}.log")
         samples = [*exp.samples, *self._samples([result])]
         crashed = self._single(exp, result)
-        metrics = parse_metrics(result.output)
+        metrics = measured(result)
         if crashed.status == "crash":
             d = Decision(
                 "discard", f"rebased onto the new best, it crashed ({crashed.reason})", exp.metric
@@ -122,7 +120,7 @@ class Judge:
             return Decision(
                 "discard", f"not confirmed: the re-run crashed ({crashed.reason})", won.metric
             )
-        outcome = Outcome(0, False, False, parse_metrics(again.output), loc=exp.loc)
+        outcome = Outcome(0, False, False, measured(again), loc=exp.loc)
         second = decide(outcome, best, self.contract.metric, sigma=self.sigma(), baseline=baseline)
         if second.status != "keep":
             return Decision("discard", f"not confirmed on a re-run: {second.reason}", won.metric)
@@ -135,7 +133,7 @@ class Judge:
             exit_code=r.exit_code,
             timed_out=r.timed_out,
             oom_killed=r.oom_killed,
-            metrics=parse_metrics(r.output),
+            metrics=measured(r),
             budget_s=c.budget.seconds,
             memory_limit=c.sandbox.memory,
             disk_full=r.disk_full,
@@ -150,4 +148,4 @@ class Judge:
 
     def _samples(self, results: list[ContainerResult]) -> list[float]:
         name = self.contract.metric.name
-        return [m[name] for m in (parse_metrics(r.output) for r in results) if name in m]
+        return [m[name] for m in (measured(r) for r in results) if name in m]

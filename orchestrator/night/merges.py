@@ -42,6 +42,17 @@ class Merges:
         if exp.phase != "decided":
             return None
         merged = None
+        if exp.status == "keep" and exp.id > 0 and exp.flags and self.contract.review == "flagged":
+            why = f"{exp.reason}; held for review, not merged: {'; '.join(exp.flags)}"
+            self.ledger.held(exp.id, why)
+            self.note(
+                "held",
+                f"experiment {exp.id}: held for review — read its diff, then "
+                f"`autoresearch accept {self.ws.tag} {exp.id}`",
+                experiment=exp.id,
+            )
+            self.ledger.write_results_tsv()
+            return None
         if exp.status == "keep" and exp.id > 0:
             assert exp.commit_sha is not None
             head = self.ws.best()

@@ -21,7 +21,8 @@ from orchestrator.errors import InfraError, ProposalRefused
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
 from orchestrator.night import Note
-from orchestrator.workspace import Workspace, remove_tree
+from orchestrator.night.tampering import screen
+from orchestrator.workspace import Workspace, remove_paths, remove_tree
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ class Proposals:
         best = self.ws.best()
         self.ledger.begin(n, best)
         scratch = self.run_dir / "scratch" / f"{n:04d}"
-        remove_tree(scratch)
-        self.ws.export(best, scratch)
+        self._export(best, scratch)
         try:
             proposal = self._ask(n, best, exps, scratch)
             if proposal is None:
@@ -77,7 +77,8 @@ class Proposals:
                 return None
             self.ledger.cost(n, proposal.cost_usd, proposal.usage)
             try:
-                commit, diff = self.ws.freeze(scratch, best, proposal.description, n)
+                hidden = self.contract.hidden
+                commit, diff = self.ws.freeze(scratch, best, proposal.description, n, hidden)
             except ProposalRefused as e:
                 (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
                 return self._refuse(n, e.reason, description=proposal.description)
@@ -90,12 +91,17 @@ class Proposals:
             n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
         )
         (self.ledger.exp_dir(n) / "diff.patch").write_text(diff)
+        flags = screen(diff, self.contract)
+        if flags:
+            self.ledger.flagged(n, flags)
         self.note(
             "experiment",
-            f"experiment {n}: {proposal.description}",
+            f"experiment {n}: {proposal.description}"
+            + (f" [flagged: {'; '.join(flags)}]" if flags else ""),
             experiment=n,
             commit=commit,
             description=proposal.description,
+            flags=flags,
         )
         return Proposed(n, dispatch=True)
 
@@ -116,17 +122,35 @@ class Proposals:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, self.retry_cap_s)
-                remove_tree(scratch)
-                self.ws.export(best, scratch)
+                self._export(best, scratch)
+
+    def _export(self, best: str, scratch: Path) -> None:
+        """The proposer's working copy: the best commit without what it may not see."""
+        remove_tree(scratch)
+        self.ws.export(best, scratch)
+        remove_paths(scratch, self.contract.hidden)
 
     def _context(self, n: int, best: str, exps: list[Experiment]) -> Context:
         tails = {}
         for e in [e for e in exps if e.status == "crash"][-RECENT_FAILURES:]:  # what agents see
-            log = self.ledger.exp_dir(e.id) / "output.log"
-            if log.exists():
-                tails[e.id] = log.read_text(errors="replace")[-2 * TAIL_CHARS :]
+            tail = self._tail(e.id)
+            if tail:
+                tails[e.id] = tail
         files = self.ws.implementation_files(best)
         return Context(n, self.contract, self._direction(), best, exps, files, tails, self.run_dir)
+
+    def _tail(self, exp_id: int) -> str:
+        """The end of what the evaluator and the candidate printed (both untrusted text)."""
+        d = self.ledger.exp_dir(exp_id)
+        parts = []
+        for name, label in (
+            ("output.log", "the evaluator"),
+            ("candidate.log", "the candidate's code"),
+        ):
+            if (d / name).exists():
+                text = (d / name).read_text(errors="replace")[-2 * TAIL_CHARS :]
+                parts.append(f"--- printed by {label} ---\n{text}")
+        return "\n".join(parts)
 
     def _refuse(self, n: int, reason: str, *, description: str) -> Proposed:
         self.note("refused", f"experiment {n}: refused — {reason}", experiment=n, reason=reason)

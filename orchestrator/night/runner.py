@@ -22,6 +22,12 @@ from orchestrator.sandbox import ContainerResult
 from orchestrator.workspace import Workspace
 
 
+def sibling_log(log_name: str, stage: str) -> str:
+    """The log of another stage of the same run: output.log → score.log, confirm.log →
+    score.confirm.log, output.2.log → score.output.2.log (never the run stage's own)."""
+    return f"{stage}.log" if log_name == "output.log" else f"{stage}.{log_name}"
+
+
 class Runner:
     """Runs one frozen candidate at a time (one per slot) through the executor."""
 
@@ -82,7 +88,9 @@ class Runner:
             d = self.ledger.exp_dir(exp.id)
             (d / log_name).write_text((result.run_output or result.output)[-keep:])
             if result.run_output is not None:
-                (d / log_name.replace("output", "score")).write_text(result.output[-keep:])
+                (d / sibling_log(log_name, "score")).write_text(result.output[-keep:])
+            if result.candidate_output is not None:
+                (d / sibling_log(log_name, "candidate")).write_text(result.candidate_output[-keep:])
             return result
 
     def _run_once(self, exp: Experiment) -> ContainerResult:

@@ -29,6 +29,17 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Worker:
+    """The candidate's side of a harness-mode container: started by the engine just after
+    the container, as another user, its output kept apart (never the metric channel)."""
+
+    command: tuple[str, ...]
+    user: str
+    """uid:gid of the candidate (the container's main process runs as the evaluator's)."""
+    workdir: str = "/workspace"
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     workspace: Path
     """Host folder holding the candidate tree; mounted read-write at /workspace."""
@@ -44,6 +55,12 @@ class ContainerSpec:
     """The seccomp profile's JSON text; None = the engine's default profile."""
     disk: Workdir | None = None
     """The capped folder behind `workspace`; watched by the sandbox when not enforced."""
+    user: str | None = None
+    """uid:gid of the main process; None = `limits.user`."""
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    """More in-memory folders (container path → mount options) beside /tmp."""
+    worker: Worker | None = None
+    """Harness mode: the candidate's worker, exec'd into the running container."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,8 @@ class ContainerResult:
     """The cluster node that ran it (Ray); None on this machine."""
     gpus: tuple[str, ...] = ()
     """The GPUs the container was given, when its executor chose them (Ray)."""
+    candidate_output: str | None = None
+    """Harness mode: what the candidate's worker printed (capped); never parsed for metrics."""
 
     @property
     def failed(self) -> bool:

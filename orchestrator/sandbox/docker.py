@@ -33,6 +33,7 @@ from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.owner import owner_alive, owner_id
+from orchestrator.sandbox.worker import WorkerOutput
 
 OWNER_LABEL = f"{LABEL}.owner"
 DEADLINE_LABEL = f"{LABEL}.deadline"
@@ -193,7 +194,7 @@ class DockerSandbox:
         return dict(
             command=["/bin/sh", "-c", spec.command],
             working_dir="/workspace",
-            user=lim.user,
+            user=spec.user or lim.user,
             environment=spec.env,
             labels={
                 LABEL: "1",
@@ -206,7 +207,7 @@ class DockerSandbox:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges=true"],
             read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs},mode=1777"},
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs},mode=1777", **spec.tmpfs},
             mounts=_mounts(spec),
             mem_limit=lim.memory,
             memswap_limit=lim.memory,
@@ -251,6 +252,7 @@ class DockerSandbox:
         if cancelled:  # the cancel came while it was being created: its kill missed
             with contextlib.suppress(NotFound, APIError):
                 container.kill()
+        worker = self._start_worker(container, spec)
         timed_out = False
         watch = DiskWatch(disk, container) if disk and not disk.enforced else None
         sampler = CgroupSampler(container.id)
@@ -291,7 +293,23 @@ class DockerSandbox:
             disk_full=disk_full,
             workspace_bytes=written,
             peak_vram_bytes=vram.peak if vram else None,
+            candidate_output=worker.text() if worker else None,
         )
+
+    @staticmethod
+    def _start_worker(container: Container, spec: ContainerSpec) -> WorkerOutput | None:
+        """Harness mode: the candidate's worker, as its own user, beside the evaluator."""
+        if spec.worker is None:
+            return None
+        try:
+            return WorkerOutput(container, spec.worker, 8 * spec.limits.log_bytes)
+        except (APIError, requests.RequestException) as e:
+            with contextlib.suppress(NotFound, APIError, requests.RequestException):
+                container.reload()
+                if container.status != "running":
+                    return None  # the evaluator ended before it needed the candidate
+                container.kill()
+            raise InfraError(f"starting the candidate's worker failed: {e}") from e
 
     @staticmethod
     def _wait(container: Container, timeout: float) -> int | None:

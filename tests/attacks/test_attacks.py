@@ -104,13 +104,20 @@ ATTACKS: dict[str, str] = {
     "read-secrets": """
         import os
         print(sorted(os.environ.items()))
-        print(open('/proc/1/environ', 'rb').read())
+        try:
+            print(open('/proc/1/environ', 'rb').read())
+        except OSError as e:  # harness mode: pid 1 is the evaluator, another user
+            print('PID1-REFUSED', e.strerror)
         for home in ('/root', '/home', os.path.expanduser('~')):
             try:
                 print(home, os.listdir(home))
             except OSError as e:
                 print(home, e.strerror)
         print('SOCK' if os.path.exists('/var/run/docker.sock') or os.path.exists('/run/docker.sock') else 'NO-SOCK')
+        try:
+            print('SEED-READ', open('/trusted-tmp/seed').read())
+        except OSError as e:
+            print('SEED-REFUSED', e.strerror)
     """,
     "network": """
         import socket
@@ -251,12 +258,16 @@ def night(
         else:
             os.environ["ANTHROPIC_API_KEY"] = old
     exps = {e.id: e for e in run.ledger.experiments()}
-    logs = {
-        i: (run.ledger.exp_dir(i) / "output.log").read_text()
-        for i in exps
-        if (run.ledger.exp_dir(i) / "output.log").exists()
-    }
-    return {"runtime": runtime, "run": run, "why": why, "index": index, "exps": exps, "logs": logs, "repo": repo, "data": data,
+
+    def log(i: int, name: str) -> str:
+        f = run.ledger.exp_dir(i) / name
+        return f.read_text() if f.exists() else ""
+
+    # What the evaluator printed, then what the candidate's code printed (its own log).
+    logs = {i: log(i, "output.log") + log(i, "candidate.log") for i in exps}
+    candidate = {i: log(i, "candidate.log") for i in exps}
+    return {"runtime": runtime, "run": run, "why": why, "index": index, "exps": exps, "logs": logs,
+            "candidate": candidate, "repo": repo, "data": data,
             "before": before, "honest": honest, "tmp": tmp}  # fmt: skip
 
 
@@ -320,7 +331,8 @@ def test_filling_the_workspace_stops_at_the_disk_cap(night) -> None:  # type: ig
 
 
 def test_an_output_flood_is_capped_tail_kept(night) -> None:  # type: ignore[no-untyped-def]
-    e, log = _exp(night, "output-flood")
+    e, _ = _exp(night, "output-flood")
+    log = night["candidate"][e.id]  # the flood is the candidate's, in its own log
     assert e.status == "crash" and e.timed_out
     assert len(log) <= LIMITS["log_bytes"] and log.rstrip().endswith("A" * 100)
 
@@ -339,6 +351,10 @@ def test_writes_to_evaluator_data_root_and_etc_are_refused(night) -> None:  # ty
 def test_host_secrets_are_not_there(night) -> None:  # type: ignore[no-untyped-def]
     _, log = _exp(night, "read-secrets")
     assert "AUTORESEARCH_EXPERIMENT" in log and "NO-SOCK" in log
+    # The evaluator's environment is not its to read (gVisor shows another user's environ,
+    # so nothing secret is ever in it: the seed lives in the evaluator's private tmpfs).
+    assert "PID1-REFUSED Permission denied" in log or night["runtime"] == "runsc"
+    assert "AUTORESEARCH_SEED=" not in log and "SEED-READ" not in log and "SEED-REFUSED" in log
     assert SECRET not in log and "ANTHROPIC" not in log and "autoresearch-attack-marker" not in log
     for f in night["run"].run_dir.rglob("*"):
         if f.is_file():
@@ -361,7 +377,8 @@ def test_no_privilege_to_gain(night) -> None:  # type: ignore[no-untyped-def]
 def test_only_its_own_processes_are_visible(night) -> None:  # type: ignore[no-untyped-def]
     _, log = _exp(night, "see-processes")
     pids = ast.literal_eval(log.split("PROCS ")[1].splitlines()[0])
-    assert max(pids) < 50 and len(pids) <= 4
+    # its sandbox's own: init, the evaluator (and its shell), the worker and its session
+    assert max(pids) < 50 and len(pids) <= 7
 
 
 def test_prompt_injection_is_fenced_and_truncated_for_agents(night) -> None:  # type: ignore[no-untyped-def]

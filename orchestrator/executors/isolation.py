@@ -1,0 +1,144 @@
+"""The run stage in harness mode: the evaluator and the candidate on two sides of one sandbox.
+
+The container's main process is the trusted evaluator, as a user of its own: it
+runs in `/trusted`, a read-only copy of the frozen tree without the
+implementation's files, with the evaluator's files mounted over it, and writes
+`/results`, which only it may write. The candidate's code runs in a worker the
+engine starts as the candidate's user, in `/workspace` (the candidate's own
+copy of the tree). Importing a module of the implementation on the trusted side
+reaches the worker (`orchestrator/harness/`); only plain data crosses. Neither
+side gains a capability, and the network stays off.
+
+What each side can reach:
+- the evaluator: its own private tmpfs (`/trusted-tmp`, mode 0700), its seed
+  (drawn inside it), its output (the metric channel), `/results`;
+- the candidate: `/workspace`, `/tmp`, the worker's socket folder `/exchange`, its
+  own output (the candidate's log). It cannot signal, trace or read the memory
+  of a process of another user, nor write anything of the evaluator's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.contract.paths import matches_any
+from orchestrator.errors import InfraError
+from orchestrator.harness import HARNESS_DIR
+from orchestrator.sandbox import Mount, Worker
+from orchestrator.workspace import remove_paths, unpack
+
+if TYPE_CHECKING:
+    from orchestrator.contract.model import Contract
+    from orchestrator.sandbox.disk import Workdir
+
+TRUSTED_ROOT = "/trusted"
+HARNESS = "/harness"
+EXCHANGE = "/exchange"
+PRIVATE = "/trusted-tmp"
+SOURCE = "/candidate-source"
+SOCKET = f"{EXCHANGE}/worker.sock"
+TRUSTED_UID = 10002
+"""The evaluator's uid when the orchestrator runs as root (else the orchestrator's own)."""
+
+
+def trusted_user(candidate: str) -> tuple[int, int]:
+    """The evaluator's uid and gid: never root, never the candidate's.
+
+    As root we give the results folder to uid 10002; otherwise the evaluator runs
+    as the orchestrator's own uid, which owns the folders it made.
+    """
+    cand_uid = int(candidate.split(":")[0])
+    if os.getuid() == 0:
+        uid = TRUSTED_UID if cand_uid != TRUSTED_UID else TRUSTED_UID + 1
+        return uid, uid
+    if os.getuid() == cand_uid:
+        raise InfraError(
+            f"sandbox.user {candidate} is this machine's uid running autoresearch: the evaluator "
+            "needs a uid of its own — set sandbox.user to another uid:gid"
+        )
+    return os.getuid(), os.getgid()
+
+
+def implementation_files(tree: Path, patterns: list[str]) -> list[str]:
+    """The repo-relative files of the unpacked candidate tree that are implementation."""
+    out = []
+    for dirpath, _dirs, files in os.walk(tree):
+        for name in files:
+            rel = os.path.relpath(os.path.join(dirpath, name), tree).replace(os.sep, "/")
+            if matches_any(rel, patterns):
+                out.append(rel)
+    return sorted(out)
+
+
+def trusted_view(tree: bytes, disk: Workdir, implementation: list[str], hidden: list[str]) -> Path:
+    """The evaluator's tree: the frozen commit without the implementation's (or sealed) files.
+
+    The implementation's files move to `source/` beside it: mounted, not importable, at
+    /candidate-source, for an evaluator that reads what would merge (its complexity, say).
+    """
+    view, source = disk.root / "trusted", disk.root / "source"
+    unpack(tree, view)
+    for rel in implementation:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (view / rel).rename(source / rel)
+    source.mkdir(exist_ok=True)
+    remove_paths(view, hidden)
+    return view
+
+
+def give_results_to(disk: Workdir, uid: int, gid: int) -> None:
+    """Only the evaluator may write what a sealed scorer will read."""
+    if os.getuid() == 0:
+        os.chown(disk.results, uid, gid)
+    os.chmod(disk.results, 0o755)
+
+
+def command(evaluator_command: str) -> str:
+    """The container's command: the trusted entry, which runs the evaluator's command."""
+    boot = f"{HARNESS}/autoresearch_harness/boot.py"
+    return f"exec python3 -I {boot} {shlex.quote(evaluator_command)}"
+
+
+def shared_command(evaluator_command: str) -> str:
+    """Shared mode: the same library on the path, in the candidate's tree and process."""
+    boot = f"{HARNESS}/autoresearch_harness/boot.py"
+    return f"exec python3 {boot} --shared {shlex.quote(evaluator_command)}"
+
+
+def worker(candidate: str) -> Worker:
+    script = f"{HARNESS}/autoresearch_harness/worker.py"
+    # -u: what the candidate prints reaches its log even when the sandbox ends it
+    return Worker(command=("python3", "-u", script, SOCKET), user=candidate)
+
+
+def mounts(view: Path) -> list[Mount]:
+    return [
+        Mount(view, TRUSTED_ROOT),
+        Mount(view.parent / "source", SOURCE),
+        Mount(HARNESS_DIR, HARNESS),
+    ]
+
+
+def tmpfs(c: Contract, trusted: tuple[int, int]) -> dict[str, str]:
+    cand_uid, cand_gid = c.sandbox.user.split(":")
+    size = max(16 * 1024**2, c.sandbox.tmpfs // 4)
+    return {
+        PRIVATE: f"rw,nosuid,nodev,size={size},mode=0700,uid={trusted[0]},gid={trusted[1]}",
+        EXCHANGE: f"rw,nosuid,nodev,noexec,size=1m,mode=0755,uid={cand_uid},gid={cand_gid}",
+    }
+
+
+def environment(c: Contract, files: list[str]) -> dict[str, str]:
+    return {
+        "AUTORESEARCH_TRUSTED_ROOT": TRUSTED_ROOT,
+        "AUTORESEARCH_IMPLEMENTATION": json.dumps(files),
+        "AUTORESEARCH_WORKER": SOCKET,
+        "AUTORESEARCH_WORKSPACE": "/workspace",
+        "AUTORESEARCH_PRIVATE": PRIVATE,
+        "AUTORESEARCH_CANDIDATE_SOURCE": SOURCE,
+        "AUTORESEARCH_CANDIDATE_UID": c.sandbox.user.split(":")[0],
+    }

@@ -1,0 +1,77 @@
+"""The trusted side's entry in a harness-mode sandbox: make the evaluator's world, then run it.
+
+Run as the container's main process, as the evaluator's user (never the
+candidate's), with `python3 -I` so nothing of the candidate's can reach it:
+
+    python3 -I /harness/autoresearch_harness/boot.py COMMAND
+
+It gives the trusted side a private home and temporary folder (a tmpfs only its
+user can enter), draws the run's seed into a file there (never the environment:
+the engine starts the candidate's worker with the container's environment, and
+under gVisor another user can read a process's environment), writes the .pth file that installs the import hook in
+every Python process of the evaluator, and runs COMMAND with sh in the trusted
+tree.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+HARNESS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRIVATE = os.environ.get("AUTORESEARCH_PRIVATE", "/trusted-tmp")
+
+
+def _user_site(home: str, lines: list[str]) -> None:
+    """A .pth file in the user site of `home`: every Python process there reads it first."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site = os.path.join(home, ".local", "lib", version, "site-packages")
+    os.makedirs(site, mode=0o700, exist_ok=True)
+    with open(os.path.join(site, "autoresearch-harness.pth"), "w") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+
+
+def _private_home() -> dict[str, str]:
+    home, tmp = os.path.join(PRIVATE, "home"), os.path.join(PRIVATE, "tmp")
+    for d in (home, tmp):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    _user_site(home, [HARNESS, "import autoresearch_harness.hook"])
+    # Not in the environment: under gVisor another user may read /proc/<pid>/environ.
+    seed = os.path.join(PRIVATE, "seed")
+    fd = os.open(seed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(secrets.randbelow(2**31)))
+    return {
+        "HOME": home,
+        "TMPDIR": tmp,
+        "PYTHONUSERBASE": os.path.join(home, ".local"),
+        "AUTORESEARCH_SEED_FILE": seed,
+        # An evaluator that still reads the variable fails saying what to use instead.
+        "AUTORESEARCH_SEED": "read-the-seed-with-autoresearch_harness.seed()",
+    }
+
+
+def main(argv: list[str]) -> int:
+    """`boot.py COMMAND` (harness mode) or `boot.py --shared COMMAND` (the library only)."""
+    shared = len(argv) == 3 and argv[1] == "--shared"
+    if len(argv) != 2 and not shared:
+        print("usage: boot.py [--shared] COMMAND", file=sys.stderr)
+        return 2
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONNOUSERSITE", "PYTHONSTARTUP")}
+    if shared:  # one process, one user: the library, no hook, nothing kept apart
+        home = env.get("HOME", "/tmp")
+        _user_site(home, [HARNESS])
+        env["PYTHONUSERBASE"] = os.path.join(home, ".local")
+        os.execve("/bin/sh", ["/bin/sh", "-c", argv[2]], env)
+    if os.getuid() == int(os.environ.get("AUTORESEARCH_CANDIDATE_UID", "-1")):
+        print("harness: the evaluator must not run as the candidate's user", file=sys.stderr)
+        return 2
+    env.update(_private_home())
+    os.chdir(env.get("AUTORESEARCH_TRUSTED_ROOT", "/trusted"))
+    os.execve("/bin/sh", ["/bin/sh", "-c", argv[1]], env)
+    return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
