@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 engine:
 	@scripts/ensure-docker
 	@scripts/ensure-runsc
+	@scripts/ensure-seccomp-base
 
 images: install engine
 	$(BIN)/autoresearch images build

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator import __version__
+from orchestrator import __version__, sanitize
 from orchestrator.contract.load import build_contract, read_contract_file
 from orchestrator.contract.model import DEFAULT_IMAGE, Contract
 from orchestrator.errors import ContractError
@@ -104,7 +104,7 @@ def status(ctx: click.Context, tag: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(_summary_json(ledger, contract))
         return
-    click.echo(status_table(info, ledger.experiments(), contract))
+    click.echo(sanitize.terminal(status_table(info, ledger.experiments(), contract)))
 
 
 def _summary_json(ledger: Any, contract: Contract) -> str:
@@ -145,7 +145,9 @@ def log(ctx: click.Context, tag: str) -> None:
     from orchestrator.morning.summary import reasoning_trail
 
     ledger, contract, _ws = _opened(ctx, tag)
-    click.echo(reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name))
+    click.echo(
+        sanitize.terminal(reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name))
+    )
 
 
 @main.command()

@@ -132,6 +132,15 @@ def _image(client: Any, image: str) -> Check:
     return Check("image", True, detail)
 
 
+def _profile(limits: SandboxLimits) -> str | None:
+    """The seccomp profile a run of these limits uses (as `runs` snapshots it)."""
+    from orchestrator.sandbox.seccomp import default_profile
+
+    if limits.seccomp is not None:
+        return limits.seccomp.read_text() if limits.seccomp.is_file() else None
+    return default_profile()
+
+
 def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = None) -> bool:
     """Create (never start) the sandbox container a run would use and audit it (CIS items)."""
     import tempfile
@@ -145,7 +154,13 @@ def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = No
     sandbox = DockerSandbox()
     with tempfile.TemporaryDirectory(prefix="autoresearch-audit-") as tmp:
         container = sandbox.create(
-            ContainerSpec(workspace=Path(tmp), command="true", budget_s=1, limits=limits)
+            ContainerSpec(
+                workspace=Path(tmp),
+                command="true",
+                budget_s=1,
+                limits=limits,
+                seccomp=_profile(limits),
+            )
         )
         try:
             items = audit(container.attrs)

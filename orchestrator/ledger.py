@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator import sanitize
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, experiment_dir
 from orchestrator.sandbox import ContainerResult
 
@@ -367,7 +368,7 @@ class Ledger:
             metric = f"{e.metric:.6f}" if e.metric is not None else "0.000000"
             peak = e.peak_vram_bytes if e.peak_vram_bytes is not None else e.peak_memory_bytes
             mem = f"{peak / 1024**3:.1f}" if peak else "0.0"
-            desc = " ".join((e.description or "").split()) or "-"
+            desc = sanitize.field(e.description or "") or "-"
             lines.append(f"{(e.commit_sha or '-------')[:7]}\t{metric}\t{mem}\t{e.status}\t{desc}")
         return atomic_write(self.dir / "results.tsv", "\n".join(lines) + "\n")
 

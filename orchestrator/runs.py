@@ -27,6 +27,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.night import Backoff, Say
 from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
+from orchestrator.sandbox.seccomp import default_profile
 from orchestrator.workspace import Workspace
 
 RUNS_DIR = ".autoresearch"
@@ -114,6 +115,10 @@ def _snapshot(root: Path, contract: Contract, dest: Path) -> None:
                 f"sandbox.seccomp: {src} is not a readable JSON profile ({e}) — fix the path or the file"
             ) from None
         shutil.copy2(src, dest / "seccomp.json")
+    elif (
+        profile := default_profile()
+    ) is not None:  # the engine's default, AIO and io_uring refused
+        (dest / "seccomp.json").write_text(profile)
 
 
 def start_run(

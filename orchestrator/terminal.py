@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orchestrator import sanitize
+
 if TYPE_CHECKING:
     from orchestrator.morning.live import LiveView
     from orchestrator.night.driver import Night
@@ -30,6 +32,7 @@ class Terminal:
         self.live: LiveView | None = None
 
     def say(self, msg: str) -> None:
+        msg = sanitize.terminal(msg)  # sentences quote candidate and agent text
         if self.live is not None and self.live.active:
             self.live.say(msg)
         else:

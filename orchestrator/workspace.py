@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator import sanitize
 from orchestrator.contract.model import Implementation
 from orchestrator.contract.paths import matches_any
 from orchestrator.errors import ProposalRefused, WorkspaceError
@@ -151,7 +152,8 @@ class Workspace:
     ) -> str:
         """Commit the candidate's exact tree on `parent` with provenance trailers; fast-forward to it."""
         tree = self.git("rev-parse", f"{candidate}^{{tree}}").decode().strip()
-        body = f"{description}\n\n" + (f"{hypothesis}\n\n" if hypothesis else "")
+        subject, why = sanitize.commit(sanitize.field(description)), sanitize.commit(hypothesis)
+        body = f"{subject}\n\n" + (f"{why}\n\n" if why.strip() else "")
         message = body + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
         commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
         self.fast_forward(commit, parent)
@@ -286,7 +288,11 @@ class Workspace:
             changes = self._changes(parent, env)
             self._validate(changes)
             tree = self.git("write-tree", env=env).decode().strip()
-        commit = self.git("commit-tree", tree, "-p", parent, "-m", message).decode().strip()
+        commit = (
+            self.git("commit-tree", tree, "-p", parent, "-m", sanitize.commit(message))
+            .decode()
+            .strip()
+        )
         diff = self.diff(parent, commit)
         if (size := len(diff.encode())) > self.impl.max_diff_bytes:
             raise ProposalRefused(

@@ -31,6 +31,15 @@ def fence_untrusted(text: str, label: str, limit: int = TAIL_CHARS) -> str:
     )
 
 
+_QUOTED = re.compile(r"(exit code -?\d+): .*", re.DOTALL)
+
+
+def trusted_reason(reason: str) -> str:
+    """A recorded reason without what it quotes of candidate output (the evaluator's last line,
+    which the candidate may have written): that stays in the fenced log tail."""
+    return _QUOTED.sub(r"\1 (its last lines are in the fenced log tail, if shown)", reason)
+
+
 def render_history(
     experiments: list[Experiment], tails: dict[int, str], recent_failures: int = RECENT_FAILURES
 ) -> str:
@@ -52,7 +61,8 @@ def render_history(
                 f"{e.description}{why}"
             )
             continue
-        line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({e.reason or ''}{cost})"
+        reason = trusted_reason(e.reason or "")
+        line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({reason}{cost})"
         lines.append(line + why)
     failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
         -recent_failures:

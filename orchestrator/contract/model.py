@@ -232,6 +232,12 @@ class Sandbox(_Model):
     gpus: int = Field(default=0, ge=0)
     """GPUs each experiment leases (passed by UUID; 0 = none)."""
 
+    nofile: int = Field(default=1024, ge=64, le=65536)
+    """Open files per process (soft and hard): with `pids`, far below the host's file table."""
+
+    shm: Size = 64 * 1024**2
+    """Size of /dev/shm (a tmpfs, counted in `memory`); multiprocessing and data loaders use it."""
+
 
 class Gpus(_Model):
     pin: list[int] | None = None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.executors import isolation
+from orchestrator.executors.handover import hand_over
 from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
@@ -258,12 +259,17 @@ def _score(
     score = attempt.contract.score
     assert score is not None
     with workdirs.hold(attempt.contract.sandbox.disk, attempt.name) as disk:
+        handed = hand_over(results, disk.root / "handover", attempt.contract.sandbox.disk)
+        if handed.reason() is not None:  # the scorer never runs on what the candidate planted
+            return replace(ran, exit_code=1, crash=handed.reason())
         mounts = _mounts(disk.path, "/workspace", trusted.scorer, score.paths)
         mounts += _data(score.data, trusted)
-        mounts.append(Mount(results, "/results", read_only=True))
+        mounts.append(Mount(disk.root / "handover", "/results", read_only=True))
         scored = sandbox.run(_spec(attempt, disk, score.command, score.seconds, mounts))
+    late = f"timeout: the scorer was killed at its budget of {score.seconds:g} s (score.seconds)"
     return replace(
         scored,
+        crash=late if scored.timed_out else scored.crash,
         wall_s=ran.wall_s + scored.wall_s,
         peak_memory_bytes=ran.peak_memory_bytes,
         cpu_s=ran.cpu_s,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 
+from orchestrator import sanitize
 from orchestrator.errors import UserError
 from orchestrator.experiment import Experiment, RunInfo
 from orchestrator.workspace import Workspace
@@ -26,14 +27,15 @@ def message(info: RunInfo, exps: list[Experiment], metric: str) -> str:
         f"autoresearch {info.tag}: {metric} {base.metric:.6g} → {best.metric:.6g} ({best.metric - base.metric:+.6g})",
         "",
         f"{len(kept)} kept of {len(exps) - 1} experiments:",
-        *(f"- #{e.id} {e.description} ({metric} {e.metric:.6g})" for e in kept),
+        *(f"- #{e.id} {sanitize.field(e.description)} ({metric} {e.metric:.6g})" for e in kept),
         "",
         f"The run branch autoresearch/{info.tag} keeps every step, with provenance trailers.",
         "",
         f"Autoresearch-Run: {info.tag}",
         f"Autoresearch-Best: {best.merged_sha}",
     ]
-    return "\n".join(lines) + "\n"
+    body, trailers = "\n".join(lines[:-3]), "\n".join(lines[-3:])
+    return sanitize.commit(body) + "\n" + trailers + "\n"
 
 
 def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) -> tuple[str, str]:

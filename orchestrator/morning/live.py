@@ -15,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import sanitize
 from orchestrator.contract.model import Contract, Metric
 from orchestrator.experiment import IN_FLIGHT, Experiment
 from orchestrator.ledger import Ledger
@@ -87,7 +88,7 @@ def _in_flight(exps: list[Experiment], contract: Contract, now: float) -> Table:
             Text(state, style="cyan"),
             ProgressBar(total=budget, completed=min(elapsed, budget), width=30),
             Text(f"{elapsed:5.0f}/{budget:.0f} s"),
-            Text(e.description[:60]),
+            Text(sanitize.field(e.description)[:60]),
         )
     return flying
 
@@ -105,7 +106,7 @@ def _latest(done: list[dict[str, Any]], m: Metric) -> Table:
             Text(r["status"], style=COLOURS.get(r["status"], "")),
             value,
             delta,
-            r["description"][:70],
+            sanitize.field(r["description"])[:70],
         )
     return recent
 

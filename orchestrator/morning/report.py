@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE
 from orchestrator.experiment import experiment_dir
 from orchestrator.ledger import Ledger
@@ -145,7 +146,7 @@ def _num(v: float | None, spec: str = ".6g") -> str:
 
 
 def _esc(v: object) -> str:
-    return html.escape(str(v), quote=True)
+    return html.escape(sanitize.terminal(str(v)), quote=True)
 
 
 STYLE = """
@@ -156,7 +157,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
 .card b{display:block;font-size:18px}
 table{border-collapse:collapse;width:100%;font-size:13px} th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{background:#fafafa;position:sticky;top:0} td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.keep td.st{color:#2e7d32;font-weight:600} tr.crash td.st,tr.refused td.st{color:#c62828;font-weight:600}
+tr.keep td.st{color:#2e7d32;font-weight:600} tr.crash td.st,tr.crash td.st{color:#c62828;font-weight:600}
 tr.discard td.st{color:#757575} details{margin:4px 0} summary{cursor:pointer}
 pre{overflow:auto;max-height:480px;font-size:12px;background:#f7f7f7;padding:8px;border-radius:6px}
 .highlight pre{background:#f7f7f7} img#progress{max-width:100%;border:1px solid #eee;border-radius:8px}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metric, experiment_dir
 from orchestrator.night.stops import best_so_far
@@ -60,8 +61,8 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
                 _fmt(disk, ".1f"),
                 ended,
                 *extra,
-                e.description[:40],
-                (e.reason or "")[:60],
+                sanitize.field(e.description)[:40],
+                sanitize.field(e.reason or "")[:60],
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -201,16 +202,19 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
         cost = f"  ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
         wall = f"  {e.wall_s:.1f} s" if e.wall_s is not None else ""
         wall += f" on {e.node}" if e.node else ""
-        lines = [f"#{e.id} {outcome}{value}{wall}{cost}", f"  change:     {e.description}"]
+        lines = [
+            f"#{e.id} {outcome}{value}{wall}{cost}",
+            f"  change:     {sanitize.field(e.description)}",
+        ]
         if e.hypothesis and e.id:
-            lines.append(f"  hypothesis: {e.hypothesis}")
+            lines.append(f"  hypothesis: {sanitize.field(e.hypothesis)}")
         stat = diff_stat(experiment_dir(ledger_dir, e.id) / "diff.patch")
         if stat:
             lines.append(f"  files:      {stat}")
         if e.reason:
-            lines.append(f"  outcome:    {e.reason}")
+            lines.append(f"  outcome:    {sanitize.field(e.reason)}")
         if e.flags:
-            lines.append(f"  flagged:    {'; '.join(e.flags)}")
+            lines.append(f"  flagged:    {sanitize.field('; '.join(e.flags))}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -27,6 +27,8 @@ class Outcome:
     memory_limit: int | None = None
     disk_full: bool = False
     disk_limit: int | None = None
+    crash: str | None = None
+    """A crash the orchestrator stated itself (ContainerResult.crash), with its reason."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,15 @@ class Decision:
 
 
 def crash_reason(outcome: Outcome, metric_name: str) -> str | None:
+    if outcome.crash:
+        return outcome.crash
+    if outcome.oom_killed:  # before the timeout: a run the OOM killer hit is an OOM, said so
+        limit = f" ({outcome.memory_limit / 1024**2:.0f} MiB)" if outcome.memory_limit else ""
+        later = ", then killed at the budget" if outcome.timed_out else ""
+        return f"out of memory: killed at the memory limit{limit}{later}"
     if outcome.timed_out:
         budget = f" of {outcome.budget_s:g} s" if outcome.budget_s else ""
         return f"timeout: killed at the budget{budget}"
-    if outcome.oom_killed:
-        limit = f" ({outcome.memory_limit / 1024**2:.0f} MiB)" if outcome.memory_limit else ""
-        return f"out of memory: killed at the memory limit{limit}"
     if outcome.disk_full and outcome.exit_code != 0:
         limit = f" ({outcome.disk_limit / 1024**2:.0f} MiB)" if outcome.disk_limit else ""
         return f"disk cap: /workspace reached sandbox.disk{limit}"

@@ -22,9 +22,10 @@ import sqlite3
 import threading
 import time
 
+from orchestrator import sanitize
 from orchestrator.agents import Agent
 from orchestrator.contract.model import Contract
-from orchestrator.errors import UserError
+from orchestrator.errors import EngineUnavailable, InfraError, UserError
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
 from orchestrator.gpus import Gpu, GpuInventory, LeasePolicy, Leases, NvmlInventory, free
@@ -141,7 +142,7 @@ class Night:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""
         with self._say_lock:
             self.events.event(event, message=message, **fields)
-            self.say(message)
+            self.say(sanitize.terminal(message))  # sentences quote agents' and candidates' text
 
     # -- the lifecycle ------------------------------------------------------
     def execute(self) -> str:
@@ -183,7 +184,10 @@ class Night:
         box = self.run_dir / "sandbox"
         unmount_below(box)  # a killed run's workspace filesystems
         remove_tree(box)
-        reaped = self.executor.reap()
+        try:
+            reaped = self.executor.reap()
+        except InfraError as e:  # at the start nothing is ours to retry: one line, no traceback
+            raise EngineUnavailable(f"{e} — is the Docker engine up? (`make engine`)") from None
         if reaped:
             self.note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
         self.check_gpus()

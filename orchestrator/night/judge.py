@@ -138,9 +138,10 @@ class Judge:
             memory_limit=c.sandbox.memory,
             disk_full=r.disk_full,
             disk_limit=c.sandbox.disk,
+            crash=r.crash,
         )
         d = decide(outcome, None, c.metric.model_copy(update={"constraints": []}))
-        if d.status == "crash" and r.exit_code not in (0, None) and not r.timed_out:
+        if d.status == "crash" and r.exit_code not in (0, None) and not r.timed_out and not r.crash:
             last = next((ln.strip() for ln in reversed(r.output.splitlines()) if ln.strip()), "")
             if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
                 d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)

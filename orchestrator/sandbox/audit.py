@@ -6,6 +6,7 @@ judge the same thing: the container the orchestrator really creates.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,33 @@ def _off_default_bridge(s: _Seen) -> tuple[bool, str]:
     return s.host.get("NetworkMode") == "none", f"network={s.host.get('NetworkMode')}"
 
 
+def _ulimit(name: str, most: int) -> Check:
+    def check(s: _Seen) -> tuple[bool, str]:
+        found = [u for u in s.host.get("Ulimits") or [] if u.get("Name") == name]
+        hard = found[0].get("Hard") if found else None
+        return hard is not None and 0 <= int(hard) <= most, f"{name} hard limit {hard}"
+
+    return check
+
+
+def _no_aio_or_io_uring(s: _Seen) -> tuple[bool, str]:
+    profile = next((o.split("=", 1)[1] for o in s.sec if o.startswith("seccomp=")), None)
+    if profile is None or profile == "unconfined":
+        return False, "the engine's default profile allows io_setup and io_uring_setup"
+    try:
+        rules = json.loads(profile).get("syscalls", [])
+    except ValueError:
+        return False, "seccomp profile is not JSON"
+    allowed = {n for r in rules if r.get("action") == "SCMP_ACT_ALLOW" for n in r.get("names", [])}
+    open_ = sorted(allowed & {"io_setup", "io_submit", "io_uring_setup", "io_uring_enter"})
+    return not open_, f"allowed: {open_}" if open_ else "io_setup, io_submit, io_uring_* refused"
+
+
+def _shm_sized(s: _Seen) -> tuple[bool, str]:
+    shm, memory = int(s.host.get("ShmSize") or 0), int(s.host.get("Memory") or 0)
+    return 0 < shm <= max(memory, 1), f"/dev/shm {shm} bytes (memory {memory})"
+
+
 CHECKS: tuple[tuple[str, str, Check], ...] = (
     ("4.1", "runs as a non-root user", _non_root),
     ("5.3", "capabilities dropped", _caps_dropped),
@@ -139,5 +167,11 @@ CHECKS: tuple[tuple[str, str, Check], ...] = (
     ("5.28", "PIDs limited", _limited("PidsLimit", "pids")),
     ("5.29", "not on the default bridge", _off_default_bridge),
     ("5.31", "Docker socket not mounted", _no_socket_mount),
+    ("host", "open files per process limited (the host's file table)", _ulimit("nofile", 65536)),
+    ("host", "core dumps off", _ulimit("core", 0)),
+    ("host", "POSIX message queues capped", _ulimit("msgqueue", 8 * 1024**2)),
+    ("host", "AIO and io_uring refused (the host's AIO table)", _no_aio_or_io_uring),
+    ("host", "/dev/shm sized within the memory limit", _shm_sized),
 )
-"""(CIS item, title, check) in the benchmark's order: what `audit` judges and reports."""
+"""(CIS item, title, check) in the benchmark's order, then the host-wide tables an experiment
+could drain ("host"): what `audit` judges and reports."""

@@ -23,7 +23,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest, LogConfig
+from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
@@ -113,6 +113,10 @@ def _add_runtime_and_devices(kwargs: dict[str, Any], spec: ContainerSpec) -> Non
         kwargs["device_requests"] = [
             DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])
         ]
+
+
+MSGQUEUE_BYTES = 819200
+"""POSIX message queue bytes per user (the kernel's usual default, stated, not inherited)."""
 
 
 class DiskWatch(Poller):
@@ -214,6 +218,14 @@ class DockerSandbox:
             pids_limit=lim.pids,
             nano_cpus=int(lim.cpus * 1e9),
             ipc_mode="private",
+            shm_size=lim.shm,
+            ulimits=[
+                Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
+                Ulimit(
+                    name="core", soft=0, hard=0
+                ),  # no core: a core_pattern pipe skips the disk cap
+                Ulimit(name="msgqueue", soft=MSGQUEUE_BYTES, hard=MSGQUEUE_BYTES),
+            ],
             init=True,
             log_config=LogConfig(
                 type="json-file", config={"max-size": str(log_size), "max-file": "2"}
@@ -353,18 +365,31 @@ class DockerSandbox:
 
     def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:
         self._remove_orphans()
-        try:
-            found = self.client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+        try:  # one listing, no inspect per container: one may vanish while we look
+            found = self.client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
         except (APIError, requests.RequestException) as e:
             raise InfraError(f"listing containers failed: {e}") from e
         removed = 0
         for c in found:
-            owner = c.labels.get(OWNER_LABEL, "")
+            labels: dict[str, str] = c.get("Labels") or {}
+            owner = labels.get(OWNER_LABEL, "")
             dead = owner != self.owner and not owner_alive(owner)
             # e.g. its owner's host lost the process that would have killed it at the budget
-            overdue = time.time() > _float(c.labels.get(DEADLINE_LABEL)) + OVERDUE_S
-            if everything or dead or overdue or (stale is not None and stale(c.labels)):
-                with contextlib.suppress(NotFound):
-                    c.remove(force=True, v=True)
-                    removed += 1
+            overdue = time.time() > _float(labels.get(DEADLINE_LABEL)) + OVERDUE_S
+            if everything or dead or overdue or (stale is not None and stale(labels)):
+                removed += self._reap_one(str(c["Id"]))
         return removed
+
+    def _reap_one(self, cid: str) -> int:
+        """Remove one left-over container; 0 when another reaper got there first."""
+        try:
+            self.client.api.remove_container(cid, force=True, v=True)
+            return 1
+        except NotFound:
+            return 0
+        except APIError as e:
+            if e.status_code == 409:  # "removal already in progress": another run's reaper
+                return 0
+            raise InfraError(f"removing container {cid[:12]} failed: {e}") from e
+        except requests.RequestException as e:
+            raise InfraError(f"removing container {cid[:12]} failed: {e}") from e

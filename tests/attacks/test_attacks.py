@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -354,7 +355,8 @@ def test_host_secrets_are_not_there(night) -> None:  # type: ignore[no-untyped-d
     # The evaluator's environment is not its to read (gVisor shows another user's environ,
     # so nothing secret is ever in it: the seed lives in the evaluator's private tmpfs).
     assert "PID1-REFUSED Permission denied" in log or night["runtime"] == "runsc"
-    assert "AUTORESEARCH_SEED=" not in log and "SEED-READ" not in log and "SEED-REFUSED" in log
+    assert re.search(r"AUTORESEARCH_SEED=\d", log) is None  # only the pointer to harness.seed()
+    assert "SEED-READ" not in log and "SEED-REFUSED" in log
     assert SECRET not in log and "ANTHROPIC" not in log and "autoresearch-attack-marker" not in log
     for f in night["run"].run_dir.rglob("*"):
         if f.is_file():
