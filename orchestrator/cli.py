@@ -67,8 +67,7 @@ def run(ctx: click.Context, /, contract_file: Path | None, tag: str | None, **fl
     root = _root(ctx, contract_file.resolve() if contract_file else None)
     contract, source = load_contract(root, contract_file, flags)
     tag = tag or default_tag(root)
-    night = start_run(root, tag, contract, source, None, say=say)
-    _terminal.night(night, tag)
+    _terminal.night(lambda: start_run(root, tag, contract, source, None, say=say), tag)
 
 
 @main.command()
@@ -78,8 +77,8 @@ def resume(ctx: click.Context, tag: str) -> None:
     """Continue run TAG after a crash or kill: nothing lost, nothing merged twice."""
     from orchestrator.runs import open_run
 
-    night = open_run(_root(ctx), tag, None, say=say)
-    _terminal.night(night, tag)
+    root = _root(ctx)
+    _terminal.night(lambda: open_run(root, tag, None, say=say), tag)
 
 
 @main.command()
@@ -180,25 +179,48 @@ def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
         click.echo(f"run {tag} has no merged experiments to verify")
         return
     for c in checks:
-        now = "-" if c.now is None else f"{c.now:.6g}"
-        verdict = "reproduces" if c.reproduces else f"DIFFERS {c.why}".rstrip()
-        click.echo(
-            f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  band ±{c.band:.3g}  {verdict}"
-        )
+        click.echo(verify_line(c))
     if not all(c.reproduces for c in checks):
         raise SystemExit(1)
+
+
+def verify_line(c: Any) -> str:
+    """One merged win: does it still beat its parent by more than the band; and the drift."""
+    now = "-" if c.now is None else f"{c.now:.6g}"
+    gain = "-" if c.gain_now is None else f"{c.gain_now:.6g}"
+    drift = "" if c.drift is None else f"  (level drift {c.drift:+.6g})"
+    verdict = (
+        "reproduces: still beats its parent"
+        if c.reproduces
+        else f"DIFFERS: no longer beats its parent {c.why}".rstrip()
+    )
+    return (
+        f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  "
+        f"beats its parent by {gain} (recorded {c.gain_recorded:.6g}, band ±{c.band:.3g})  "
+        f"{verdict}{drift}"
+    )
 
 
 @main.command()
 @click.option(
     "--all", "everything", is_flag=True, help="Also remove containers of runs still alive."
 )
-def cleanup(everything: bool) -> None:
-    """Remove sandbox containers that a killed run left behind."""
+@click.pass_context
+def cleanup(ctx: click.Context, everything: bool) -> None:
+    """Remove what killed runs left behind: sandbox containers, and (in this repository)
+    their mounted work folders."""
+    from orchestrator.errors import WorkspaceError
+    from orchestrator.executors.attempt import sweep
+    from orchestrator.runs import RUNS_DIR
     from orchestrator.sandbox.docker import DockerSandbox
 
     n = DockerSandbox().reap(everything=everything)
-    click.echo(f"removed {n} container(s)")
+    try:
+        runs = _root(ctx) / RUNS_DIR
+    except WorkspaceError:
+        runs = None  # not in a repository: containers only
+    folders = sum(sweep(box, lambda _name: False) for box in runs.glob("*/sandbox")) if runs else 0
+    click.echo(f"removed {n} container(s) and {folders} work folder(s)")
 
 
 @main.command()

@@ -357,17 +357,20 @@ class Ledger:
         return d
 
     def write_results_tsv(self) -> Path:
-        """autoresearch-compatible: commit, metric, memory_gb, status, description.
+        """autoresearch's format: commit, the metric (by its name), memory_gb, status, description.
 
         memory_gb is the peak VRAM when the experiment had a GPU, else the peak host memory.
         """
-        lines = ["commit\tmetric\tmemory_gb\tstatus\tdescription"]
+        info = self.run()
+        name = json.loads(info.contract)["metric"]["name"] if info else "metric"
+        lines = [f"commit\t{sanitize.field(name)}\tmemory_gb\tstatus\tdescription"]
         for e in self.experiments():
             if e.phase not in ("decided", "done"):
                 continue
             metric = f"{e.metric:.6f}" if e.metric is not None else "0.000000"
             peak = e.peak_vram_bytes if e.peak_vram_bytes is not None else e.peak_memory_bytes
-            mem = f"{peak / 1024**3:.1f}" if peak else "0.0"
+            gb = peak / 1024**3 if peak else 0.0  # autoresearch's one decimal, finer below 0.1
+            mem = f"{gb:.1f}" if gb >= 0.1 or not peak else f"{gb:.3f}"
             desc = sanitize.field(e.description or "") or "-"
             lines.append(f"{(e.commit_sha or '-------')[:7]}\t{metric}\t{mem}\t{e.status}\t{desc}")
         return atomic_write(self.dir / "results.tsv", "\n".join(lines) + "\n")

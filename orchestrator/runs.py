@@ -14,7 +14,10 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from orchestrator.agents import Agent
 from orchestrator.agents.none import NoAgent
@@ -28,7 +31,7 @@ from orchestrator.night import Backoff, Say
 from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.sandbox.seccomp import default_profile
-from orchestrator.workspace import Workspace
+from orchestrator.workspace import Workspace, remove_tree
 
 RUNS_DIR = ".autoresearch"
 
@@ -146,7 +149,6 @@ def start_run(
     leftovers = _Leftovers()
     executor = build_executor(contract, root, tag, sandbox, leftovers)
     executor.check(contract)
-    agent = build_agent(contract, folder, say)
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
     dirty = ws.git("status", "--porcelain", "--", *contract.implementation.paths).decode().strip()
@@ -155,27 +157,43 @@ def start_run(
             f"warning: uncommitted changes to implementation files are not part of the run (it starts from "
             f"{base[:12]}): {' '.join(line[3:] for line in dirty.splitlines()[:5])} — commit them to include them"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    _snapshot(root, contract, folder)
+    _make_folder(folder, root, contract, source, base, executor)
     ledger = Ledger(folder)
     leftovers.ledger = ledger
-    ledger.create_run(tag, base, contract.model_dump_json(), source, evaluator_hash(folder))
     night = Night(
         contract=contract,
         ledger=ledger,
         workspace=ws,
         executor=executor,
-        agent=agent,
+        agent=build_agent(contract, folder, say),
         say=say,
         backoff=backoff,
         inventory=inventory,
     )
-    with contextlib.suppress(
-        InfraError
-    ):  # provenance; a missing image stops the night later, clearly
-        ledger.set_image_id(executor.image_id(contract.sandbox.image))
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
     return night
+
+
+def _make_folder(
+    folder: Path, root: Path, contract: Contract, source: str, base: str, executor: Executor
+) -> None:
+    """The run folder, whole or not at all: made beside its place, then renamed into it, so a
+    kill at any moment leaves either no run of this tag or one `resume` can open."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for old in folder.parent.glob(f".{folder.name}.new-*"):
+        remove_tree(old)  # a killed start's
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
+    _snapshot(root, contract, staging)
+    ledger = Ledger(staging)
+    ledger.create_run(
+        folder.name, base, contract.model_dump_json(), source, evaluator_hash(staging)
+    )
+    with contextlib.suppress(InfraError):  # provenance; checked just before, so rarely missing
+        ledger.set_image_id(executor.image_id(contract.sandbox.image))
+    ledger.close()
+    if folder.exists():  # what a killed start left there before it had a ledger (a tuner study)
+        remove_tree(folder)
+    os.rename(staging, folder)
 
 
 def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
@@ -189,8 +207,19 @@ def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
         )
     ledger = Ledger(folder)
     info = ledger.run()
-    assert info is not None
-    contract = Contract.model_validate_json(info.contract)
+    if info is None:
+        raise RunNotFound(
+            f"run {tag!r} in {root} has no run record — start it again with `--tag {tag}`"
+        )
+    try:
+        contract = Contract.model_validate_json(info.contract)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(
+            f"run {tag!r} was made by another version of autoresearch: its stored contract no longer "
+            f"validates ({where}: {first['msg']}) — finish it with that version, or start a new tag"
+        ) from None
     return ledger, contract, Workspace(root, tag, contract.implementation)
 
 
@@ -224,4 +253,8 @@ def open_run(
 
 
 def list_runs(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / RUNS_DIR).glob("*") if (p / "ledger.sqlite").exists())
+    return sorted(
+        p.name
+        for p in (root / RUNS_DIR).glob("*")
+        if not p.name.startswith(".") and (p / "ledger.sqlite").exists()
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,16 +39,23 @@ class Terminal:
         else:
             click.echo(msg, err=True)
 
-    def night(self, night: Night, tag: str) -> None:
-        """Run `night` to its end under the live view, then write the morning report."""
+    def night(self, make: Callable[[], Night], tag: str) -> None:
+        """Make the night (`make`: start or reopen the run) and run it to its end under the live
+        view, then write the morning report. SIGTERM and Ctrl-C are handled from the first
+        moment: before the run exists nothing is left; after, `resume` continues it."""
         from orchestrator.morning.live import LiveView
 
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        night: Night | None = None
         try:
+            night = make()
             with LiveView(night.ledger, night.contract) as self.live:
                 night.execute()
         except KeyboardInterrupt:
-            self.say(f"interrupted — `autoresearch resume {tag}` continues where this stopped")
+            if night is None:
+                self.say(f"interrupted before run {tag} began — nothing of it was left")
+            else:
+                self.say(f"interrupted — `autoresearch resume {tag}` continues where this stopped")
             sys.exit(130)
         finally:
             self.live = None

@@ -11,6 +11,7 @@ it wins, so nothing the container writes can reach the repo.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -18,13 +19,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
-from orchestrator import sanitize
+from orchestrator import rules, sanitize
 from orchestrator.contract.model import Implementation
 from orchestrator.contract.paths import matches_any
 from orchestrator.errors import ProposalRefused, WorkspaceError
+from orchestrator.rules import Change
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "autoresearch",
@@ -33,17 +35,10 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
     "GIT_TERMINAL_PROMPT": "0",
 }
-_REGULAR = {"100644", "100755"}
-
-
-@dataclass(frozen=True)
-class Change:
-    path: str
-    status: str
-    """git's letter: A(dded), M(odified), D(eleted), T(ype changed)."""
-    old_mode: str
-    new_mode: str
-    new_blob: str
+LOCK_TRIES = 6
+LOCK_PAUSE_S = 0.2
+STALE_LOCK_S = 5.0
+"""A ref lock older than this is a killed process's: a git update holds one for milliseconds."""
 
 
 def repo_root(start: Path) -> Path:
@@ -101,6 +96,55 @@ class Workspace:
             raise WorkspaceError(f"git {args[0]} failed in {self.root}: {err}")
         return proc.stdout
 
+    def update_ref(self, ref: str, new: str, old: str | None = None, *, message: str = "") -> None:
+        """`git update-ref`, patient with a lock another git process holds for a moment, and
+        rid of one a killed run left on a ref of its own (a SIGKILL or a power cut during an
+        update leaves `<ref>.lock`, and git then refuses the ref for good)."""
+        args = [
+            "update-ref",
+            *(["-m", message] if message else []),
+            ref,
+            new,
+            *([old] if old else []),
+        ]
+        for attempt in range(LOCK_TRIES):
+            try:
+                self.git(*args)
+                return
+            except WorkspaceError as e:
+                held = "File exists" in str(e) or "Unable to create" in str(e)  # not a moved ref
+                if not held or attempt == LOCK_TRIES - 1:
+                    raise
+                self._clear_stale_lock(ref)
+                time.sleep(LOCK_PAUSE_S * (attempt + 1))
+
+    def _clear_stale_lock(self, ref: str) -> None:
+        """Remove `<ref>.lock` of one of this run's refs once it is older than a git update takes."""
+        if not (ref == self.branch_ref or ref.startswith(f"refs/autoresearch/{self.tag}/")):
+            return
+        lock = Path(self.git("rev-parse", "--git-path", f"{ref}.lock").decode().strip())
+        lock = lock if lock.is_absolute() else self.root / lock
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                lock.unlink()
+
+    def clear_stale_locks(self) -> int:
+        """At a night's start, under the run's own lock: every stale lock on this run's refs."""
+        cleared = 0
+        refs = [self.branch_ref]
+        listed = self.git("for-each-ref", "--format=%(refname)", f"refs/autoresearch/{self.tag}/")
+        refs += listed.decode().split()
+        common = Path(self.git("rev-parse", "--git-common-dir").decode().strip())
+        common = common if common.is_absolute() else self.root / common
+        folder = common / "refs" / "autoresearch" / self.tag
+        locks = [common / f"{self.branch_ref}.lock", *folder.glob("*.lock")]
+        for lock in locks:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                    lock.unlink()
+                    cleared += 1
+        return cleared
+
     def rev(self, ref: str) -> str | None:
         proc = subprocess.run(
             ["git", "-C", str(self.root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
@@ -119,7 +163,7 @@ class Workspace:
             )
         existing = self.rev(self.branch_ref)
         if existing is None:
-            self.git("update-ref", self.branch_ref, head, "0" * 40)
+            self.update_ref(self.branch_ref, head, "0" * 40)
             existing = head
         exclude = Path(self.git("rev-parse", "--git-path", "info/exclude").decode().strip())
         exclude = exclude if exclude.is_absolute() else self.root / exclude
@@ -140,7 +184,7 @@ class Workspace:
 
     def fast_forward(self, candidate: str, expected_old: str) -> None:
         """Move the run branch from `expected_old` to `candidate`, atomically."""
-        self.git("update-ref", "-m", "autoresearch: keep", self.branch_ref, candidate, expected_old)
+        self.update_ref(self.branch_ref, candidate, expected_old, message="autoresearch: keep")
 
     def merge(
         self,
@@ -199,7 +243,7 @@ class Workspace:
         tree = proc.stdout.decode().split()[0]
         message = self.git("log", "-1", "--format=%B", candidate).decode()
         commit = self.git("commit-tree", tree, "-p", onto, "-m", message).decode().strip()
-        self.git("update-ref", self.candidate_ref(experiment), commit)
+        self.update_ref(self.candidate_ref(experiment), commit)
         return commit, self.diff(onto, commit)
 
     def candidate_ref(self, experiment: int) -> str:
@@ -286,7 +330,7 @@ class Workspace:
             self.git("read-tree", parent, env=env)
             self.git("--work-tree", str(scratch), "add", "-A", "--", ".", *keep, env=env)
             changes = self._changes(parent, env)
-            self._validate(changes)
+            rules.validate(changes, self.impl, self._sizes, self._batch)
             tree = self.git("write-tree", env=env).decode().strip()
         commit = (
             self.git("commit-tree", tree, "-p", parent, "-m", sanitize.commit(message))
@@ -298,8 +342,15 @@ class Workspace:
             raise ProposalRefused(
                 f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}"
             )
-        self.git("update-ref", self.candidate_ref(experiment), commit)
+        self.update_ref(self.candidate_ref(experiment), commit)
         return commit, diff
+
+    def _sizes(self, blobs: list[str]) -> list[int]:
+        """Sizes of many objects in one `git cat-file --batch-check`."""
+        checks = self.git(
+            "cat-file", "--batch-check", input="".join(f"{b}\n" for b in blobs).encode()
+        )
+        return [int(line.split()[2]) for line in checks.decode().splitlines()]
 
     def _changes(self, parent: str, env: dict[str, str]) -> list[Change]:
         raw = self.git(
@@ -313,50 +364,6 @@ class Workspace:
             old_mode, new_mode, _old, new_blob, status = meta.lstrip(":").split()
             out.append(Change(path, status[0], old_mode, new_mode, new_blob))
         return out
-
-    def _validate(self, changes: list[Change]) -> None:
-        if not changes:
-            raise ProposalRefused("the proposal changes nothing")
-        for c in changes:
-            name = c.path
-            if any(part.startswith(".git") for part in name.split("/")):
-                raise ProposalRefused(
-                    f"{name}: git control files (.git*, .gitattributes, .gitmodules) may never change"
-                )
-            if not matches_any(name, self.impl.paths):
-                raise ProposalRefused(
-                    f"{name} is outside implementation.paths ({', '.join(self.impl.paths)})"
-                )
-            if c.status == "D":
-                continue
-            if c.new_mode == "120000":
-                raise ProposalRefused(f"{name}: symlinks are not allowed")
-            if c.new_mode not in _REGULAR:
-                raise ProposalRefused(f"{name}: only regular files are allowed (mode {c.new_mode})")
-            if c.status == "A" and c.new_mode == "100755":
-                raise ProposalRefused(f"{name}: new files may not be executable")
-            if c.status in ("M", "T") and c.old_mode != c.new_mode:
-                raise ProposalRefused(
-                    f"{name}: file mode may not change ({c.old_mode} → {c.new_mode})"
-                )
-        self._check_blobs([c for c in changes if c.status != "D"])
-
-    def _check_blobs(self, changes: list[Change]) -> None:
-        """Size caps and no binaries: one `cat-file --batch-check`, one `--batch` for what fits."""
-        if not changes:
-            return
-        checks = self.git(
-            "cat-file", "--batch-check", input="".join(f"{c.new_blob}\n" for c in changes).encode()
-        )
-        sizes = [int(line.split()[2]) for line in checks.decode().splitlines()]
-        for c, size in zip(changes, sizes, strict=True):
-            if size > self.impl.max_file_bytes:
-                raise ProposalRefused(
-                    f"{c.path} is {size} bytes, over implementation.max_file_bytes={self.impl.max_file_bytes}"
-                )
-        for c, data in zip(changes, self._batch([c.new_blob for c in changes]), strict=True):
-            if data is not None and b"\0" in data[:8192]:
-                raise ProposalRefused(f"{c.path}: binary files are not allowed")
 
 
 def remove_paths(root: Path, rels: list[str] | tuple[str, ...]) -> None:

@@ -159,3 +159,23 @@ def test_no_key_is_one_line_naming_the_alternatives(
         ContractError, match="set ANTHROPIC_API_KEY for Claude, or declare a search space"
     ):
         build_agent(contract_for(Path("x"), agent={"kind": "auto"}), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("status", "says"), [(401, "refused the key"), (404, "does not know model")]
+)
+def test_a_wrong_key_or_model_is_one_line_at_once_not_a_night_of_refusals(
+    api: FakeAnthropic, start, status: int, says: str
+) -> None:
+    from orchestrator.errors import UserError
+
+    for _ in range(5):
+        api.error(status, "authentication_error" if status == 401 else "not_found_error")
+    run = start(_contract(api, **{"budget.max_experiments": 5}))
+    with pytest.raises(UserError, match=says):
+        run.execute()
+    assert [e.status for e in run.ledger.experiments()] == [
+        "keep",
+        None,
+    ]  # nothing recorded as refused
+    assert len(api.requests) == 1

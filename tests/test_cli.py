@@ -109,7 +109,8 @@ def test_user_errors_are_one_line_without_traceback(repo: Path, tmp_path: Path) 
 def test_doctor_says_what_is_ready(repo: Path) -> None:
     out = cli(repo, "doctor").stdout
     assert "ok   docker engine:" in out and "ok   image: autoresearch/python:3.11" in out
-    assert "gpus:" in out
+    gpus = next(line for line in out.splitlines() if " gpus: " in line)
+    assert gpus.startswith(("ok   gpus: ", "--   gpus: 0 GPUs")), gpus  # counted, or said why not
 
 
 def test_sigkill_mid_experiment_then_resume(

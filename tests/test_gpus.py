@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
+
 from orchestrator.gpus import FakeInventory, LeasePolicy, Leases, NvmlInventory, VramSampler, free
 
 
@@ -62,7 +64,17 @@ def test_vram_sampler_keeps_the_peak_of_the_pids_it_follows() -> None:
     assert s.peak == 5 * 1024**3 and s.samples > 3
 
 
-def test_no_nvml_means_zero_gpus_not_an_error() -> None:
-    inv = NvmlInventory()  # no driver on this machine
-    assert inv.snapshot() == [] and inv.error
+def test_no_nvml_means_zero_gpus_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pynvml(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "pynvml":
+            raise ImportError("no NVML library (as on a box without the driver)")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pynvml)  # the same on a GPU box and off one
+    inv = NvmlInventory()
+    assert inv.snapshot() == [] and inv.error and "NVML" in inv.error
     assert inv.process_memory({1}) is None

@@ -11,6 +11,8 @@ from orchestrator.contract.model import DEFAULT_IMAGE
 from orchestrator.errors import UserError
 from orchestrator.sandbox import images
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
     d = tmp_path / "sources.list.d"
@@ -79,4 +81,6 @@ def test_the_gpu_image_has_the_same_user_and_layout() -> None:
     passwd = "sandbox:x:10001:10001:sandbox:/tmp:/usr/sbin/nologin"
     assert any(passwd in ln for ln in gpu) and any(passwd in ln for ln in cpu)
     assert any("mkdir -p /workspace /results" in ln for ln in gpu)
-    assert images.IMAGE_TAGS["pytorch-cuda"] == "autoresearch/pytorch-cuda:latest"
+    # the name the contract examples and the README use is the one `images build` makes
+    assert "autoresearch/pytorch-cuda:latest" in (ROOT / "README.md").read_text()
+    assert images.IMAGE_TAGS["pytorch-cuda"] in (ROOT / "sandbox-images" / "README.md").read_text()

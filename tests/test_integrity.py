@@ -266,7 +266,8 @@ def test_verify_reproduces_merged_wins(tmp_path: Path, repo: Path, sandbox) -> N
         [*cli, "verify", "ver"], cwd=repo, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert "#1  recorded 4  now 4" in out.stdout and "reproduces" in out.stdout
+    assert "#1  recorded 4  now 4  beats its parent by 6 (recorded 6" in out.stdout
+    assert "reproduces: still beats its parent" in out.stdout and "(level drift +0)" in out.stdout
     (repo / ".autoresearch" / "ver" / "evaluator" / "bench.py").chmod(0o644)
     (repo / ".autoresearch" / "ver" / "evaluator" / "bench.py").write_text("print('score: 4')\n")
     out = subprocess.run(

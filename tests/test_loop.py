@@ -37,7 +37,7 @@ def test_improve_worsen_raise(
     assert run.execute() == "the agent has nothing more to propose"
 
     rows = (run.run_dir / "results.tsv").read_text().splitlines()
-    assert rows[0] == "commit\tmetric\tmemory_gb\tstatus\tdescription"
+    assert rows[0] == "commit\tscore\tmemory_gb\tstatus\tdescription"  # the metric by its name
     assert [r.split("\t")[3] for r in rows[1:]] == ["keep", "keep", "discard", "crash"]
     assert [r.split("\t")[4] for r in rows[1:]] == [
         "baseline",

@@ -197,7 +197,7 @@ def test_a_stale_winner_is_rebased_onto_the_new_best_and_confirmed(tmp_path: Pat
         late.status == "keep" and late.merged and late.metric == pytest.approx(1.2)
     )  # 4.0 × 0.3, measured again
     assert "rebased onto the new best and still a win" in (late.reason or "")
-    assert run.ledger.concurrent_with(2) == [1] or 1 in run.ledger.concurrent_with(2)
+    assert 1 in run.ledger.concurrent_with(2)  # it ran while #1 did: why it needed a rebase
     head = run.ws.best()
     assert head == late.merged_sha
     assert b"OFFSET = 4.0" in run.ws.git("show", f"{head}:impl.py")
@@ -264,7 +264,8 @@ def test_the_agent_proposes_while_experiments_run_and_sees_them_in_flight(
     text = render_history([run.ledger.experiments()[0], flying], {})
     assert "#1 IN FLIGHT" in text and "comment 1" in text
     info = run.ledger.run()
-    assert info is not None and info.duty_cycle is not None and info.duty_cycle > 0.6
+    # the slot's busy time is accounted (its level depends on the machine's load: `make bench`)
+    assert info is not None and info.duty_cycle is not None and 0 < info.duty_cycle <= 1
 
 
 def test_the_ledger_migrates_an_older_schema(tmp_path: Path) -> None:
@@ -320,7 +321,6 @@ def test_verify_reruns_a_gpu_night_on_leased_gpus(tmp_path: Path, sandbox) -> No
     before = len(recorder.runs)
     checks = verify(run)
     assert len(checks) == 1 and checks[0].now == pytest.approx(4.0)
-    assert [len(g) for _, g, _, _ in recorder.runs[before:]] == [
-        1
-    ]  # on a leased GPU, as in the night
+    # the win and its parent, each on a leased GPU, as in the night
+    assert [len(g) for _, g, _, _ in recorder.runs[before:]] == [1, 1]
     assert run.leases is not None and run.leases.acquire(2, "after") is not None  # and given back

@@ -110,7 +110,7 @@ def test_the_reasoning_trail_json_and_status(night: Night) -> None:
                                      check=True).stdout)  # fmt: skip
     assert same["experiments"] == data["experiments"]
     tsv = (night.run_dir / "results.tsv").read_text().splitlines()
-    assert tsv[0] == "commit\tmetric\tmemory_gb\tstatus\tdescription" and len(tsv) == 6
+    assert tsv[0] == "commit\tscore\tmemory_gb\tstatus\tdescription" and len(tsv) == 6
 
 
 def test_accept_brings_the_result_as_one_commit_and_refuses_when_unsafe(night: Night) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.contract.model import Implementation
-from orchestrator.errors import ProposalRefused
+from orchestrator.errors import ProposalRefused, WorkspaceError
 from orchestrator.workspace import Workspace
 from tests.conftest import git
 
@@ -133,5 +133,5 @@ def test_fast_forward_is_compare_and_swap(ws: Workspace, tmp_path: Path) -> None
     commit, _diff = ws.freeze(s, base, "ok", 1)
     ws.fast_forward(commit, base)
     assert ws.best() == commit
-    with pytest.raises(Exception, match="update-ref"):
-        ws.fast_forward(base, base)  # the branch moved: refused, not clobbered
+    with pytest.raises(WorkspaceError, match=r"update-ref.*but expected"):
+        ws.fast_forward(base, base)  # the branch moved: refused, not clobbered (nor retried)

@@ -216,6 +216,10 @@ class AnthropicAgent:
                     raise UserError(
                         f"the Anthropic API refused the key ({e.status_code}) — check ANTHROPIC_API_KEY"
                     ) from None
+                if e.status_code == 404:
+                    raise UserError(
+                        f"the Anthropic API does not know model {cfg.model!r} (404) — fix agent.model"
+                    ) from None
                 if (
                     e.status_code == 200
                     and kind in RETRIABLE_STREAM_ERRORS

@@ -20,10 +20,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.context import render_prompt
-from orchestrator.errors import ProposalRefused
+from orchestrator.errors import InfraError, ProposalRefused, UserError
 
 INSTRUCTIONS = """
 
@@ -110,9 +111,16 @@ class CommandAgent:
                     f"agent command timed out after {self.cfg.timeout_s:g} s"
                 ) from None
             text = out.decode(errors="replace")
-            if proc.returncode != 0:
+            if proc.returncode in (126, 127):  # the shell found no such command: the setup's
+                raise UserError(
+                    f"agent command {self.cfg.command!r} cannot run (exit {proc.returncode}) — "
+                    "fix agent.command or install the CLI"
+                )
+            if proc.returncode != 0:  # an outage of its API, its own crash: never the candidate's
                 last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
-                raise ProposalRefused(f"agent command exited {proc.returncode}: {last[:200]}")
+                raise InfraError(
+                    f"agent command exited {proc.returncode}: {sanitize.field(last)[:200]}"
+                )
             _mirror(work, scratch)
         fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
         for line in text.splitlines():

@@ -199,8 +199,9 @@ class RayExecutor:
             where = f" on {e.ip}" if getattr(e, "ip", None) else ""
             if isinstance(cause, InfraError):
                 raise InfraError(f"{cause}{where}") from None
-            raise InfraError(
-                f"the attempt failed{where}: {type(cause).__name__}: {cause}"
+            # our own code failed there: retrying would fail the same way, all night
+            raise RuntimeError(
+                f"autoresearch failed on a Ray node{where}: {type(cause).__name__}: {cause}"
             ) from None
         except ray.exceptions.RayError as e:  # the node, its worker or the task is gone
             self._lose(aid)

@@ -1,8 +1,11 @@
-"""`autoresearch verify`: do the merged wins still reproduce?
+"""`autoresearch verify`: do the merged wins still win?
 
-Each merged commit is re-run in the same image (by content id) with the same
-evaluator (by the hash of its snapshot); its metric must land within the noise
-band of what the ledger recorded.
+Each merged commit and the commit it was merged onto (its parent) are re-run,
+interleaved, in the same image (by content id) with the same evaluator (by the
+hash of its snapshot). A win reproduces when it still beats its parent by more
+than the noise band: what the decision claimed. The drift of the absolute level
+(a time-budgeted evaluator's moves with the machine's load) is reported apart,
+never mistaken for a lost win.
 """
 
 from __future__ import annotations
@@ -22,13 +25,25 @@ class Check:
     experiment: int
     commit: str
     recorded: float
+    """The metric the ledger recorded for the win."""
     now: float | None
+    """Its metric now (None: it crashed, or printed no metric)."""
     band: float
     why: str
+    parent_now: float | None = None
+    gain_recorded: float = 0.0
+    """How much it beat its parent by when it was kept (in the goal's direction)."""
+    gain_now: float | None = None
+    """How much it beats its parent by now, both re-run side by side."""
 
     @property
     def reproduces(self) -> bool:
-        return self.now is not None and abs(self.now - self.recorded) <= self.band
+        return self.gain_now is not None and self.gain_now > self.band
+
+    @property
+    def drift(self) -> float | None:
+        """How far the absolute level moved since the night (not a verdict)."""
+        return None if self.now is None else self.now - self.recorded
 
 
 def verify(night: Night, commit: str | None = None) -> list[Check]:
@@ -45,9 +60,8 @@ def verify(night: Night, commit: str | None = None) -> list[Check]:
         raise UserError(
             f"the evaluator snapshot in {night.run_dir} changed since the run — restore it to verify"
         )
-    merged = [
-        e for e in night.ledger.experiments() if e.merged and e.merged_sha and e.metric is not None
-    ]
+    exps = night.ledger.experiments()
+    merged = [e for e in exps if e.merged and e.merged_sha and e.metric is not None]
     if commit is not None:
         merged = [e for e in merged if e.merged_sha and e.merged_sha.startswith(commit)]
         if not merged:
@@ -55,26 +69,37 @@ def verify(night: Night, commit: str | None = None) -> list[Check]:
                 f"no merged experiment of run {info.tag} has commit {commit} — see `autoresearch status`"
             )
     band = max(night.judge.band(), 1e-9)
-    name, how = night.contract.metric.name, night.contract.metric.aggregate
     leased = night.lease_for_verify()  # the same number of GPUs the night's experiments had
     try:
-        checks = _rerun(night, merged, band, name, how)
+        return [_recheck(night, e, exps, band) for e in merged]
     finally:
         night.release(leased)
-    return checks
 
 
-def _rerun(night: Night, merged: list[Experiment], band: float, name: str, how: str) -> list[Check]:
-    checks = []
-    for e in merged:
-        assert e.merged_sha is not None and e.metric is not None
-        target = replace(e, commit_sha=e.merged_sha)
-        results = [
-            night.runner.measure(target, f"verify.{i}.log")
-            for i in range(night.contract.metric.repeats)
-        ]
-        value = combine([measured(r) for r in results], how).get(name)
-        failed = next((r for r in results if r.failed), None)
-        why = "crashed now" if failed else ("no metric" if value is None else "")
-        checks.append(Check(e.id, e.merged_sha, e.metric, None if failed else value, band, why))
-    return checks
+def _recheck(night: Night, e: Experiment, exps: list[Experiment], band: float) -> Check:
+    """The win and its parent, re-run interleaved (`metric.repeats` each)."""
+    assert e.merged_sha is not None and e.metric is not None
+    parent_sha = night.ws.git("rev-parse", f"{e.merged_sha}^").decode().strip()
+    parent = next((x for x in exps if x.merged_sha == parent_sha), None) or exps[0]
+    sign = 1.0 if night.contract.metric.goal == "max" else -1.0
+    recorded_gain = sign * (e.metric - (parent.metric if parent.metric is not None else e.metric))
+    runs: dict[str, list[float | None]] = {"parent": [], "win": []}
+    for i in range(night.contract.metric.repeats):
+        for side, sha in (("parent", parent_sha), ("win", e.merged_sha)):
+            runs[side].append(_value(night, replace(e, commit_sha=sha), f"verify.{side}.{i}.log"))
+    now, before = _combined(night, runs["win"]), _combined(night, runs["parent"])
+    why = "crashed now" if None in runs["win"] or None in runs["parent"] else ""
+    gain = None if now is None or before is None else sign * (now - before)
+    return Check(e.id, e.merged_sha, e.metric, now, band, why, before, recorded_gain, gain)
+
+
+def _value(night: Night, target: Experiment, log: str) -> float | None:
+    r = night.runner.measure(target, log)
+    return None if r.failed else measured(r).get(night.contract.metric.name)
+
+
+def _combined(night: Night, values: list[float | None]) -> float | None:
+    if None in values:
+        return None
+    got = combine([{"v": v} for v in values if v is not None], night.contract.metric.aggregate)
+    return got.get("v")

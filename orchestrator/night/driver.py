@@ -134,7 +134,6 @@ class Night:
             ledger=ledger,
             workspace=workspace,
             note=self.note,
-            event=self.events.event,
             band=self.judge.band,
         )
 
@@ -181,6 +180,11 @@ class Night:
 
     def _start_up(self) -> None:
         """Clear what a killed night left, check the machine, say how the night runs."""
+        cleared = self.ws.clear_stale_locks()  # a kill during a ref update leaves its lock
+        if cleared:
+            self.note(
+                "locks", f"removed {cleared} stale git lock(s) a killed run left", count=cleared
+            )
         box = self.run_dir / "sandbox"
         unmount_below(box)  # a killed run's workspace filesystems
         remove_tree(box)
@@ -278,11 +282,18 @@ class Night:
                 # Killed while the agent worked: nothing ran; propose again under the same id.
                 self.ledger.abandon(exp.id)
             elif exp.phase in ("frozen", "running"):
+                self._diff_patch(exp)
                 self.slots.submit(exp.id, "judge")
             elif exp.phase == "confirming":
                 self.slots.submit(exp.id, "rebased")
             else:
                 self._conclude(exp)
+
+    def _diff_patch(self, exp: Experiment) -> None:
+        """A kill between the freeze and the diff's file leaves none: write it from the commits."""
+        patch = self.ledger.exp_dir(exp.id) / "diff.patch"
+        if exp.id > 0 and exp.commit_sha and not patch.exists():
+            patch.write_text(self.ws.diff(exp.parent, exp.commit_sha))
 
     def _conclude_finished(self, *, block: bool) -> None:
         for exp_id in self.slots.finished(block=block):

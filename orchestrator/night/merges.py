@@ -15,7 +15,7 @@ from collections.abc import Callable
 from orchestrator.contract.model import Contract
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
-from orchestrator.night import Event, Note
+from orchestrator.night import Note
 from orchestrator.workspace import Workspace
 
 MAX_REBASES = 3
@@ -30,11 +30,10 @@ class Merges:
         ledger: Ledger,
         workspace: Workspace,
         note: Note,
-        event: Event,
         band: Callable[[], float],
     ) -> None:
         self.contract, self.ledger, self.ws = contract, ledger, workspace
-        self.note, self.event, self.band = note, event, band
+        self.note, self.band = note, band
 
     def conclude(self, exp: Experiment) -> int | None:
         """Carry a decided experiment to `done`, merging a winner; the id of a rebased winner
@@ -65,7 +64,13 @@ class Merges:
                 merged = self._merge(exp)
         self.ledger.done(exp.id, merged=merged is not None, merged_sha=merged)
         if merged:
-            self.event("merged", experiment=exp.id, commit=merged, branch=self.ws.branch)
+            self.note(
+                "merged",
+                f"  #{exp.id} → keep: merged into {self.ws.branch} ({merged[:12]})",
+                experiment=exp.id,
+                commit=merged,
+                branch=self.ws.branch,
+            )
         self.ledger.write_results_tsv()
         return None
 

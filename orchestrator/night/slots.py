@@ -235,9 +235,11 @@ class Slots:
             samples=v.samples,
         )
         who = f"#{exp_id} " if len(self.slots) > 1 else ""
+        # a win is not a keep until it merged: merges.py says how it ended
+        said = "won, merging" if d.status == "keep" and exp_id > 0 else d.status
         self.note(
             "decided",
-            f"  {who}→ {d.status}: {d.reason} ({r.wall_s:.1f} s)",
+            f"  {who}→ {said}: {d.reason} ({r.wall_s:.1f} s)",
             experiment=exp_id,
             status=d.status,
             reason=d.reason,
