@@ -8,6 +8,7 @@ function in its own module, callable without click.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from orchestrator.contract.model import DEFAULT_IMAGE, Contract
 from orchestrator.errors import ContractError
 from orchestrator.executors.config import EXECUTOR_KINDS, ExecutorConfig
 from orchestrator.flags import RAY_ADDRESS_HELP, contract_flags, load_contract
+from orchestrator.init import KINDS
 from orchestrator.terminal import Terminal
 from orchestrator.workspace import repo_root
 
@@ -247,7 +249,7 @@ def doctor(
     use, and print PASS/FAIL per CIS container-runtime item. With --executor ray,
     list the cluster's nodes: slots, GPUs, and whether each engine and image is ready.
     """
-    from orchestrator.doctor import audit_sandbox, isolation_check
+    from orchestrator.doctor import audit_sandbox, isolation_check, project_image_check
 
     contract = (
         build_contract(read_contract_file(contract_file), {}, str(contract_file))
@@ -268,12 +270,59 @@ def doctor(
     except ValidationError as e:
         raise ContractError(f"--executor: {e.errors()[0]['msg']} — check the flags") from None
     results = cfg.checks(contract.sandbox.image if contract is not None else DEFAULT_IMAGE)
-    if contract is not None:
+    if contract is not None and contract_file is not None:
         results.append(isolation_check(contract))
+        image = project_image_check(contract, repo_root(contract_file.resolve().parent))
+        results += [image] if image else []
     for c in results:
         click.echo(c.line())
     if not all(c.ok for c in results if c.required):
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--edit", help="The file the agent may change (repo-relative).")
+@click.option(
+    "--eval", "eval_cmd", help="The command that measures it (default: the skeleton written)."
+)
+@click.option("--metric", help="The metric's name, as the evaluator prints it.")
+@click.option("--goal", type=click.Choice(["min", "max"]), help="Lower or higher is better.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=None,
+    help="What kind of task (seeds the direction).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.pass_context
+def init(ctx: click.Context, edit: str | None, eval_cmd: str | None, metric: str | None,
+         goal: str | None, kind: str | None, force: bool) -> None:  # fmt: skip
+    """Write a first contract, a direction and an evaluator skeleton for this repository."""
+    from orchestrator.init import Plan, write
+
+    root = _root(ctx)
+    plan = Plan(
+        edit=edit or _ask("The file to improve (repo-relative)", "--edit"),
+        metric=metric or _ask("The metric's name", "--metric", "latency_ms"),
+        goal=goal or _ask("Lower or higher is better (min/max)", "--goal", "min"),
+        kind=kind or _ask(f"The kind of task ({', '.join(KINDS)})", "--kind", "latency"),
+        command=eval_cmd,
+    )
+    for path in write(root, plan, force=force):
+        click.echo(f"wrote {path.relative_to(root)}")
+    click.echo("next: edit autoresearch/evaluate.py, then `autoresearch doctor autoresearch.toml` "
+               "and `autoresearch run autoresearch.toml`")  # fmt: skip
+
+
+def _ask(question: str, flag: str, default: str | None = None) -> str:
+    """Ask on a terminal; elsewhere the flag is required (one line naming it)."""
+    if not sys.stdin.isatty():
+        if default is not None:
+            return default
+        raise ContractError(
+            f"{flag} is required when no terminal can be asked — e.g. {flag} src/app.py"
+        )
+    return str(click.prompt(question, default=default))
 
 
 @main.group()

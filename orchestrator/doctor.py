@@ -10,6 +10,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.contract.model import DEFAULT_IMAGE, FORGEABLE, Contract
@@ -104,6 +105,34 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
         )
     )
     return out
+
+
+def project_image_check(contract: Contract, root: Path) -> Check | None:
+    """Which image the contract's runs use, when it names dependencies, and whether it is current."""
+    from orchestrator.sandbox import project
+    from orchestrator.sandbox.docker import connect
+
+    s = contract.sandbox
+    if not project.wanted(s):
+        return None
+    try:
+        client = connect(timeout=10)
+        base = str(client.images.get(s.image).id)
+    except Exception as e:
+        return Check(
+            "project image", False, f"cannot tell ({type(e).__name__}) — build {s.image} first"
+        )
+    digest = project.inputs(s, root, base)
+    tag = f"autoresearch/project-{digest}:latest"
+    try:
+        client.images.get(tag)
+        return Check("project image", True, f"{tag} is current")
+    except Exception:
+        return Check(
+            "project image",
+            True,
+            f"{tag} is built on the next run (its inputs changed or it is new)",
+        )
 
 
 def isolation_check(contract: Contract) -> Check:

@@ -146,6 +146,7 @@ def start_run(
         raise UserError(
             f"a run tagged {tag!r} already exists in {root} — `autoresearch resume {tag}` or pick another --tag"
         )
+    contract = _with_project_image(contract, root, say)
     leftovers = _Leftovers()
     executor = build_executor(contract, root, tag, sandbox, leftovers)
     executor.check(contract)
@@ -172,6 +173,20 @@ def start_run(
     )
     say(f"run {tag}: branch {ws.branch} from {base[:12]}; results in {folder}")
     return night
+
+
+def _with_project_image(contract: Contract, root: Path, say: Say) -> Contract:
+    """The contract with the project's own image when it names dependencies (built if need be)."""
+    from orchestrator.sandbox import project
+
+    if not project.wanted(contract.sandbox):
+        return contract
+    from orchestrator.sandbox.docker import connect
+
+    tag = project.image_for(connect(timeout=600), contract.sandbox, root, say)
+    return contract.model_copy(
+        update={"sandbox": contract.sandbox.model_copy(update={"image": tag})}
+    )
 
 
 def _make_folder(

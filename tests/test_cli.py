@@ -193,3 +193,48 @@ def test_sigterm_stops_every_slot_and_leaves_no_container(
     assert rows and all(
         status is None for _, status in rows
     )  # interrupted, not crashed: resume reruns them
+
+
+def test_init_writes_a_contract_that_validates_or_says_what_is_missing(repo: Path) -> None:
+    missing = cli(repo, "init", check=False)  # no terminal to ask: the flag is required
+    assert missing.returncode == 2 and "--edit is required" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    cli(
+        repo,
+        "init",
+        "--edit",
+        "impl.py",
+        "--metric",
+        "latency_ms",
+        "--goal",
+        "min",
+        "--kind",
+        "refactor",
+    )
+    direction = (repo / "autoresearch" / "direction.md").read_text()
+    assert "simpler" in direction and "`latency_ms`" in direction
+    assert "import impl as candidate" in (repo / "autoresearch" / "evaluate.py").read_text()
+    again = cli(
+        repo,
+        "init",
+        "--edit",
+        "impl.py",
+        "--metric",
+        "m",
+        "--goal",
+        "min",
+        "--kind",
+        "ml",
+        check=False,
+    )
+    assert again.returncode == 2 and "pass --force" in again.stderr  # nothing overwritten
+    from orchestrator.contract.load import build_contract, read_contract_file
+
+    contract = build_contract(read_contract_file(repo / "autoresearch.toml"), {}, "init")
+    assert contract.evaluator.isolation == "harness" and contract.implementation.paths == [
+        "impl.py"
+    ]
+    night = cli(
+        repo, "run", "autoresearch.toml", "--agent", "none", "--tag", "skel", "--budget", "60"
+    )
+    assert "stopped: the agent has nothing more to propose" in night.stderr  # the skeleton measures

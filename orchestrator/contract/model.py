@@ -238,6 +238,16 @@ class Sandbox(_Model):
     shm: Size = 64 * 1024**2
     """Size of /dev/shm (a tmpfs, counted in `memory`); multiprocessing and data loaders use it."""
 
+    requirements: RepoPath | None = None
+    """A requirements or lock file (repo-relative) whose wheels the project's image holds; the host
+    downloads them, the image installs them with no network (orchestrator/sandbox/project.py)."""
+
+    apt: list[str] = []
+    """Debian packages the project's image holds (installed when it is built)."""
+
+    dockerfile: RepoPath | None = None
+    """A Dockerfile (repo-relative) built FROM the hardened base (`ARG BASE`); hardened again after."""
+
 
 class Gpus(_Model):
     pin: list[int] | None = None

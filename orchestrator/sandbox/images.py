@@ -25,7 +25,9 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
 from orchestrator.errors import UserError
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "sandbox-images"
+IMAGES_DIR = Path(__file__).resolve().parent / "recipes"
+"""The image recipes, inside the package: `autoresearch images build` works wherever it is
+installed (`sandbox-images/` at the top of the repository shows the same folders)."""
 INPUTS_LABEL = "org.autoresearch.inputs"
 SUITE = "bookworm"
 IMAGE_TAGS = {
@@ -166,9 +168,13 @@ def build(
     """Build `autoresearch/<name>` unless an image with the same inputs exists; return its tag."""
     folder = IMAGES_DIR / name
     if not (folder / "Dockerfile").exists():
-        raise UserError(
-            f"no image recipe at {folder} — pick one of: {', '.join(sorted(IMAGE_TAGS))}"
-        )
+        known = sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
+        if not known:
+            raise UserError(
+                f"no image recipes in {IMAGES_DIR}: this installation is incomplete — reinstall "
+                "autoresearch-orchestrator (pip install --force-reinstall autoresearch-orchestrator)"
+            )
+        raise UserError(f"no image recipe named {name!r} — pick one of: {', '.join(known)}")
     tag = IMAGE_TAGS.get(name, f"autoresearch/{name}:latest")
     digest = inputs_hash(folder)
     existing = _find_image(client, tag)
