@@ -153,14 +153,16 @@ def log(ctx: click.Context, tag: str) -> None:
 
 @main.command()
 @click.argument("tag")
+@click.argument("experiment", required=False, type=int)
 @click.pass_context
-def accept(ctx: click.Context, tag: str) -> None:
-    """Bring run TAG's result into your checked-out branch as one commit (after review)."""
+def accept(ctx: click.Context, tag: str, experiment: int | None) -> None:
+    """Bring run TAG's result (or EXPERIMENT, a winner held for review) into your checked-out
+    branch as one commit."""
     from orchestrator.morning.accept import accept as do_accept
 
     ledger, contract, ws = _opened(ctx, tag)
     info = ledger.run()
-    branch, commit = do_accept(ws, info, ledger.experiments(), contract.metric.name)
+    branch, commit = do_accept(ws, info, ledger.experiments(), contract.metric.name, experiment)
     click.echo(
         f"accepted run {tag} onto {branch} as {commit[:12]} (the run branch {ws.branch} keeps every step)"
     )

@@ -38,13 +38,42 @@ def message(info: RunInfo, exps: list[Experiment], metric: str) -> str:
     return sanitize.commit(body) + "\n" + trailers + "\n"
 
 
-def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) -> tuple[str, str]:
-    """Commit the night's result onto the checked-out branch; (branch, new commit)."""
-    kept = [e for e in exps if e.holds_best and e.id > 0 and e.merged_sha]
-    if not kept:
-        raise UserError(f"run {info.tag} kept no change — there is nothing to accept")
-    best = kept[-1].merged_sha
-    assert best is not None
+def _target(
+    info: RunInfo, exps: list[Experiment], metric: str, experiment: int | None
+) -> tuple[str, str, str]:
+    """(the commit to accept, the commit it is a change of, the message)."""
+    if experiment is None:
+        kept = [e for e in exps if e.holds_best and e.id > 0 and e.merged_sha]
+        if not kept:
+            raise UserError(f"run {info.tag} kept no change — there is nothing to accept")
+        best = kept[-1].merged_sha
+        assert best is not None
+        return best, info.base_commit, message(info, exps, metric)
+    e = next((x for x in exps if x.id == experiment), None)
+    if e is None or not (e.status == "keep" and not e.merged and e.commit_sha):
+        raise UserError(
+            f"experiment {experiment} of run {info.tag} is not a winner held for review — "
+            "see `autoresearch log` (without an experiment, accept takes the night's result)"
+        )
+    flags = "; ".join(e.flags) or "none"
+    body = sanitize.commit(
+        f"autoresearch {info.tag}: held experiment #{e.id}, accepted after review\n\n"
+        f"- {sanitize.field(e.description)} ({metric} {e.metric:.6g})\n"
+        f"- flagged: {sanitize.field(flags)}"
+    )
+    return (
+        e.commit_sha,
+        e.parent,
+        f"{body}\n\nAutoresearch-Run: {info.tag}\nAutoresearch-Held: {e.id}\n",
+    )
+
+
+def accept(
+    ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str, experiment: int | None = None
+) -> tuple[str, str]:
+    """Commit the night's result (or a winner held for review) onto the checked-out branch;
+    (branch, new commit)."""
+    best, merge_base, text = _target(info, exps, metric, experiment)
     branch = _git(
         ws,
         "symbolic-ref",
@@ -70,7 +99,7 @@ def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) ->
             "merge-tree",
             "--write-tree",
             "--no-messages",
-            f"--merge-base={info.base_commit}",
+            f"--merge-base={merge_base}",
             head,
             best,
         ]
@@ -91,7 +120,7 @@ def accept(ws: Workspace, info: RunInfo, exps: list[Experiment], metric: str) ->
     tree = proc.stdout.split()[0]
     if tree == _git(ws, "rev-parse", f"{head}^{{tree}}"):
         raise UserError(f"{branch} already holds the result of run {info.tag} — nothing to accept")
-    commit = _git(ws, "commit-tree", tree, "-p", head, "-m", message(info, exps, metric))
+    commit = _git(ws, "commit-tree", tree, "-p", head, "-m", text)
     _git(ws, "merge", "--ff-only", "--quiet", commit, fail="git could not fast-forward your branch")
     return branch, commit
 

@@ -384,3 +384,10 @@ def test_a_flagged_winner_is_held_for_review(tmp_path: Path, sandbox) -> None:
     )
     assert git(repo, "show", "autoresearch/held:impl.py") == IMPL  # the run branch did not move
     assert any("autoresearch accept held 1" in m for m in said)
+    ar = str(Path(__file__).parents[2] / ".venv" / "bin" / "autoresearch")
+    wrong = subprocess.run([ar, "accept", "held", "0"], cwd=repo, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "not a winner held for review" in wrong.stderr
+    done = subprocess.run([ar, "accept", "held", "1"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # a person read it and took it
+    assert git(repo, "show", "main:impl.py") == better
+    assert "Autoresearch-Held: 1" in git(repo, "log", "-1", "--format=%B", "main")
