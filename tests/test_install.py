@@ -100,7 +100,10 @@ def test_the_projects_requirements_are_in_its_sandbox_and_rebuilt_when_they_chan
     tmp_path: Path, sandbox
 ) -> None:
     repo = make_repo(tmp_path / "deps", {"impl.py": USES_DEP, "bench.py": BENCH})
-    wheel = _wheel(repo / "wheels", "tinydep", "1.0", {"tinydep/__init__.py": "VALUE = 42\n"})
+    token = f"# made for {tmp_path}\n"  # this test's own wheel, whatever images the machine holds
+    wheel = _wheel(
+        repo / "wheels", "tinydep", "1.0", {"tinydep/__init__.py": token + "VALUE = 42\n"}
+    )
     (repo / "requirements.txt").write_text(f"./wheels/{wheel.name}\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "a dependency")
@@ -113,11 +116,18 @@ def test_the_projects_requirements_are_in_its_sandbox_and_rebuilt_when_they_chan
     said.clear()
     start_run(repo, "d2", contract_for(tmp_path, **over), "t", sandbox, say=said.append).execute()
     assert not any("building" in m for m in said)  # the same inputs: the same image
+    _wheel(repo / "wheels", "tinydep", "1.0", {"tinydep/__init__.py": token + "VALUE = 43\n"})
+    said.clear()  # the same requirements line, another wheel behind it: rebuilt
+    start_run(repo, "d2b", contract_for(tmp_path, **over), "t", sandbox, say=said.append).execute()
+    assert sum("building" in m for m in said) == 1
     (wheel).unlink()
-    wheel = _wheel(repo / "wheels", "tinydep", "2.0", {"tinydep/__init__.py": "VALUE = 7\n"})
+    wheel = _wheel(
+        repo / "wheels", "tinydep", "2.0", {"tinydep/__init__.py": token + "VALUE = 7\n"}
+    )
     (repo / "requirements.txt").write_text(f"./wheels/{wheel.name}\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a new version")
+    said.clear()
     third = start_run(repo, "d3", contract_for(tmp_path, **over), "t", sandbox, say=said.append)
     third.execute()
     assert third.ledger.get(0).metric == 7.0 and sum("building" in m for m in said) == 1

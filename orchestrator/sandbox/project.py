@@ -52,8 +52,26 @@ def inputs(s: Sandbox, root: Path, base_id: str) -> str:
     h = hashlib.sha256(f"{base_id}\0{' '.join(sorted(s.apt))}\0".encode())
     for rel in (s.requirements, s.dockerfile):
         h.update(b"\0" + ((root / rel).read_bytes() if rel else b""))
+    if s.requirements:  # a local wheel or folder it names: its bytes, not just its name
+        for f in _local_files(root / s.requirements):
+            h.update(b"\0" + f.name.encode() + b"\0" + f.read_bytes())
     h.update(REHARDEN.encode() + (IMAGES_DIR / "project" / "install_wheels.py").read_bytes())
     return h.hexdigest()[:16]
+
+
+def _local_files(requirements: Path) -> list[Path]:
+    """The files a requirements file names by path (`./wheels/x.whl`), in its own folder's terms."""
+    out = []
+    for line in requirements.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if not entry or entry.startswith("-") or "://" in entry:
+            continue
+        path = (requirements.parent / entry).resolve()
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            out += sorted(f for f in path.rglob("*") if f.is_file())
+    return out
 
 
 def image_for(client: docker.DockerClient, s: Sandbox, root: Path, say: Say = print) -> str:
