@@ -50,7 +50,8 @@ def _target(
         assert best is not None
         return best, info.base_commit, message(info, exps, metric)
     e = next((x for x in exps if x.id == experiment), None)
-    if e is None or not (e.status == "keep" and not e.merged and e.commit_sha):
+    held = e is not None and e.id > 0 and e.status == "keep" and not e.merged and bool(e.flags)
+    if e is None or not held or not e.commit_sha:
         raise UserError(
             f"experiment {experiment} of run {info.tag} is not a winner held for review — "
             "see `autoresearch log` (without an experiment, accept takes the night's result)"
