@@ -1,6 +1,6 @@
 """Trusted evaluator for examples/flaky-test: how often does the flaky test pass?
 
-Runs `test_get_after_load` 30 times (pass_rate, higher is better) and every other
+Runs `test_get_after_load` 200 times (pass_rate, higher is better) and every other
 test once (tests_failed must stay 0: a constraint in the contract).
 """
 
@@ -9,7 +9,7 @@ import traceback
 
 import test_cache
 
-RUNS = 30
+RUNS = 200  # enough that the pass rate's own noise (binomial, ±0.035 at 0.5) is far below the fix's gain
 passed = 0
 for _ in range(RUNS):
     try:
