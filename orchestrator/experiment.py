@@ -18,8 +18,9 @@ PHASES = ("proposing", "frozen", "running", "decided", "confirming", "done")
 runs again before it may merge (then `decided` again)."""
 IN_FLIGHT = ("frozen", "running", "confirming")
 """Phases of an experiment a slot is still working on (or will, once one is free)."""
-Status = Literal["keep", "discard", "crash", "refused"]
-"""How an experiment ended: kept (merged), discarded, crashed, or refused before it ran."""
+Status = Literal["keep", "discard", "crash", "refused", "duplicate"]
+"""How an experiment ended: kept (merged), discarded, crashed, refused before it ran, or not
+run because an earlier candidate had exactly its tree (its result is that one's)."""
 STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -66,6 +67,8 @@ class Experiment:
     """The cluster node its recorded run was on (Ray); None on this machine."""
     flags: list[str] = field(default_factory=list)
     """Known tampering moves its proposal makes (night/tampering.py); [] when none."""
+    tree: str | None = None
+    """The candidate's git tree: a later candidate with the same tree is not run again."""
 
     @property
     def holds_best(self) -> bool:

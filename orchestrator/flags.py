@@ -67,6 +67,11 @@ _FLAGS: list[Callable[[F], F]] = [
         help="Candidates the agent prepares ahead of a free slot (default 1; 0 = strictly in turn).",
     ),
     click.option(
+        "--proposers",
+        type=click.IntRange(min=1),
+        help="Proposals prepared at once (default: as many as keep every slot fed).",
+    ),
+    click.option(
         "--gpus",
         "gpu_pin",
         callback=lambda _c, _p, v: gpu_list(v),
@@ -157,6 +162,7 @@ def _overrides(root: Path, flags: dict[str, Any]) -> dict[str, Any]:
         "sandbox.gpus": flags["gpus_per_experiment"],
         "budget.parallel": flags["parallel"],
         "budget.pipeline": flags["pipeline"],
+        "budget.proposers": flags["proposers"],
         "gpus.pin": flags["gpu_pin"],
         "executor.kind": flags["executor"] or ("ray" if flags["ray_address"] else None),
         "executor.address": flags["ray_address"],

@@ -3,8 +3,7 @@
 Each experiment's row is written BEFORE each step and completed after it, in
 phases: proposing → frozen → running → decided → done. A killed orchestrator
 resumes from the phase it finds: nothing is lost, nothing is recorded or merged
-twice. results.tsv is regenerated from the ledger (atomically), never appended,
-so it cannot hold a duplicate row.
+twice. results.tsv is regenerated from the ledger (atomically), never appended.
 """
 
 from __future__ import annotations
@@ -72,7 +71,8 @@ CREATE TABLE IF NOT EXISTS experiment (
     rebased_from TEXT,
     rebases INTEGER NOT NULL DEFAULT 0,
     node TEXT,
-    flags TEXT
+    flags TEXT,
+    tree TEXT
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,6 +99,7 @@ _ADDED = {
         "rebases INTEGER NOT NULL DEFAULT 0",
         "node TEXT",
         "flags TEXT",
+        "tree TEXT",
     ),
 }
 
@@ -121,6 +122,7 @@ class Ledger:
             for col in columns:
                 if col.split()[0] not in have:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
+        self.db.execute("CREATE INDEX IF NOT EXISTS experiment_tree ON experiment(tree)")
 
     def close(self) -> None:
         self.db.close()
@@ -185,21 +187,38 @@ class Ledger:
             time.time(),
         )
 
+    def next_id(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(id), -1) + 1 FROM experiment")[0][0])
+
+    def reparent(self, exp_id: int, parent: str) -> None:
+        """A proposal a kill interrupted starts again, under its id, from the best now."""
+        sql = "UPDATE experiment SET parent=?, started=? WHERE id=? AND phase='proposing'"
+        self._write(sql, parent, time.time(), exp_id)
+
+    def same_tree(self, tree: str, before: int) -> Experiment | None:
+        """The first experiment other than `before` whose candidate had exactly this tree."""
+        sql = "SELECT * FROM experiment WHERE tree=? AND id<>? ORDER BY id LIMIT 1"
+        rows = self._query(sql, tree, before)
+        return Experiment.from_row(rows[0]) if rows else None
+
     def abandon(self, exp_id: int) -> None:
         """Drop a row whose proposal never happened (the agent had nothing more)."""
         self._write("DELETE FROM experiment WHERE id = ? AND phase = 'proposing'", exp_id)
 
     def frozen(
-        self, exp_id: int, commit: str, description: str, hypothesis: str, loc: int | None
+        self,
+        exp_id: int,
+        commit: str,
+        description: str,
+        hypothesis: str,
+        loc: int | None,
+        tree: str | None = None,
     ) -> None:
         self._write(
-            "UPDATE experiment SET phase='frozen', commit_sha=?, description=?, hypothesis=?, loc=? WHERE id=?",
-            commit,
-            description,
-            hypothesis,
-            loc,
-            exp_id,
-        )
+            "UPDATE experiment SET phase='frozen', commit_sha=?, description=?, hypothesis=?, loc=?, "
+            "tree=? WHERE id=?",
+            commit, description, hypothesis, loc, tree, exp_id,
+        )  # fmt: skip
 
     def flagged(self, exp_id: int, flags: list[str]) -> None:
         """The tampering moves its proposal makes (night/tampering.py)."""
@@ -214,16 +233,11 @@ class Ledger:
 
     def cost(self, exp_id: int, cost_usd: float | None, usage: dict[str, int]) -> None:
         """What proposing experiment `exp_id` cost (recorded even when it is refused)."""
-        self._write(
-            "UPDATE experiment SET cost_usd=?, usage=? WHERE id=?",
-            cost_usd,
-            json.dumps(usage),
-            exp_id,
-        )
+        sql = "UPDATE experiment SET cost_usd=?, usage=? WHERE id=?"
+        self._write(sql, cost_usd, json.dumps(usage), exp_id)
 
     def total_cost(self) -> float:
-        rows = self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM experiment")
-        return float(rows[0][0])
+        return float(self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM experiment")[0][0])
 
     def running(self, exp_id: int, slot: int | None = None) -> None:
         self._write(

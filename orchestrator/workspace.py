@@ -195,7 +195,7 @@ class Workspace:
         trailers: dict[str, str],
     ) -> str:
         """Commit the candidate's exact tree on `parent` with provenance trailers; fast-forward to it."""
-        tree = self.git("rev-parse", f"{candidate}^{{tree}}").decode().strip()
+        tree = self.tree(candidate)
         subject, why = sanitize.commit(sanitize.field(description)), sanitize.commit(hypothesis)
         body = f"{subject}\n\n" + (f"{why}\n\n" if why.strip() else "")
         message = body + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
@@ -245,6 +245,9 @@ class Workspace:
         commit = self.git("commit-tree", tree, "-p", onto, "-m", message).decode().strip()
         self.update_ref(self.candidate_ref(experiment), commit)
         return commit, self.diff(onto, commit)
+
+    def tree(self, commit: str) -> str:
+        return self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()
 
     def candidate_ref(self, experiment: int) -> str:
         return f"refs/autoresearch/{self.tag}/exp-{experiment:04d}"

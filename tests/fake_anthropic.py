@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +35,11 @@ class FakeAnthropic:
         self.script: deque[tuple[str, Any]] = deque()
         self.requests: list[dict[str, Any]] = []
         self._ids = 0
+        self.delay_s = 0.0
+        """How long each response takes to start (conversations in flight overlap)."""
+        self.active = self.most_active = 0
+        """Requests being answered now, and the most at once."""
+        self._lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,11 +47,23 @@ class FakeAnthropic:
                 pass
 
             def do_POST(self) -> None:
+                with fake._lock:
+                    fake.active += 1
+                    fake.most_active = max(fake.most_active, fake.active)
+                try:
+                    self._answer()
+                finally:
+                    with fake._lock:
+                        fake.active -= 1
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                fake.requests.append(body)
-                kind, payload = (
-                    fake.script.popleft() if fake.script else ("error", (500, "api_error"))
-                )
+                with fake._lock:
+                    fake.requests.append(body)
+                    kind, payload = (
+                        fake.script.popleft() if fake.script else ("error", (500, "api_error"))
+                    )
+                time.sleep(fake.delay_s)
                 if kind == "error":
                     status, etype = payload
                     data = json.dumps(

@@ -21,7 +21,8 @@ from orchestrator.agents.context import render_history
 from orchestrator.gpus import FakeInventory, Gpu
 from orchestrator.ledger import Ledger
 from orchestrator.night import Backoff
-from orchestrator.night.driver import Night, default_parallel
+from orchestrator.night.driver import Night
+from orchestrator.night.sizes import default_parallel
 from orchestrator.runs import start_run
 from tests.conftest import WrappedSandbox, contract_for, make_patch, make_repo
 
@@ -225,19 +226,27 @@ def test_a_stale_winner_that_conflicts_is_discarded(tmp_path: Path, sandbox) -> 
 class ThinkingAgent:
     """Writes a new comment each time after `think` seconds; records what it was shown."""
 
+    in_turn = False
+
     def __init__(self, think: float, count: int) -> None:
         self.think, self.count, self.n = think, count, 0
         self.seen: list[list[tuple[int, str]]] = []
+        self.lock = threading.Lock()
+
+    def cancel(self) -> None:
+        pass
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
-        if self.n >= self.count:
-            return None
-        self.seen.append([(e.id, e.phase) for e in ctx.history])
+        with self.lock:
+            if self.n >= self.count:
+                return None
+            self.n += 1
+            n = self.n
+            self.seen.append([(e.id, e.phase) for e in ctx.history])
         time.sleep(self.think)
-        self.n += 1
         path = scratch / "impl.py"
-        path.write_text(path.read_text() + f"# {self.n}\n")
-        return Proposal(f"comment {self.n}", "no effect expected")
+        path.write_text(path.read_text() + f"# {n}\n")
+        return Proposal(f"comment {n}", "no effect expected")
 
 
 def test_the_agent_proposes_while_experiments_run_and_sees_them_in_flight(

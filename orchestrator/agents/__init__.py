@@ -46,8 +46,8 @@ class Proposal:
 
 
 class Agent(Protocol):
-    """Proposes one change at a time. It may be asked while earlier proposals still run
-    (they are in `ctx.history`, marked in flight)."""
+    """Proposes changes, several at once unless `in_turn`. It may be asked while earlier
+    proposals are still being made or run (they are in `ctx.history`, marked in flight)."""
 
     in_turn: bool
     """True: its proposals are a sequence (each written against the result of the one
@@ -55,6 +55,9 @@ class Agent(Protocol):
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         """Edit the files under `scratch` (a copy of the best commit) and describe the change.
+
+        Unless `in_turn`, it is called from several threads at once (each with its own
+        `scratch`): one conversation or process per call, nothing shared but what is safe.
 
         Returns None when the agent has nothing more to propose (the run ends).
         Raises:
@@ -65,4 +68,10 @@ class Agent(Protocol):
             UserError: the agent's configuration is wrong (a refused key); the
                 night stops with one line.
         """
+        ...
+
+    def cancel(self) -> None:
+        """Stop every proposal in flight now (the night is torn down or a stop rule fired):
+        its processes are killed, a conversation ends at its next turn. Each such call
+        raises or returns soon after; what it spent is still reported."""
         ...

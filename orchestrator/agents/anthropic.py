@@ -12,6 +12,7 @@ backoff and never records it as the candidate's failure. Usage and USD cost
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import AnthropicAgentConfig, Price
-from orchestrator.agents.context import render_dynamic, render_stable
+from orchestrator.agents.context import render_dynamic, render_full_history, render_stable
 from orchestrator.agents.editor import Editor
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 
@@ -45,6 +46,23 @@ SUBMIT_TOOL = {
     },
 }
 EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+HISTORY_TOOL = {
+    "name": "history",
+    "description": "Every experiment of this run one line each (the prompt groups older ones): "
+    "status, metric, description, reason. Optionally a range of experiment ids.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "first": {"type": "integer", "description": "the first experiment id (default 0)"},
+            "last": {
+                "type": "integer",
+                "description": "the last experiment id (default: the latest)",
+            },
+        },
+    },
+}
+HISTORY_LINES = 400
+"""The most lines one call of the history tool returns (ask again for the rest)."""
 RETRIABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 USAGE_KEYS = ("input", "output", "cache_write", "cache_read")
 
@@ -84,12 +102,31 @@ class AnthropicAgent:
             api_key=key, base_url=cfg.base_url, max_retries=cfg.api_retries, timeout=cfg.timeout_s
         )
         self.price = cfg.prices.get(cfg.model)
+        self._stops: set[threading.Event] = set()
+        self._lock = threading.Lock()
         if self.price is None:
             say(
                 f"warning: no price for model {cfg.model} in agent.prices — its cost is shown as unknown"
             )
 
+    def cancel(self) -> None:
+        """Every conversation in flight ends at its next turn (what it spent is reported)."""
+        with self._lock:
+            stops, self._stops = list(self._stops), set()
+        for stop in stops:
+            stop.set()
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        stop = threading.Event()  # one conversation per call: several run at once
+        with self._lock:
+            self._stops.add(stop)
+        try:
+            return self._converse(ctx, scratch, stop)
+        finally:
+            with self._lock:
+                self._stops.discard(stop)
+
+    def _converse(self, ctx: Context, scratch: Path, stop: threading.Event) -> Proposal | None:
         editor = Editor(scratch, list(ctx.contract.implementation.paths))
         system: list[dict[str, Any]] = [
             {"type": "text", "text": SYSTEM},
@@ -101,7 +138,7 @@ class AnthropicAgent:
                 "content": [
                     {
                         "type": "text",
-                        "text": render_dynamic(ctx),
+                        "text": render_dynamic(ctx, full="the `history` tool"),
                         "cache_control": {"type": "ephemeral"},
                     }
                 ],
@@ -109,12 +146,19 @@ class AnthropicAgent:
         ]
         usage = dict.fromkeys(USAGE_KEYS, 0)
         for _turn in range(self.cfg.max_turns):
+            if stop.is_set():
+                raise ProposalRefused(
+                    "the night stopped before this proposal was finished",
+                    "(stopped)",
+                    cost_of(usage, self.price),
+                    dict(usage),
+                )
             message = self._call(system, messages)
             self._add_usage(usage, message.usage)
             messages.append(
                 {"role": "assistant", "content": [b.to_dict() for b in message.content]}
             )
-            results, submitted = self._run_tools(message.content, editor)
+            results, submitted = self._run_tools(message.content, editor, ctx)
             if submitted is not None:
                 desc, hyp = submitted
                 return Proposal(desc, hyp, cost_of(usage, self.price), dict(usage))
@@ -141,7 +185,7 @@ class AnthropicAgent:
         )
 
     def _run_tools(
-        self, content: list[Any], editor: Editor
+        self, content: list[Any], editor: Editor, ctx: Context
     ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
         results: list[dict[str, Any]] = []
         for block in content:
@@ -171,7 +215,9 @@ class AnthropicAgent:
                     }
                 )
                 continue
-            if block.name != EDITOR_TOOL["name"]:
+            if block.name == HISTORY_TOOL["name"]:
+                text, is_error = _history(ctx, args), False
+            elif block.name != EDITOR_TOOL["name"]:
                 text, is_error = f"Error: unknown tool {block.name}", True
             else:
                 text, is_error = editor.handle(args)
@@ -199,7 +245,7 @@ class AnthropicAgent:
             max_tokens=cfg.max_tokens,
             system=system,
             messages=messages,
-            tools=[EDITOR_TOOL, SUBMIT_TOOL],
+            tools=[EDITOR_TOOL, HISTORY_TOOL, SUBMIT_TOOL],
         )
         if cfg.temperature is not None:
             kwargs["temperature"] = cfg.temperature
@@ -246,3 +292,17 @@ def _error_type(e: Any) -> str:
         if isinstance(err, dict):
             return str(err.get("type", "error"))
     return "error"
+
+
+def _history(ctx: Context, args: dict[str, Any]) -> str:
+    """The history tool: experiments one line each, at most HISTORY_LINES per call."""
+    try:
+        first = int(args.get("first", 0))
+        last = int(args["last"]) if args.get("last") is not None else None
+    except (TypeError, ValueError):
+        return "first and last must be experiment ids (integers)."
+    lines = render_full_history(ctx.history, first, last).splitlines()
+    if len(lines) > HISTORY_LINES:
+        rest = lines[HISTORY_LINES].split(" ", 1)[0]
+        lines = [*lines[:HISTORY_LINES], f"[... more: ask again with first = {rest[1:]}]"]
+    return "\n".join(lines) or "(no experiments in that range)"

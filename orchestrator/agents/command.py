@@ -3,7 +3,8 @@
 The command runs on the host — it is the user's own trusted tool — in a private
 copy of the best commit (a throwaway git repository outside the user's, so a
 CLI that runs git cannot touch the user's history), with the rendered context in
-a prompt file. Its edits are copied back and then validated like any other
+a prompt file (and the whole history, one line per experiment, in a file beside it:
+`$AUTORESEARCH_HISTORY`). Several run at once, each in its own copy. Its edits are copied back and then validated like any other
 proposal: a change outside the allowed paths is refused, and the code it wrote
 still only ever runs in the sandbox. It may print `DESCRIPTION: ...` and
 `HYPOTHESIS: ...` lines to describe its change.
@@ -11,19 +12,22 @@ still only ever runs in the sandbox. It may print `DESCRIPTION: ...` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
-from orchestrator.agents.context import render_prompt
+from orchestrator.agents.context import render_full_history, render_prompt
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 
 INSTRUCTIONS = """
@@ -68,12 +72,86 @@ def _mirror(src: Path, dst: Path) -> None:
                 path.unlink()
 
 
+GUARD = Path(__file__).with_name("guard.py")
+"""Kills the command's whole process group when the orchestrator dies (see guard.py)."""
+
+
+OWNER_ENV = "AUTORESEARCH_AGENT_OF"
+"""Marks every process of a command with its run folder: a killed night's leftovers are found
+(and killed) by it at the next start."""
+
+
+def reap_commands(run_dir: Path) -> int:
+    """Kill what agent commands of this run a killed orchestrator left running; how many."""
+    mark = f"{OWNER_ENV}={run_dir}".encode()
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours
+            continue
+        if mark in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
 class CommandAgent:
     in_turn = False
 
     def __init__(self, cfg: CommandAgentConfig, say: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.say = say
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        """Kill every command in flight, with everything it started (its process group)."""
+        with self._lock:
+            live, self._live = list(self._live), set()
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def _execute(self, command: str, work: Path, env: dict[str, str]) -> tuple[int, str]:
+        """Run the command under its guard, in a process group of its own; (exit code, what
+        it printed). Past `timeout_s` the whole group is killed and the proposal refused."""
+        proc = subprocess.Popen(
+            [sys.executable, str(GUARD), command],
+            cwd=work,
+            env=env,
+            stdin=subprocess.PIPE,  # never written: it closes when we die (see guard.py)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._live.add(proc)
+        late = threading.Event()
+
+        def time_up() -> None:
+            late.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(self.cfg.timeout_s, time_up)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            proc.wait()
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._live.discard(proc)
+            if proc.stdin:
+                proc.stdin.close()
+        if late.is_set():
+            raise ProposalRefused(f"agent command timed out after {self.cfg.timeout_s:g} s")
+        return proc.returncode, out.decode(errors="replace")
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
@@ -85,42 +163,26 @@ class CommandAgent:
                 ["commit", "-qm", "best so far", "--allow-empty"],
             ):
                 subprocess.run(["git", *_GIT_ID, *args], cwd=work, check=True, capture_output=True)
-            prompt.write_text(render_prompt(ctx) + INSTRUCTIONS)
+            history = Path(tmp) / "history.md"  # beside the prompt, outside the copy
+            history.write_text(render_full_history(ctx.history) + "\n")
+            prompt.write_text(render_prompt(ctx, full=str(history)) + INSTRUCTIONS)
             command = self.cfg.command.replace("{prompt_file}", shlex.quote(str(prompt)))
             env = {
                 **os.environ,
                 "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
                 "AUTORESEARCH_PROMPT": str(prompt),
+                "AUTORESEARCH_HISTORY": str(history),
+                OWNER_ENV: str(ctx.run_dir or ""),
             }
-            proc = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=work,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            try:
-                out, _ = proc.communicate(timeout=self.cfg.timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                raise ProposalRefused(
-                    f"agent command timed out after {self.cfg.timeout_s:g} s"
-                ) from None
-            text = out.decode(errors="replace")
-            if proc.returncode in (126, 127):  # the shell found no such command: the setup's
+            code, text = self._execute(command, work, env)
+            if code in (126, 127):  # the shell found no such command: the setup's
                 raise UserError(
-                    f"agent command {self.cfg.command!r} cannot run (exit {proc.returncode}) — "
+                    f"agent command {self.cfg.command!r} cannot run (exit {code}) — "
                     "fix agent.command or install the CLI"
                 )
-            if proc.returncode != 0:  # an outage of its API, its own crash: never the candidate's
+            if code != 0:  # an outage of its API, its own crash: never the candidate's
                 last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
-                raise InfraError(
-                    f"agent command exited {proc.returncode}: {sanitize.field(last)[:200]}"
-                )
+                raise InfraError(f"agent command exited {code}: {sanitize.field(last)[:200]}")
             _mirror(work, scratch)
         fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
         for line in text.splitlines():

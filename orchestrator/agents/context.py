@@ -40,30 +40,56 @@ def trusted_reason(reason: str) -> str:
     return _QUOTED.sub(r"\1 (its last lines are in the fenced log tail, if shown)", reason)
 
 
-def render_history(
-    experiments: list[Experiment], tails: dict[int, str], recent_failures: int = RECENT_FAILURES
-) -> str:
-    """One line per experiment; the log tails of the most recent failures, fenced."""
-    lines = []
-    base = baseline_metric(experiments)
-    for e in experiments:
-        metric = "-" if e.metric is None else f"{e.metric:.6g}"
-        delta = (
-            f" (Δ {e.metric - base:+.6g})"
-            if e.metric is not None and base is not None and e.id
-            else ""
+RECENT_IN_FULL = 20
+"""How many of the latest finished experiments the history shows one by one (besides every
+keep and everything in flight); older ones are grouped, so the prompt stays bounded."""
+GROUP_EXAMPLES = 3
+"""How many closest misses, furthest misses and crash reasons a group names."""
+
+
+def history_line(e: Experiment, base: float | None) -> str:
+    """One experiment as an agent is shown it (its reason without quoted candidate output)."""
+    why = f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""
+    if e.phase == "proposing":
+        return (
+            f"#{e.id} BEING PROPOSED by another proposer now (its change is not known yet; "
+            "prefer a different idea)"
         )
-        cost = f", ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
-        why = f" — hypothesis: {e.hypothesis}" if e.hypothesis and e.id else ""
-        if e.phase in IN_FLIGHT:
-            lines.append(
-                f"#{e.id} IN FLIGHT (running now, result not known yet; do not propose it again) — "
-                f"{e.description}{why}"
-            )
-            continue
-        reason = trusted_reason(e.reason or "")
-        line = f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({reason}{cost})"
-        lines.append(line + why)
+    if e.phase in IN_FLIGHT:
+        return (
+            f"#{e.id} IN FLIGHT (running now, result not known yet; do not propose it again) — "
+            f"{e.description}{why}"
+        )
+    metric = "-" if e.metric is None else f"{e.metric:.6g}"
+    delta = (
+        f" (Δ {e.metric - base:+.6g})" if e.metric is not None and base is not None and e.id else ""
+    )
+    cost = f", ${e.cost_usd:.4f}" if e.cost_usd is not None else ""
+    reason = trusted_reason(e.reason or "")
+    return (
+        f"#{e.id} {e.status or e.phase}: {metric}{delta} — {e.description} ({reason}{cost})" + why
+    )
+
+
+def render_history(
+    experiments: list[Experiment],
+    tails: dict[int, str],
+    recent_failures: int = RECENT_FAILURES,
+    *,
+    recent: int = RECENT_IN_FULL,
+    goal: str = "min",
+    full: str = "",
+) -> str:
+    """Every keep, everything in flight and the `recent` latest experiments one line each;
+    older ones grouped by status; the log tails of the most recent failures, fenced.
+    `full` says where the whole history can be read (a file, a tool)."""
+    base = baseline_metric(experiments)
+    finished = [e for e in experiments if e.phase not in (*IN_FLIGHT, "proposing")]
+    shown = {e.id for e in finished[-recent:]} if recent else set()
+    older = [e for e in finished if e.id not in shown and e.id and not e.holds_best]
+    lines = group_lines(older, goal, full) if older else []
+    older_ids = {e.id for e in older}
+    lines += [history_line(e, base) for e in experiments if e.id not in older_ids]
     failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
         -recent_failures:
     ]
@@ -71,6 +97,36 @@ def render_history(
         lines.append("")
         lines.append(fence_untrusted(tails[e.id], f"log tail of experiment #{e.id}"))
     return "\n".join(lines)
+
+
+def group_lines(older: list[Experiment], goal: str, full: str) -> list[str]:
+    """Older experiments in a few lines: counts by status, the closest and furthest misses,
+    the commonest crash reasons."""
+    where = f"; all of them, one by one: {full}" if full else ""
+    lines = [f"Earlier experiments, grouped ({len(older)} not listed one by one{where}):"]
+    for status in sorted({e.status or "-" for e in older}):
+        group = [e for e in older if (e.status or "-") == status]
+        line = f"- {status}: {len(group)}"
+        scored = sorted((e for e in group if e.metric is not None), key=lambda e: e.metric or 0.0)
+        if goal == "max":
+            scored.reverse()
+        if scored and status != "crash":
+            near = "; ".join(_brief(e) for e in scored[:GROUP_EXAMPLES])
+            far = "; ".join(_brief(e) for e in scored[GROUP_EXAMPLES:][-GROUP_EXAMPLES:])
+            line += f" — closest to winning: {near}" + (f" — furthest: {far}" if far else "")
+        if status in ("crash", "refused"):
+            reasons: dict[str, int] = {}
+            for e in group:
+                r = trusted_reason(e.reason or "")[:120]
+                reasons[r] = reasons.get(r, 0) + 1
+            top = sorted(reasons.items(), key=lambda kv: -kv[1])[:GROUP_EXAMPLES]
+            line += " — reasons: " + "; ".join(f"{r} (×{k})" for r, k in top)
+        lines.append(line)
+    return lines
+
+
+def _brief(e: Experiment) -> str:
+    return f"#{e.id} {e.metric:.6g} {e.description[:80]}"
 
 
 def contract_summary(c: Contract) -> str:
@@ -97,18 +153,28 @@ def render_stable(ctx: Context) -> str:
     )
 
 
-def render_dynamic(ctx: Context) -> str:
-    """The current best files and the whole history."""
+def render_dynamic(ctx: Context, full: str = "") -> str:
+    """The current best files and the history (bounded: `full` says where the rest is)."""
     parts = [f"# Experiment {ctx.experiment}: the current best files\n"]
     for path, text in ctx.files.items():
         longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
         fence = "`" * max(3, longest + 1)
         parts.append(f"## {path}\n{fence}\n{text}\n{fence}\n")
-    parts.append("# History (every experiment so far)\n")
-    parts.append(render_history(ctx.history, ctx.tails) or "(none yet)")
+    parts.append("# History\n")
+    goal = ctx.contract.metric.goal
+    parts.append(render_history(ctx.history, ctx.tails, goal=goal, full=full) or "(none yet)")
     return "\n".join(parts)
 
 
-def render_prompt(ctx: Context) -> str:
+def render_prompt(ctx: Context, full: str = "") -> str:
     """Everything in one text, for agents that take a single prompt file."""
-    return render_stable(ctx) + "\n\n" + render_dynamic(ctx)
+    return render_stable(ctx) + "\n\n" + render_dynamic(ctx, full)
+
+
+def render_full_history(
+    experiments: list[Experiment], first: int = 0, last: int | None = None
+) -> str:
+    """Experiments `first`..`last` one line each (no grouping): the history on request."""
+    base = baseline_metric(experiments)
+    chosen = [e for e in experiments if e.id >= first and (last is None or e.id <= last)]
+    return "\n".join(history_line(e, base) for e in chosen)

@@ -15,5 +15,8 @@ from orchestrator.agents import Context, Proposal
 class NoAgent:
     in_turn = False
 
+    def cancel(self) -> None:
+        """Nothing is ever in flight."""
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         return None

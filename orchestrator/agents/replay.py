@@ -32,6 +32,9 @@ class ReplayAgent:
                 f"agent.patches: {patches} holds no patch files — add some `git diff` files"
             )
 
+    def cancel(self) -> None:
+        """A patch applies in an instant: nothing to stop."""
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         if ctx.experiment > len(self.patches):
             return None

@@ -12,6 +12,7 @@ it crashed or was refused. The baseline is told first, as a trial of its own.
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class Tuner:
         import optuna
 
         self.optuna = optuna
+        self._lock = threading.Lock()
         self.cfg = cfg
         self.say = say
         single = [p for p in contract.implementation.paths if not any(c in p for c in "*?[")]
@@ -131,7 +133,14 @@ class Tuner:
                 ) from None
         return out
 
+    def cancel(self) -> None:
+        """An ask() takes milliseconds: nothing to stop."""
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        with self._lock:  # several asks in flight: the study sees each (constant liar)
+            return self._propose(ctx, scratch)
+
+    def _propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         current = self._current(ctx.files)
         self._sync(ctx.history, current)
         trial = self._trial_for(ctx.experiment, current)

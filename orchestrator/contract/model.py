@@ -191,6 +191,11 @@ class Budget(_Model):
     (0 = propose only when a slot is idle: strictly one change at a time with parallel = 1);
     None = 1, or 0 for the replay agent."""
 
+    proposers: int | None = Field(default=None, ge=1)
+    """Proposals prepared at once, each by its own conversation or process; None = as many as
+    keep every slot fed (at least slots + pipeline, more while the agent thinks longer than
+    an experiment runs, at most 4 per slot); 1 for the replay agent."""
+
 
 class Sandbox(_Model):
     image: str = DEFAULT_IMAGE

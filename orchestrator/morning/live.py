@@ -22,7 +22,13 @@ from orchestrator.ledger import Ledger
 from orchestrator.morning.summary import summary
 
 RECENT = 6
-COLOURS = {"keep": "green", "discard": "grey50", "crash": "red", "refused": "red"}
+COLOURS = {
+    "keep": "green",
+    "discard": "grey50",
+    "crash": "red",
+    "refused": "red",
+    "duplicate": "grey50",
+}
 
 
 def render(ledger: Ledger, contract: Contract, now: float | None = None) -> RenderableType:
@@ -62,7 +68,8 @@ def _counts(d: dict[str, Any]) -> Text:
     c = d["counts"]
     counts = Text(
         f"{c['keep']} keep · {c['discard']} discard · {c['crash']} crash · {c['refused']} refused"
-        f" · agent ${d['cost_usd']:.2f}"
+        + (f" · {c['duplicate']} duplicate" if c["duplicate"] else "")
+        + f" · agent ${d['cost_usd']:.2f}"
     )
     if d["duty_cycle"] is not None:
         counts.append(f" · {d['slots']} slot(s), duty {d['duty_cycle']:.0%}")

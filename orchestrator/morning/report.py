@@ -245,9 +245,10 @@ def _cards(d: dict[str, Any]) -> str:
         ("discards", d["counts"]["discard"]),
         ("crashes", d["counts"]["crash"]),
         ("refused", d["counts"]["refused"]),
+        ("duplicates (not run again)", d["counts"]["duplicate"]),
         ("wall time", _duration(d["wall_s"])),
         ("accelerator-hours", f"{d['accelerator_hours']:.2f}"),
-        ("agent cost", f"${d['cost_usd']:.2f}"),
+        ("cost (agent and services)", f"${d['cost_usd']:.2f}"),
         ("duty cycle", duty),
     ]
     return "".join(

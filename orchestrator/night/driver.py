@@ -1,11 +1,13 @@
 """The driver: one night of one run, from start-up to a stop rule.
 
-One driver thread owns the agent, the merges and the stop rules; N worker slots
-(`slots.py`) run frozen candidates in sandboxes. The agent prepares up to
-`budget.pipeline` candidates ahead of a free slot, so a slot never waits for it
-to think. Every candidate forks from the best at the time it is proposed
-(`proposals.py`); a winner whose base went stale is rebased onto the new best and
-must win again there before it merges (`merges.py`). Merges are serialised here.
+One driver thread owns the merges and the stop rules; N worker slots (`slots.py`)
+run frozen candidates in sandboxes; several proposals are prepared at once, each
+in its own thread (`proposers.py`), enough that no slot waits for the agent to
+think. The driver never blocks on an agent: it wakes whenever a slot or a
+proposer hands something back. Every candidate forks from the best at the time
+its proposal started (`proposals.py`); a winner whose base went stale is rebased
+onto the new best and must win again there before it merges (`merges.py`).
+Merges are serialised here.
 
 Every step is written to the ledger before and after it happens, so `resume`
 after a SIGKILL at any point continues from the exact phase it finds. A failure
@@ -17,26 +19,28 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import sqlite3
 import threading
 import time
 
 from orchestrator import sanitize
 from orchestrator.agents import Agent
+from orchestrator.agents.command import reap_commands
 from orchestrator.contract.model import Contract
 from orchestrator.errors import EngineUnavailable, InfraError, UserError
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
-from orchestrator.gpus import Gpu, GpuInventory, LeasePolicy, Leases, NvmlInventory, free
+from orchestrator.gpus import Gpu, GpuInventory, Leases, NvmlInventory
 from orchestrator.ledger import Ledger
 from orchestrator.logs import EventLog
 from orchestrator.night import Backoff, Say
 from orchestrator.night.judge import Judge
 from orchestrator.night.merges import Merges
 from orchestrator.night.proposals import Proposals
+from orchestrator.night.proposers import Proposers, capacity
 from orchestrator.night.runner import Runner
-from orchestrator.night.slots import Slots
+from orchestrator.night.sizes import lease_policy, sizes
+from orchestrator.night.slots import POLL_S, Slots
 from orchestrator.night.stops import stop_reason
 from orchestrator.sandbox.disk import unmount_below
 from orchestrator.workspace import Workspace, remove_tree
@@ -46,37 +50,6 @@ def _disk_full(e: BaseException) -> bool:
     if isinstance(e, OSError):
         return e.errno in (errno.ENOSPC, errno.EDQUOT)
     return "disk is full" in str(e) or "disk I/O error" in str(e)
-
-
-def lease_policy(contract: Contract) -> LeasePolicy:
-    g = contract.gpus
-    return LeasePolicy(
-        g.max_memory_used, g.max_utilization, tuple(g.pin) if g.pin is not None else None
-    )
-
-
-def default_parallel(contract: Contract, inventory: GpuInventory | None) -> int:
-    """One slot per leasable group of `sandbox.gpus` GPUs; without GPUs, cores / `sandbox.cpus`."""
-    s = contract.sandbox
-    if s.gpus:
-        policy = lease_policy(contract)
-        gpus = inventory.snapshot() if inventory else []
-        return max(1, sum(free(g, set(), policy) is None for g in gpus) // s.gpus)
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    return max(1, int(cores // s.cpus))
-
-
-def sizes(
-    contract: Contract, executor: Executor, agent: Agent, inventory: GpuInventory | None
-) -> tuple[int, int]:
-    """(slots, candidates proposed ahead): the budget's, else what the machine and agent allow."""
-    b = contract.budget
-    parallel = b.parallel or (
-        1 if agent.in_turn else executor.slots(contract) or default_parallel(contract, inventory)
-    )
-    return parallel, b.pipeline if b.pipeline is not None else (0 if agent.in_turn else 1)
 
 
 class Night:
@@ -106,7 +79,12 @@ class Night:
             inventory = NvmlInventory()
         self.inventory = inventory
         self.leases = Leases(inventory, lease_policy(contract)) if inventory is not None else None
-        self.parallel, self.pipeline = sizes(contract, executor, agent, inventory)
+        self.parallel, self.pipeline, self.most_proposers = sizes(
+            contract, executor, agent, inventory
+        )
+        self.in_turn = agent.in_turn
+        self.wake = threading.Event()
+        """Set when a slot or a proposer hands something back: the driver's loop waits on it."""
         retry = {"retry_first_s": self.backoff.first, "retry_cap_s": self.backoff.cap}
         self.slots = Slots(
             contract=contract,
@@ -117,25 +95,16 @@ class Night:
             count=self.parallel,
             note=self.note,
             event=self.events.event,
+            wake=self.wake,
             **retry,
         )
         self.runner: Runner = self.slots.slots[0].runner
         self.judge: Judge = self.slots.slots[0].judge
-        self.proposals = Proposals(
-            contract=contract,
-            ledger=ledger,
-            workspace=workspace,
-            agent=agent,
-            note=self.note,
-            **retry,
-        )
-        self.merges = Merges(
-            contract=contract,
-            ledger=ledger,
-            workspace=workspace,
-            note=self.note,
-            band=self.judge.band,
-        )
+        shared = {"contract": contract, "ledger": ledger, "workspace": workspace, "note": self.note}
+        self.proposals = Proposals(agent=agent, **shared, **retry)  # type: ignore[arg-type]
+        self.proposers = Proposers(self.proposals, self.wake)
+        self.exhausted: str | None = None
+        self.merges = Merges(band=self.judge.band, **shared)  # type: ignore[arg-type]
 
     def note(self, event: str, message: str, **fields: object) -> None:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""
@@ -194,6 +163,9 @@ class Night:
             raise EngineUnavailable(f"{e} — is the Docker engine up? (`make engine`)") from None
         if reaped:
             self.note("reaped", f"removed {reaped} container(s) left by a dead run", count=reaped)
+        stray = reap_commands(self.run_dir)
+        if stray:
+            self.note("reaped", f"killed {stray} agent process(es) left by a dead run", count=stray)
         self.check_gpus()
         self.executor.check(self.contract)
         self.ledger.set_stopped(None)
@@ -202,7 +174,8 @@ class Night:
             each = f", {gpus} GPU(s) each" if gpus else ""
             self.note(
                 "slots",
-                f"{self.parallel} experiment slot(s){each}; the agent works {self.pipeline} ahead",
+                f"{self.parallel} experiment slot(s){each}; the agent works {self.pipeline} ahead"
+                + ("" if self.in_turn else f", up to {self.most_proposers} proposals at once"),
                 slots=self.parallel,
             )
 
@@ -225,7 +198,9 @@ class Night:
                 pause = min(pause * 2, self.backoff.cap)
 
     def cancel(self) -> None:
-        """Tear down: no more retries anywhere, and every running container is killed."""
+        """Tear down: no more retries anywhere, every proposal in flight and every running
+        container is killed (a proposal's row stays `proposing`: `resume` asks again)."""
+        self.proposers.cancel()
         self.slots.cancel()
         self.executor.cancel()
 
@@ -245,32 +220,76 @@ class Night:
 
     # -- the main loop ------------------------------------------------------
     def _night(self) -> str:
-        """Propose, dispatch and conclude experiments until a stop rule fires and the slots are idle."""
+        """Propose, dispatch and conclude experiments until a stop rule fires and nothing is
+        left in flight. The loop never waits on an agent: it wakes when a slot or a proposer
+        hands something back (or every POLL_S, to look at the clock)."""
         self._settle()
         if self.ledger.get(0) is None:
             self.slots.submit(self.proposals.baseline().exp_id, "judge")
-        exhausted: str | None = None
+        self.exhausted = None
         while True:
+            self.wake.clear()
             self.slots.tick()
-            self._conclude_finished(block=False)
-            why = self._stop_reason() or exhausted
+            self._conclude_finished()
+            self._take_proposals()
+            stop = self._stop_reason()
+            why = stop or self.exhausted
             if why is not None:
-                if not self.slots.owned:
+                if stop and self.proposers.in_flight and not self.proposers.cancelled.is_set():
+                    self._stop_proposing(stop)
+                if not self.slots.owned and not self.proposers.in_flight:
                     return why
-                self._conclude_finished(block=True)
-            elif len(self.slots.owned) < self.parallel + self.pipeline:
-                proposed = self.proposals.next()
-                if proposed is None:
-                    exhausted = "the agent has nothing more to propose"
-                elif proposed.dispatch:
-                    self.slots.submit(proposed.exp_id, "judge")
             else:
-                self._conclude_finished(block=True)
+                self._propose_more()
+            self.wake.wait(POLL_S)
+
+    def _propose_more(self) -> None:
+        """Start proposals while there is room: slots that will want work, within the budget."""
+        while self._room():
+            self.proposers.start(self.proposals.reserve())
+
+    def _room(self) -> bool:
+        in_flight, b = len(self.proposers.in_flight), self.contract.budget
+        think = None if self.in_turn else self.proposers.think_s()
+        if in_flight >= self.most_proposers or len(self.slots.owned) + in_flight >= capacity(
+            self.parallel, self.pipeline, think, self.slots.run_s()
+        ):
+            return False
+        exps = self.ledger.experiments()
+        if b.max_experiments is not None and len(exps) - 1 >= b.max_experiments:
+            return False  # the rows in flight count: the night never overshoots
+        if b.max_cost_usd is not None:  # what the proposals in flight will likely cost, too
+            each = self.proposers.cost_each()
+            if self.ledger.total_cost() + each * (in_flight + 1) > b.max_cost_usd and each:
+                return False
+        return True
+
+    def _take_proposals(self) -> None:
+        """Dispatch what the proposers made; an agent's own error ends the night here."""
+        for made in self.proposers.collect():
+            if made.error is not None:
+                raise made.error
+            if made.proposed is None:
+                if not self.proposers.cancelled.is_set():
+                    self.exhausted = "the agent has nothing more to propose"
+                continue
+            exp = self.ledger.get(made.exp_id)
+            self.proposers.spent(exp.cost_usd if exp else None)
+            if made.proposed.dispatch:
+                self.slots.submit(made.exp_id, "judge")
+
+    def _stop_proposing(self, why: str) -> None:
+        """A stop rule fired: the proposals in flight are stopped (their rows dropped)."""
+        n = len(self.proposers.in_flight)
+        self.note("stopping", f"stopping ({why}): cancelling {n} proposal(s) in flight", count=n)
+        self.proposers.cancel()
 
     def _settle(self) -> None:
         """Take up every unfinished experiment no slot is working on (after a crash or a pause)."""
         for exp in self.ledger.experiments():
             if exp.phase == "done" or exp.id in self.slots.owned:
+                continue
+            if exp.id in self.proposers.in_flight:
                 continue
             self.note(
                 "resume",
@@ -280,7 +299,8 @@ class Night:
             )
             if exp.phase == "proposing":
                 # Killed while the agent worked: nothing ran; propose again under the same id.
-                self.ledger.abandon(exp.id)
+                self.proposals.restart(exp.id)
+                self.proposers.start(exp.id)
             elif exp.phase in ("frozen", "running"):
                 self._diff_patch(exp)
                 self.slots.submit(exp.id, "judge")
@@ -295,8 +315,8 @@ class Night:
         if exp.id > 0 and exp.commit_sha and not patch.exists():
             patch.write_text(self.ws.diff(exp.parent, exp.commit_sha))
 
-    def _conclude_finished(self, *, block: bool) -> None:
-        for exp_id in self.slots.finished(block=block):
+    def _conclude_finished(self) -> None:
+        for exp_id in self.slots.finished(block=False):
             exp = self.ledger.get(exp_id)
             assert exp is not None
             self._conclude(exp)

@@ -1,16 +1,19 @@
-"""Proposals: the baseline, the next candidate from the agent, and refusals.
+"""Proposals: the baseline, a candidate from the agent, refusals and duplicates.
 
-A candidate forks from the best at the moment it is asked for: the agent edits a
-scratch export of that commit, and the workspace validates and freezes the edit
-into a candidate commit before anything runs. The experiment's row is written
-before the agent is asked (`proposing`) and after the freeze (`frozen`), so a kill
-in between proposes again under the same id. An outage of the agent's backend
-pauses here and is never the candidate's failure.
+A candidate forks from the best at the moment its proposal starts: the agent
+edits a scratch export of that commit, and the workspace validates and freezes
+the edit into a candidate commit before anything runs. The experiment's row is
+written before the agent is asked (`proposing`) and after the freeze (`frozen`),
+so a kill in between proposes again under the same id. A candidate whose tree
+equals an earlier one's is recorded as its duplicate, with its result, and never
+runs. An outage of the agent's backend pauses here and is never the candidate's
+failure. Several proposals are made at once (`proposers.py`): what is here is
+safe to call from several threads.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,8 @@ class Proposed:
 
 
 class Proposals:
+    """How one proposal is made; `proposers.py` makes several at once, each in its own thread."""
+
     def __init__(
         self,
         *,
@@ -50,28 +55,40 @@ class Proposals:
         self.note = note
         self.retry_first_s, self.retry_cap_s = retry_first_s, retry_cap_s
         self.run_dir = ledger.dir
+        self._freezing = threading.Lock()
 
     def baseline(self) -> Proposed:
         """Experiment 0: the unmodified best, frozen as it is."""
         best = self.ws.best()
         self.ledger.begin(0, best)
         self.ledger.frozen(
-            0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best)
-        )
+            0, best, "baseline", "the unmodified starting point", self.ws.lines_of_code(best),
+            self.ws.tree(best),
+        )  # fmt: skip
         self.note("experiment", "experiment 0: baseline", experiment=0, commit=best)
         return Proposed(0, dispatch=True)
 
-    def next(self) -> Proposed | None:
-        """Ask the agent for one candidate forked from the best now and freeze it; None when
-        the agent has nothing more to propose."""
-        exps = self.ledger.experiments()
-        n = exps[-1].id + 1
-        best = self.ws.best()
-        self.ledger.begin(n, best)
+    def reserve(self) -> int:
+        """The next experiment's row, forked from the best now (phase `proposing`)."""
+        n = self.ledger.next_id()
+        self.ledger.begin(n, self.ws.best())
+        return n
+
+    def restart(self, n: int) -> None:
+        """A proposal a kill interrupted: asked again under its id, from the best now."""
+        self.ledger.reparent(n, self.ws.best())
+
+    def make(self, n: int, cancelled: threading.Event) -> Proposed | None:
+        """Ask the agent for experiment `n` (a row in phase `proposing`) and freeze its edit;
+        None when the agent has nothing more to propose or the night stopped meanwhile.
+        Thread-safe: several run at once, each in its own scratch copy."""
+        exp = self.ledger.get(n)
+        assert exp is not None and exp.phase == "proposing", exp
+        best = exp.parent
         scratch = self.run_dir / "scratch" / f"{n:04d}"
         self._export(best, scratch)
         try:
-            proposal = self._ask(n, best, exps, scratch)
+            proposal = self._ask(n, best, scratch, cancelled)
             if proposal is None:
                 self.ledger.abandon(n)
                 return None
@@ -83,14 +100,23 @@ class Proposals:
                 (self.ledger.exp_dir(n) / "refused.txt").write_text(e.reason + "\n")
                 return self._refuse(n, e.reason, description=proposal.description)
         except ProposalRefused as e:
+            if cancelled.is_set() and not e.cost_usd:  # stopped, and it spent nothing: no trace
+                self.ledger.abandon(n)
+                return None
             self.ledger.cost(n, e.cost_usd, e.usage)
             return self._refuse(n, e.reason, description=e.description or "(no proposal)")
         finally:
             remove_tree(scratch)
-        self.ledger.frozen(
-            n, commit, proposal.description, proposal.hypothesis, self.ws.lines_of_code(commit)
-        )
+        return self._frozen(n, commit, diff, proposal)
+
+    def _frozen(self, n: int, commit: str, diff: str, proposal: Proposal) -> Proposed:
+        tree, loc = self.ws.tree(commit), self.ws.lines_of_code(commit)
+        with self._freezing:  # of two proposals with one tree, exactly one is the original
+            self.ledger.frozen(n, commit, proposal.description, proposal.hypothesis, loc, tree)
+            same = self.ledger.same_tree(tree, n)
         (self.ledger.exp_dir(n) / "diff.patch").write_text(diff)
+        if same is not None:
+            return self._duplicate(n, same, proposal.description)
         flags = screen(diff, self.contract)
         if flags:
             self.ledger.flagged(n, flags)
@@ -105,14 +131,34 @@ class Proposals:
         )
         return Proposed(n, dispatch=True)
 
-    def _ask(self, n: int, best: str, exps: list[Experiment], scratch: Path) -> Proposal | None:
+    def _duplicate(self, n: int, same: Experiment, description: str) -> Proposed:
+        """Exactly an earlier candidate's tree: its result, at no sandbox cost."""
+        if same.phase == "done" and same.status != "duplicate":
+            shown = "-" if same.metric is None else f"{same.metric:.6g}"
+            was = f"{same.status}, {self.contract.metric.name} {shown}"
+        else:
+            was = "still in flight"
+        reason = f"the same tree as experiment {same.id} ({was}) — not run again"
+        self.note("duplicate", f"experiment {n}: {description} — {reason}", experiment=n,
+                  same_as=same.id)  # fmt: skip
+        self.ledger.decided(
+            n, status="duplicate", reason=reason, metric=same.metric, metrics=same.metrics,
+            samples=same.samples,
+        )  # fmt: skip
+        self.ledger.done(n, merged=False)
+        self.ledger.write_results_tsv()
+        return Proposed(n, dispatch=False)
+
+    def _ask(self, n: int, best: str, scratch: Path, cancelled: threading.Event) -> Proposal | None:
         """Ask the agent; an outage of its backend pauses here (never the candidate's failure)."""
-        ctx = self._context(n, best, exps)
         delay = self.retry_first_s
         while True:
+            ctx = self._context(n, best)
             try:
                 return self.agent.propose(ctx, scratch)
             except InfraError as e:
+                if cancelled.is_set():
+                    return None
                 self.note(
                     "agent-unavailable",
                     f"  the agent's backend is unavailable: {e} — retrying in {delay:.0f} s",
@@ -120,7 +166,8 @@ class Proposals:
                     error=str(e),
                     retry_in_s=delay,
                 )
-                time.sleep(delay)
+                if cancelled.wait(delay):
+                    return None
                 delay = min(delay * 2, self.retry_cap_s)
                 self._export(best, scratch)
 
@@ -130,7 +177,8 @@ class Proposals:
         self.ws.export(best, scratch)
         remove_paths(scratch, self.contract.hidden)
 
-    def _context(self, n: int, best: str, exps: list[Experiment]) -> Context:
+    def _context(self, n: int, best: str) -> Context:
+        exps = [e for e in self.ledger.experiments() if e.id != n]
         tails = {}
         for e in [e for e in exps if e.status == "crash"][-RECENT_FAILURES:]:  # what agents see
             tail = self._tail(e.id)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,8 +94,12 @@ class Slots:
         event: Event,
         retry_first_s: float,
         retry_cap_s: float,
+        wake: threading.Event | None = None,
     ) -> None:
         self.contract, self.ledger, self.leases = contract, ledger, leases
+        self.wake = wake or threading.Event()
+        """Set whenever a slot hands an experiment back: the driver waits on it."""
+        self._runs: deque[float] = deque(maxlen=20)
         self.note, self.event = note, event
         self.retry_first_s = retry_first_s
         self.slots = []
@@ -175,6 +181,10 @@ class Slots:
             self._jobs.put(job)
         self._held.clear()
 
+    def run_s(self) -> float | None:
+        """The median time a slot spent on one of its recent jobs; None before the first."""
+        return statistics.median(self._runs) if self._runs else None
+
     def finished(self, *, block: bool) -> list[int]:
         """The experiments the slots have decided since the last call (waiting up to
         POLL_S for one if `block`). Re-raises the first error a slot hit."""
@@ -200,11 +210,14 @@ class Slots:
             job = self._jobs.get()
             if job.kind == "stop":
                 return
+            began = time.monotonic()
             try:
                 self._judge(slot, job)
+                self._runs.append(time.monotonic() - began)
                 self._done.put(Done(job.exp_id))
             except BaseException as e:  # handed to the driver, which decides what it means
                 self._done.put(Done(job.exp_id, e))
+            self.wake.set()
 
     def _judge(self, slot: Slot, job: Job) -> None:
         exp = self.ledger.get(job.exp_id)

@@ -22,7 +22,8 @@ def stop_reason(
 ) -> str | None:
     b, m = c.budget, c.metric
     done = [e for e in experiments if e.phase == "done"]
-    if b.max_experiments is not None and len(experiments) - 1 >= b.max_experiments:
+    made = [e for e in experiments if e.phase != "proposing"]  # an agent still works on the rest
+    if b.max_experiments is not None and len(made) - 1 >= b.max_experiments:
         return f"max experiments reached ({b.max_experiments})"
     if b.max_hours is not None and active_s >= b.max_hours * 3600:
         return f"max hours reached ({b.max_hours:g} h)"

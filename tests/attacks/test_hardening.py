@@ -160,6 +160,9 @@ class Injector:
     def __init__(self) -> None:
         self.n = 0
 
+    def cancel(self) -> None:
+        pass
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         self.n += 1
         if self.n > 2:

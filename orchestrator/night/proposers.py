@@ -1,0 +1,109 @@
+"""Proposers: several proposals prepared at once, so no slot waits for the agent to think.
+
+Each proposal runs in a thread of its own (`Proposals.make`): its own scratch copy
+forked from the best when it started, its own conversation or process. The
+driver never blocks on one: it starts them, collects what they made whenever
+it looks, and keeps merging and dispatching meanwhile. How many run at once
+follows how long the agent thinks against how long an experiment runs (`capacity`).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from orchestrator.night.proposals import Proposals, Proposed
+
+RECENT = 20
+"""How many recent proposals (and experiments) the think-time estimate looks at."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """A proposal that ended: what it made (None: the agent had nothing more), or its error."""
+
+    exp_id: int
+    proposed: Proposed | None
+    error: BaseException | None = None
+
+
+class Proposers:
+    """The proposals in flight; thread-safe where the driver and the proposer threads meet."""
+
+    def __init__(self, proposals: Proposals, wake: threading.Event) -> None:
+        self.proposals, self.wake = proposals, wake
+        self.cancelled = threading.Event()
+        self.in_flight: dict[int, threading.Thread] = {}
+        self._made: queue.Queue[Made] = queue.Queue()
+        self._think: deque[float] = deque(maxlen=RECENT)
+        self._cost: deque[float] = deque(maxlen=RECENT)
+
+    def start(self, exp_id: int) -> None:
+        """Make experiment `exp_id`'s proposal (its row is `proposing`) in a thread of its own."""
+        self.cancelled.clear()
+        t = threading.Thread(
+            target=self._make, args=(exp_id,), name=f"proposer-{exp_id}", daemon=True
+        )
+        self.in_flight[exp_id] = t
+        t.start()
+
+    def _make(self, exp_id: int) -> None:
+        began = time.monotonic()
+        try:
+            made = Made(exp_id, self.proposals.make(exp_id, self.cancelled))
+            self._think.append(time.monotonic() - began)
+        except BaseException as e:  # handed to the driver, which decides what it means
+            made = Made(exp_id, None, e)
+        self._made.put(made)
+        self.wake.set()
+
+    def collect(self) -> list[Made]:
+        """The proposals that ended since the last call (never waits)."""
+        out: list[Made] = []
+        while True:
+            try:
+                made = self._made.get_nowait()
+            except queue.Empty:
+                return out
+            self.in_flight.pop(made.exp_id, None)
+            out.append(made)
+
+    def cancel(self) -> None:
+        """Stop every proposal in flight: their processes are killed, their retries end."""
+        self.cancelled.set()
+        self.proposals.agent.cancel()
+
+    def join(self, timeout_s: float) -> list[Made]:
+        """Wait (up to `timeout_s` in all) for the proposals in flight to end; what they made."""
+        end = time.monotonic() + timeout_s
+        for t in list(self.in_flight.values()):
+            t.join(max(0.0, end - time.monotonic()))
+        return self.collect()
+
+    # -- how many at once ---------------------------------------------------
+    def think_s(self) -> float | None:
+        """The median time a recent proposal took; None before the first."""
+        return statistics.median(self._think) if self._think else None
+
+    def cost_each(self) -> float:
+        """What a recent proposal cost on average (0 until one reported a cost)."""
+        return statistics.fmean(self._cost) if self._cost else 0.0
+
+    def spent(self, cost_usd: float | None) -> None:
+        if cost_usd is not None:
+            self._cost.append(cost_usd)
+
+
+def capacity(slots: int, pipeline: int, think_s: float | None, run_s: float | None) -> int:
+    """How many experiments may be owned by the slots and in flight with the agent together:
+    one per slot plus `pipeline` ahead, and, while the agent thinks longer than an experiment
+    runs, one more for every slot that frees up during one proposal (at most 4 per slot)."""
+    extra = 0
+    if think_s is not None and run_s:
+        extra = min(4 * slots, math.ceil(slots * think_s / run_s))
+    return slots + pipeline + extra
