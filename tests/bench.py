@@ -23,6 +23,7 @@ from orchestrator.contract.model import DEFAULT_IMAGE
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
+from tests import bench_proposers
 from tests.conftest import IMPL, make_patch, make_repo
 
 EXPERIMENTS = 20
@@ -370,6 +371,8 @@ def main() -> int:
     )
     print(f"| duty cycle, 1 slot, the agent thinks {SLEEP_S / 4:g} s per {SLEEP_S / 2:g} s experiment (10) "
           f"| {info.duty_cycle:.1%} | ≥ 95% |")  # fmt: skip
+
+    bench_proposers.section()
 
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
         local_s, ray_s, extra_ms = ray_dispatch(Path(tmp))

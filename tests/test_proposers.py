@@ -221,5 +221,7 @@ def test_the_history_keeps_every_keep_and_the_latest_failures_and_stays_bounded(
 def test_capacity_follows_how_long_the_agent_thinks() -> None:
     assert capacity(4, 1, None, None) == 5  # before anything is known: one per slot, plus one
     assert capacity(4, 1, 0.1, 10.0) == 6  # a quick agent: barely more
-    assert capacity(8, 1, 20.0, 10.0) == 8 + 1 + 16  # thinks twice as long: two per slot ahead
-    assert capacity(2, 0, 1000.0, 1.0) == 2 + 8  # never more than 4 per slot
+    assert capacity(8, 1, 20.0, 10.0) == 8 + 1 + 20  # thinks twice as long: two per slot ahead,
+    # and a margin
+    assert capacity(2, 1, 1000.0, 1.0) == 2 + 1 + 8  # never more than 4 per slot
+    assert capacity(2, 0, 1000.0, 1.0) == 2  # pipeline 0: only ever when a slot is idle

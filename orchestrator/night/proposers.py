@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from orchestrator.night.proposals import Proposals, Proposed
 
+MARGIN = 1.25
+"""Proposals started beyond the exact balance of thinking and running: their times vary."""
 RECENT = 20
 """How many recent proposals (and experiments) the think-time estimate looks at."""
 
@@ -42,6 +44,7 @@ class Proposers:
         self._made: queue.Queue[Made] = queue.Queue()
         self._think: deque[float] = deque(maxlen=RECENT)
         self._cost: deque[float] = deque(maxlen=RECENT)
+        self._began: dict[int, float] = {}
 
     def start(self, exp_id: int) -> None:
         """Make experiment `exp_id`'s proposal (its row is `proposing`) in a thread of its own."""
@@ -50,6 +53,7 @@ class Proposers:
             target=self._make, args=(exp_id,), name=f"proposer-{exp_id}", daemon=True
         )
         self.in_flight[exp_id] = t
+        self._began[exp_id] = time.monotonic()
         t.start()
 
     def _make(self, exp_id: int) -> None:
@@ -71,6 +75,7 @@ class Proposers:
             except queue.Empty:
                 return out
             self.in_flight.pop(made.exp_id, None)
+            self._began.pop(made.exp_id, None)
             out.append(made)
 
     def cancel(self) -> None:
@@ -87,8 +92,13 @@ class Proposers:
 
     # -- how many at once ---------------------------------------------------
     def think_s(self) -> float | None:
-        """The median time a recent proposal took; None before the first."""
-        return statistics.median(self._think) if self._think else None
+        """How long a proposal takes: the median of the recent ones; before the first has
+        ended, the median age of those in flight (so far)."""
+        if self._think:
+            return statistics.median(self._think)
+        now = time.monotonic()
+        ages = [now - t for t in self._began.values()]
+        return statistics.median(ages) if ages else None
 
     def cost_each(self) -> float:
         """What a recent proposal cost on average (0 until one reported a cost)."""
@@ -101,9 +111,11 @@ class Proposers:
 
 def capacity(slots: int, pipeline: int, think_s: float | None, run_s: float | None) -> int:
     """How many experiments may be owned by the slots and in flight with the agent together:
-    one per slot plus `pipeline` ahead, and, while the agent thinks longer than an experiment
-    runs, one more for every slot that frees up during one proposal (at most 4 per slot)."""
+    one per slot plus `pipeline` ahead, and (unless `pipeline` is 0: strictly when a slot is
+    idle), while the agent thinks longer than an experiment
+    runs, one more (and a margin) for every slot that frees up during one proposal (at most
+    4 per slot)."""
     extra = 0
-    if think_s is not None and run_s:
-        extra = min(4 * slots, math.ceil(slots * think_s / run_s))
+    if pipeline and think_s is not None and run_s:  # pipeline 0: only when a slot is idle
+        extra = min(4 * slots, math.ceil(MARGIN * slots * think_s / run_s))
     return slots + pipeline + extra
