@@ -251,7 +251,12 @@ def doctor(
     use, and print PASS/FAIL per CIS container-runtime item. With --executor ray,
     list the cluster's nodes: slots, GPUs, and whether each engine and image is ready.
     """
-    from orchestrator.doctor import audit_sandbox, isolation_check, project_image_check
+    from orchestrator.doctor import (
+        audit_sandbox,
+        gateway_checks,
+        isolation_check,
+        project_image_check,
+    )
 
     contract = (
         build_contract(read_contract_file(contract_file), {}, str(contract_file))
@@ -274,6 +279,7 @@ def doctor(
     results = cfg.checks(contract.sandbox.image if contract is not None else DEFAULT_IMAGE)
     if contract is not None and contract_file is not None:
         results.append(isolation_check(contract))
+        results += gateway_checks(contract)
         image = project_image_check(contract, repo_root(contract_file.resolve().parent))
         results += [image] if image else []
     for c in results:

@@ -144,6 +144,48 @@ def isolation_check(contract: Contract) -> Check:
     )
 
 
+def gateway_checks(contract: Contract, environ: dict[str, str] | None = None) -> list[Check]:
+    """The contract's services: the host variables the gateway adds, and runsc's socket access."""
+    from orchestrator.gateway.server import missing
+
+    services = contract.sandbox.services
+    if not services:
+        return []
+    gone = missing(services, dict(os.environ) if environ is None else environ)
+    names = ", ".join(f"{s.name} → {s.upstream}" for s in services)
+    out = [
+        Check(
+            "gateway",
+            not gone,
+            f"{names}; keys added on the host"
+            if not gone
+            else f"{gone[0]} is not set — export it before the run",
+        )
+    ]
+    if contract.sandbox.runtime == "runsc":
+        from orchestrator.sandbox.docker import connect
+
+        try:
+            runsc = (connect(timeout=10).info().get("Runtimes") or {}).get("runsc") or {}
+        except EngineUnavailable:
+            return out
+        ok = any(
+            a.startswith("--host-uds=") and a != "--host-uds=none"
+            for a in runsc.get("runtimeArgs", [])
+        )
+        out.append(
+            Check(
+                "gateway under runsc",
+                ok,
+                "runsc may reach the gateway's sockets (--host-uds)"
+                if ok
+                else "runsc lacks --host-uds=open: the services' sockets are unreachable — "
+                "run scripts/ensure-runsc (make engine)",
+            )
+        )
+    return out
+
+
 def _image(client: Any, image: str) -> Check:
     from orchestrator.sandbox import images
 

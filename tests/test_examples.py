@@ -3,7 +3,10 @@ a real improvement written by hand must be kept, a broken or worse change must n
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,10 +53,12 @@ def _run(repo: Path, name: str, sandbox, **over: object):  # type: ignore[no-unt
         ("flaky-test", {}, ["keep", "keep", "discard"]),
         ("refactor", {}, ["keep", "keep", "discard"]),
         ("config-under-load", {"budget.baseline_repeats": 2}, ["keep", "keep", "discard"]),
+        ("ci-time", {}, ["keep", "keep", "discard"]),
+        ("prompt-optimization", {"budget.baseline_repeats": 1}, ["keep", "keep", "discard", "discard"]),
     ],
 )  # fmt: skip
 def test_example_end_to_end(
-    tmp_path: Path, sandbox, name: str, over: dict[str, object], statuses: list[str]
+    tmp_path: Path, sandbox, fake_llm: str, name: str, over: dict[str, object], statuses: list[str]
 ) -> None:
     repo = _example_repo(tmp_path, name)
     run = _run(repo, name, sandbox, **over)
@@ -63,6 +68,34 @@ def test_example_end_to_end(
     assert (exps[1].metric < exps[0].metric) if goal == "min" else (exps[1].metric > exps[0].metric)
     if name in ("flaky-test", "refactor"):  # better on the metric, but it broke a test
         assert "constraint `tests_failed == 0` violated" in exps[2].reason
+    if name == "ci-time":  # faster, but it skipped a test
+        assert "constraint `tests_missing == 0` violated" in exps[2].reason
+    if name == "prompt-optimization":  # more accurate, but at twice the tokens the gateway counted
+        assert exps[2].metric > exps[1].metric
+        assert "constraint `gateway.llm.tokens <= 1.1 * baseline` violated" in exps[2].reason
+        assert exps[2].metrics["gateway.llm.tokens"] > 1.5 * exps[0].metrics["gateway.llm.tokens"]
+        assert exps[3].metric == 0.0 and exps[0].metrics["gateway.llm.requests"] == 60
+        assert run.ledger.total_cost() > 0  # the runs' LLM calls count in budget.max_cost_usd
+
+
+@pytest.fixture
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The prompt-optimization example's fake Messages API on host loopback, named as the
+    service's upstream (`upstream_env`), with a fake key: no example reaches a real API."""
+    spec = importlib.util.spec_from_file_location(
+        "fake_llm", ROOT / "examples" / "prompt-optimization" / "fake_llm.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = module.server(0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "offline-test-key")
+    yield url
+    server.shutdown()
+    server.server_close()
 
 
 def test_ml_training_scores_sealed_weights(tmp_path: Path, sandbox) -> None:

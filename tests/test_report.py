@@ -104,7 +104,7 @@ def test_the_reasoning_trail_json_and_status(night: Night) -> None:
     data = json.loads(subprocess.run([*CLI, "status", "n", "--json"], cwd=repo, capture_output=True, text=True,
                                      check=True).stdout)  # fmt: skip
     assert data["baseline"] == 10 and data["best"] == 3 and data["counts"] == {
-        "keep": 2, "discard": 1, "crash": 1, "refused": 0}  # fmt: skip
+        "keep": 2, "discard": 1, "crash": 1, "refused": 0, "duplicate": 0}  # fmt: skip
     assert data["crashes"] == {"exit code 1": 1} and len(data["experiments"]) == 5
     same = json.loads(subprocess.run([*CLI, "report", "n", "--json"], cwd=repo, capture_output=True, text=True,
                                      check=True).stdout)  # fmt: skip

@@ -35,13 +35,15 @@ def parse_metrics(text: str) -> dict[str, float]:
 TRUSTED = ("sandbox.wall_s", "sandbox.cpu_s", "sandbox.peak_memory_mb")
 """The orchestrator's own figures of a run, usable as the metric or in constraints
 (`sandbox.peak_memory_mb <= 1.1 * baseline`); an evaluator printing these names
-cannot change them."""
+cannot change them. So are the gateway's, every name under `gateway.`
+(`gateway.llm.tokens <= 1.1 * baseline`)."""
+GATEWAY = "gateway."
 
 
 def measured(result: Any) -> dict[str, float]:
     """What one run reports: the evaluator's metric lines, then the trusted figures over them."""
     found = parse_metrics(result.output)
-    for name in TRUSTED:
+    for name in [*TRUSTED, *(n for n in found if n.startswith(GATEWAY))]:
         found.pop(name, None)
     figures = {
         "sandbox.wall_s": result.wall_s,
@@ -51,6 +53,7 @@ def measured(result: Any) -> dict[str, float]:
         else result.peak_memory_bytes / 1024**2,
     }
     found.update({k: float(v) for k, v in figures.items() if v is not None})
+    found.update(getattr(result, "gateway", None) or {})
     return found
 
 

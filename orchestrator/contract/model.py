@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from orchestrator.agents.config import AgentConfig, AutoAgentConfig
+from orchestrator.contract.services import Services
 from orchestrator.executors.config import ExecutorConfig, LocalExecutorConfig
 from orchestrator.schema import Model as _Model
 
@@ -170,7 +171,8 @@ class Budget(_Model):
     """Stop starting experiments after this many hours; None = no limit."""
 
     max_cost_usd: float | None = Field(default=None, gt=0)
-    """Stop once the agent has spent this much (USD); None = no limit."""
+    """Stop once the agent and the runs' services (the gateway's figure) have spent this much
+    (USD); None = no limit."""
 
     baseline_repeats: int = Field(default=3, ge=1)
     """Runs of the unmodified baseline; their spread is the noise σ (1 = no noise estimate)."""
@@ -252,6 +254,10 @@ class Sandbox(_Model):
 
     dockerfile: RepoPath | None = None
     """A Dockerfile (repo-relative) built FROM the hardened base (`ARG BASE`); hardened again after."""
+
+    services: Services = []
+    """Named services the run stage reaches through the host's gateway (`[[sandbox.services]]`,
+    orchestrator/contract/services.py); the network stays none."""
 
 
 class Gpus(_Model):

@@ -7,7 +7,9 @@ host it runs on: a fresh capped folder holding `workspace/` (the tree, the
 trusted files mounted read-only over it) and `results/`; with a `[score]` stage,
 a second fresh container then runs the trusted scorer with the run stage's
 `/results` read-only and the secret data read-only — and without the
-implementation; only its metrics count.
+implementation; only its metrics count. The run stage's services (`sandbox.services`) are
+served by a gateway of its own for as long as its container lives; its figures come back
+with the result.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.executors import isolation
 from orchestrator.executors.handover import hand_over
+from orchestrator.gateway.server import serving
 from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
@@ -198,7 +201,9 @@ def perform(
                 if c.evaluator.isolation == "harness"
                 else _shared_stage(attempt, disk, trusted)
             )
-            result = sandbox.run(spec)
+            with serving(c.sandbox.services, c.budget.seconds) as gateway:  # stopped, then read
+                result = sandbox.run(gateway.attach(spec))
+            result = replace(result, gateway=gateway.figures())
             if c.score is None or result.failed:
                 return result
             return _score(attempt, sandbox, workdirs, trusted, result, disk.results)
@@ -276,6 +281,7 @@ def _score(
         workspace_bytes=ran.workspace_bytes,
         run_output=ran.output,
         candidate_output=ran.candidate_output,
+        gateway=ran.gateway,
     )
 
 

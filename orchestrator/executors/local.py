@@ -6,6 +6,7 @@ from orchestrator.contract.model import Contract
 from orchestrator.errors import EngineUnavailable, ImageAbsent, ImageMissing, InfraError
 from orchestrator.executors import Leftover, RunFolder
 from orchestrator.executors.attempt import Attempt, Trusted, Workdirs, perform
+from orchestrator.gateway.server import check_environment
 from orchestrator.sandbox import ContainerResult, SandboxBackend
 
 
@@ -27,6 +28,7 @@ class LocalExecutor:
         return None
 
     def check(self, contract: Contract) -> None:
+        check_environment(contract.sandbox.services)  # the keys the gateway adds, before anything
         image = contract.sandbox.image
         try:
             self.sandbox.image_id(image)

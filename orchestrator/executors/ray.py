@@ -235,6 +235,11 @@ class RayExecutor:
         return max(1, total)
 
     def check(self, contract: Contract) -> None:
+        if contract.sandbox.services:  # a node's gateway would need the keys on every node
+            raise UserError(
+                "sandbox.services run only with the local executor: set executor.kind = 'local' "
+                "(the Ray executor would need the services' keys on every node)"
+            )
         image, per = contract.sandbox.image, contract.sandbox.gpus
         facts = node_facts(image, self.config.node_sandbox)
         if not facts:

@@ -35,6 +35,8 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
     )
     flagged = any(e.flags for e in exps)
     header += ("vram MiB",) * gpu + ("slot",) * slots + ("node",) * nodes + ("flags",) * flagged
+    services = _service_columns(contract)
+    header += tuple(h for h, _ in services)
     rows: list[tuple[str, ...]] = [(*header, "description", "reason")]
     for e in exps:
         delta = "-" if e.metric is None or base is None else f"{e.metric - base:+.6g}"
@@ -49,6 +51,7 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
         vram = None if e.peak_vram_bytes is None else e.peak_vram_bytes / 1024**2
         extra = (_fmt(vram, ".0f"),) * gpu + (_fmt(e.slot, "d"),) * slots + (e.node or "-",) * nodes
         extra += (str(len(e.flags)) if e.flags else "-",) * flagged
+        extra += tuple(_fmt(e.metrics.get(k), ".0f") for _, k in services)
         rows.append(
             (
                 str(e.id),
@@ -72,12 +75,24 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
     return "\n".join([*warn, head, *lines])
 
 
+def _service_columns(contract: Contract) -> list[tuple[str, str]]:
+    """One column per service: its tokens (a Messages API) or its requests, as the gateway counted."""
+    return [
+        (f"{s.name} tok", f"gateway.{s.name}.tokens")
+        if s.counts_tokens
+        else (f"{s.name} req", f"gateway.{s.name}.requests")
+        for s in contract.sandbox.services
+    ]
+
+
 def _headline(
     info: RunInfo, exps: list[Experiment], metric: str, goal: str, base: float | None
 ) -> str:
     kept = [e for e in exps if e.holds_best]
     counts = {s: sum(1 for e in exps if e.status == s) for s in STATUSES}
-    head = f"run {info.tag} ({goal} {metric}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    head = f"run {info.tag} ({goal} {metric}): " + ", ".join(
+        f"{v} {k}" for k, v in counts.items() if v or k != "duplicate"
+    )
     if kept and base is not None:
         head += f"; best {kept[-1].metric:.6g} (baseline {base:.6g})"
     if info.duty_cycle is not None:
@@ -178,6 +193,7 @@ def _experiment_row(
         "peak_memory_bytes": e.peak_memory_bytes,
         "peak_vram_bytes": e.peak_vram_bytes,
         "cost_usd": e.cost_usd,
+        "gateway": {k: v for k, v in e.metrics.items() if k.startswith("gateway.")},
         "slot": e.slot,
         "node": e.node,
         "ran_with": concurrent.get(e.id, []),

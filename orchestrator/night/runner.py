@@ -16,6 +16,7 @@ from orchestrator.errors import Cancelled, InfraError
 from orchestrator.executors import Executor
 from orchestrator.executors.attempt import Attempt
 from orchestrator.experiment import Experiment
+from orchestrator.gateway.server import cost
 from orchestrator.ledger import Ledger
 from orchestrator.night import Note
 from orchestrator.sandbox import ContainerResult
@@ -84,6 +85,9 @@ class Runner:
                 continue
             if self.cancelled.is_set():  # killed by the teardown: not the candidate's result
                 raise Cancelled(f"experiment {exp.id} cancelled")
+            if (usd := cost(result.gateway)) and (now := self.ledger.get(exp.id)):
+                # every run's services count in its cost, and so in budget.max_cost_usd
+                self.ledger.cost(exp.id, (now.cost_usd or 0.0) + usd, now.usage)
             keep = self.contract.sandbox.log_bytes
             d = self.ledger.exp_dir(exp.id)
             (d / log_name).write_text((result.run_output or result.output)[-keep:])

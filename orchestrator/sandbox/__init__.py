@@ -89,6 +89,9 @@ class ContainerResult:
     """The GPUs the container was given, when its executor chose them (Ray)."""
     candidate_output: str | None = None
     """Harness mode: what the candidate's worker printed (capped); never parsed for metrics."""
+    gateway: dict[str, float] = field(default_factory=dict)
+    """The run stage's services as the host's gateway counted them (`gateway.<name>.<figure>`:
+    requests, bytes, tokens, USD); empty without services. Trusted figures."""
     crash: str | None = None
     """A crash the orchestrator states itself, with this reason: what the run left was refused
     (a link handed to the scorer), or the scorer ran out of its own budget."""

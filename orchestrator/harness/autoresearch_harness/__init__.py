@@ -11,6 +11,7 @@ this module adds what an evaluator needs besides:
     done = harness.run(["python", "train.py"], timeout=300)   # a command, as the candidate
     service = harness.start(["python", "serve.py"])           # a service, reached over loopback
     text = harness.source("src/model.py")     # what would merge, as data (never imported)
+    url = harness.service("llm")              # a contract's service: http://127.0.0.1:PORT
     with harness.window() as used:            # the candidate's CPU and memory, from the kernel
         ...
     print(f"cpu_ms: {used.cpu_s * 1000:.3f}") # only what the evaluator prints is a metric
@@ -38,6 +39,7 @@ __all__ = [
     "rng",
     "run",
     "seed",
+    "service",
     "source",
     "start",
     "window",
@@ -59,6 +61,17 @@ def seed() -> int:
 def rng() -> random.Random:
     """A random generator seeded with `seed()`: draw the run's inputs from it."""
     return random.Random(seed())
+
+
+def service(name: str) -> str:
+    """The loopback base URL of the contract's service `name` (`[[sandbox.services]]`): the
+    host's gateway behind it adds the key, so give a client any placeholder key."""
+    from .services import url_variable
+
+    url = os.environ.get(url_variable(name))
+    if not url:
+        raise RuntimeError(f"no service {name!r}: the contract's sandbox.services does not name it")
+    return url
 
 
 def source(path: str) -> CandidateText:

@@ -10,11 +10,13 @@ user can enter), draws the run's seed into a file there (never the environment:
 the engine starts the candidate's worker with the container's environment, and
 under gVisor another user can read a process's environment), writes the .pth file that installs the import hook in
 every Python process of the evaluator, and runs COMMAND with sh in the trusted
-tree.
+tree. With services in the contract, it first starts the loopback forwarder
+(services.py) and names each service's URL in the evaluator's environment.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import sys
@@ -52,6 +54,16 @@ def _private_home() -> dict[str, str]:
     }
 
 
+def _services(env: dict[str, str]) -> dict[str, str]:
+    """The contract's services at loopback URLs (services.py), bound before any candidate code runs."""
+    if not env.get("AUTORESEARCH_SERVICES"):
+        return {}
+    sys.path.insert(0, HARNESS)  # -I: the script's folder is not on the path
+    services = importlib.import_module("autoresearch_harness.services")
+    urls: dict[str, str] = services.start(env)
+    return urls
+
+
 def main(argv: list[str]) -> int:
     """`boot.py COMMAND` (harness mode) or `boot.py --shared COMMAND` (the library only)."""
     shared = len(argv) == 3 and argv[1] == "--shared"
@@ -63,11 +75,13 @@ def main(argv: list[str]) -> int:
         home = env.get("HOME", "/tmp")
         _user_site(home, [HARNESS])
         env["PYTHONUSERBASE"] = os.path.join(home, ".local")
+        env.update(_services(env))
         os.execve("/bin/sh", ["/bin/sh", "-c", argv[2]], env)
     if os.getuid() == int(os.environ.get("AUTORESEARCH_CANDIDATE_UID", "-1")):
         print("harness: the evaluator must not run as the candidate's user", file=sys.stderr)
         return 2
     env.update(_private_home())
+    env.update(_services(env))
     os.chdir(env.get("AUTORESEARCH_TRUSTED_ROOT", "/trusted"))
     os.execve("/bin/sh", ["/bin/sh", "-c", argv[1]], env)
     return 127

@@ -1,0 +1,90 @@
+"""Token usage in a Messages API answer, read as it streams past: JSON or server-sent events.
+
+The upstream's bytes are data: parsed with `json` only, never logged. What cannot be
+parsed counts as no usage (the request itself is still counted).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.gateway.tally import Usage
+
+MAX_JSON = 16 * 1024**2
+"""Most bytes of a plain JSON answer kept for reading its usage."""
+MAX_LINE = 1024**2
+"""Longest server-sent event line kept."""
+
+
+class UsageReader:
+    """Fed an answer's body in chunks; `usage()` at the end."""
+
+    def __init__(self, content_type: str) -> None:
+        self.stream = "text/event-stream" in content_type.lower()
+        self._buf = bytearray()
+        self._too_big = False
+        self._counts: dict[str, int] = {}
+        self._model: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._too_big:
+            return
+        self._buf += chunk
+        if not self.stream:
+            self._too_big = len(self._buf) > MAX_JSON
+            return
+        *lines, rest = self._buf.split(b"\n")
+        self._buf = bytearray(rest)
+        for line in lines:
+            if line.startswith(b"data:"):
+                self._event(_loads(bytes(line[5:])))
+        if len(self._buf) > MAX_LINE:
+            self._buf.clear()
+
+    def usage(self) -> Usage:
+        if not self.stream and not self._too_big:
+            body = _loads(bytes(self._buf))
+            if isinstance(body, dict):
+                self._take(body.get("usage"), body.get("model"))
+        c = self._counts
+        write, read = c.get("cache_creation_input_tokens", 0), c.get("cache_read_input_tokens", 0)
+        return Usage(
+            input_tokens=c.get("input_tokens", 0) + write + read,
+            output_tokens=c.get("output_tokens", 0),
+            cache_write=write,
+            cache_read=read,
+            model=self._model,
+        )
+
+    def _event(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
+            self._take(data["message"].get("usage"), data["message"].get("model"))
+        elif data.get("type") == "message_delta":
+            self._take(data.get("usage"), None)
+
+    def _take(self, usage: Any, model: Any) -> None:
+        """Counts are cumulative in the API's events: the last one seen of each is the total."""
+        if isinstance(model, str):
+            self._model = model
+        if not isinstance(usage, dict):
+            return
+        for key, value in usage.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self._counts[key] = value
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def request_model(body: bytes) -> str | None:
+    """The `model` a Messages request names (for its price before the answer comes)."""
+    data = _loads(body)
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
