@@ -225,3 +225,35 @@ def test_capacity_follows_how_long_the_agent_thinks() -> None:
     # and a margin
     assert capacity(2, 1, 1000.0, 1.0) == 2 + 1 + 8  # never more than 4 per slot
     assert capacity(2, 0, 1000.0, 1.0) == 2  # pipeline 0: only ever when a slot is idle
+
+
+SLEEPY_BENCH = """import os, time
+from impl import score
+time.sleep(float(os.environ.get("TRAIN_SECONDS", "1")))
+print(f"score: {score():.6f}")
+"""
+
+
+def test_a_screened_out_candidate_never_reaches_the_full_run(tmp_path: Path, sandbox) -> None:
+    from orchestrator.night import Backoff
+    from orchestrator.runs import start_run
+
+    repo = make_repo(tmp_path / "project", {"impl.py": IMPL, "bench.py": SLEEPY_BENCH})
+    make_patch(tmp_path / "p", "01-worse.patch", "impl.py", IMPL, IMPL.replace("10.0", "12.0"))
+    make_patch(tmp_path / "p", "02-better.patch", "impl.py", IMPL, IMPL.replace("10.0", "5.0"))
+    contract = contract_for(tmp_path / "p", **{
+        "budget.baseline_repeats": 1, "sandbox.env": {"TRAIN_SECONDS": "1"},
+        "screen": {"env": {"TRAIN_SECONDS": "0"}, "seconds": 10, "margin": 0.5}})  # fmt: skip
+    run = start_run(repo, "s", contract, "test", sandbox, say=lambda _m: None,
+                    backoff=Backoff(0.1, 0.5))  # fmt: skip
+    run.execute()
+    base, worse, better = (run.ledger.get(i) for i in range(3))
+    assert base.status == "keep" and base.metrics["screen.score"] == 10.0
+    assert worse.status == "discard" and worse.reason.startswith("screened out: score 12 on the")
+    assert "the best's 10" in worse.reason and "no full run" in worse.reason
+    d = run.ledger.exp_dir(1)
+    assert (d / "screen.log").exists() and not (d / "output.log").exists()  # never ran in full
+    assert worse.metric is None and worse.metrics["screen.score"] == 12.0
+    assert better.status == "keep" and better.metric == 5.0
+    assert better.reason.startswith("screen 5; ") and better.metrics["screen.score"] == 5.0
+    assert better.metrics["screen.wall_s"] < better.wall_s  # the screen is the cheap run

@@ -271,6 +271,21 @@ class Gpus(_Model):
     """Utilisation (percent) above which a GPU counts as busy."""
 
 
+class Screen(_Model):
+    """A cheap run first (`[screen]`): only a candidate whose screen score is within `margin`
+    of the best's screen score earns the full run. The baseline is screened too."""
+
+    seconds: float | None = Field(default=None, gt=0)
+    """The screen run's budget; None = `budget.seconds`."""
+
+    env: dict[str, str] = {}
+    """Environment set for the screen run only, over `sandbox.env` (e.g. TRAIN_SECONDS = "60")."""
+
+    margin: float | None = Field(default=None, ge=0)
+    """How much worse than the best's screen score a candidate may screen and still go on, in
+    the metric's units; None = the noise band of the full runs."""
+
+
 class Contract(_Model):
     direction: RepoPath | None = None
     """The human-written Markdown brief the agent reads."""
@@ -283,6 +298,7 @@ class Contract(_Model):
     gpus: Gpus = Gpus()
     agent: AgentConfig = AutoAgentConfig()
     score: Score | None = None
+    screen: Screen | None = None
     executor: ExecutorConfig = LocalExecutorConfig()
     review: Literal["none", "flagged"] = "none"
     """`flagged`: a winner whose proposal makes a known tampering move (an exit hook, a patched

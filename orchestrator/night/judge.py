@@ -4,8 +4,10 @@ The candidate runs `metric.repeats` times (the baseline `budget.baseline_repeats
 times); each metric is aggregated (median by default). The baseline's spread is
 the noise σ, and a win must clear max(min_improvement, z·σ). With
 `metric.confirm`, a winner runs once more with a fresh seed and must win again.
-Any crashed repeat makes the candidate a crash. The decision itself stays the
-pure function in `decision.py`.
+Any crashed repeat makes the candidate a crash. With a `[screen]`, one cheap run
+comes first: a candidate whose screen score is worse than the best's by more than
+the margin is discarded there, without a full run (its figures are `screen.*`
+metrics). The decision itself stays the pure function in `decision.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from orchestrator.ledger import Ledger
 from orchestrator.night.decision import Best, Decision, Outcome, combine, decide, noise_band
 from orchestrator.night.runner import Runner
 from orchestrator.sandbox import ContainerResult
+
+SCREEN = "screen."
+"""The prefix of the screen run's figures among an experiment's metrics."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,53 @@ class Judge:
         return Best(kept[-1].metric, kept[-1].loc)
 
     def judge(self, exp: Experiment) -> Verdict:
+        """The screen (when the contract has one), then the full runs."""
+        screened: dict[str, float] = {}
+        if self.contract.screen is not None:
+            out, screened = self._screen(exp)
+            if out is not None:
+                return out
+        v = self._full(exp)
+        if not screened:
+            return v
+        name = self.contract.metric.name
+        d = Decision(
+            v.decision.status,
+            f"screen {screened[SCREEN + name]:.6g}; {v.decision.reason}",
+            v.decision.metric,
+        )
+        return Verdict(d, {**v.metrics, **screened}, v.result, v.samples)
+
+    def _screen(self, exp: Experiment) -> tuple[Verdict | None, dict[str, float]]:
+        """One cheap run: a verdict when it ends the candidate here, and its figures."""
+        c, sc = self.contract, self.contract.screen
+        assert sc is not None
+        budget = c.budget.model_copy(update={"seconds": sc.seconds or c.budget.seconds})
+        sandbox = c.sandbox.model_copy(update={"env": {**c.sandbox.env, **sc.env}})
+        cheap = c.model_copy(update={"budget": budget, "sandbox": sandbox})
+        result = self.runner.measure(exp, "screen.log", cheap)
+        crashed = self._single(exp, result, cheap)
+        name = c.metric.name
+        value = measured(result).get(name)
+        if crashed.status == "crash" or value is None:
+            why = crashed.reason if crashed.status == "crash" else f"no `{name}` line"
+            return Verdict(Decision("crash", f"on the screen: {why}", None), {}, result, []), {}
+        figures = {SCREEN + name: value, SCREEN + "wall_s": result.wall_s}
+        kept = [e for e in self.ledger.experiments() if e.holds_best]
+        best = kept[-1].metrics.get(SCREEN + name) if exp.id and kept else None
+        if best is None:
+            return None, figures
+        margin = sc.margin if sc.margin is not None else self.band()
+        worse = value - best if c.metric.goal == "min" else best - value
+        if worse <= margin:
+            return None, figures
+        why = (
+            f"screened out: {name} {value:.6g} on the screen, the best's {best:.6g} "
+            f"(margin {margin:.3g}); no full run"
+        )
+        return Verdict(Decision("discard", why, None), figures, result, []), figures
+
+    def _full(self, exp: Experiment) -> Verdict:
         c = self.contract
         runs = c.budget.baseline_repeats if exp.id == 0 else c.metric.repeats
         results: list[ContainerResult] = []
@@ -84,7 +136,8 @@ class Judge:
         result = self.runner.measure(exp, f"rebased.{exp.rebases}.log")
         samples = [*exp.samples, *self._samples([result])]
         crashed = self._single(exp, result)
-        metrics = measured(result)
+        screened = {k: v for k, v in exp.metrics.items() if k.startswith(SCREEN)}
+        metrics = {**measured(result), **screened}  # its screen, on its first base
         if crashed.status == "crash":
             d = Decision(
                 "discard", f"rebased onto the new best, it crashed ({crashed.reason})", exp.metric
@@ -126,9 +179,11 @@ class Judge:
             return Decision("discard", f"not confirmed on a re-run: {second.reason}", won.metric)
         return Decision("keep", f"{won.reason}; confirmed ({second.metric:.6g})", won.metric)
 
-    def _single(self, exp: Experiment, r: ContainerResult) -> Decision:
+    def _single(
+        self, exp: Experiment, r: ContainerResult, contract: Contract | None = None
+    ) -> Decision:
         """A crash verdict for one run (with the evaluator's last line), or a placeholder keep."""
-        c = self.contract
+        c = contract or self.contract
         outcome = Outcome(
             exit_code=r.exit_code,
             timed_out=r.timed_out,

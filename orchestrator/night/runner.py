@@ -57,8 +57,11 @@ class Runner:
         self.cancelled = threading.Event()
         """Set when the night is being torn down: no more retries."""
 
-    def measure(self, exp: Experiment, log_name: str = "output.log") -> ContainerResult:
+    def measure(
+        self, exp: Experiment, log_name: str = "output.log", contract: Contract | None = None
+    ) -> ContainerResult:
         """Run `exp`'s commit until it yields a result; infrastructure failures are retried.
+        `contract`: another budget or environment for this run (the screen's).
 
         Raises Cancelled when the night is torn down meanwhile.
         """
@@ -67,7 +70,7 @@ class Runner:
             if self.cancelled.is_set():
                 raise Cancelled(f"experiment {exp.id} cancelled")
             try:
-                result = self._run_once(exp)
+                result = self._run_once(exp, contract or self.contract)
             except InfraError as e:
                 if self.cancelled.is_set():
                     raise Cancelled(f"experiment {exp.id} cancelled") from e
@@ -97,7 +100,7 @@ class Runner:
                 (d / sibling_log(log_name, "candidate")).write_text(result.candidate_output[-keep:])
             return result
 
-    def _run_once(self, exp: Experiment) -> ContainerResult:
+    def _run_once(self, exp: Experiment, contract: Contract) -> ContainerResult:
         assert exp.commit_sha is not None
         try:
             tree = self.ws.archive(exp.commit_sha)
@@ -107,7 +110,7 @@ class Runner:
             Attempt(
                 experiment=exp.id,
                 tree=tree,
-                contract=self.contract,
+                contract=contract,
                 env={
                     "HOME": "/tmp",
                     "AUTORESEARCH_EXPERIMENT": str(exp.id),
