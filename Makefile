@@ -8,7 +8,7 @@ CONTRACT ?= contracts/ml-training.toml
 HOURS    ?=
 TAG      ?=
 
-.PHONY: install engine images test lint bench overnight clean
+.PHONY: install engine images agent-image test lint bench overnight clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ engine:
 
 images: install engine
 	$(BIN)/autoresearch images build
+
+# The command agent's image (Node, the Claude Code CLI): built on first use otherwise.
+agent-image: install engine
+	$(BIN)/autoresearch images build agent
 
 test: images
 	@scripts/ensure-chromium

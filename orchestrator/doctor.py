@@ -83,6 +83,7 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
         )
     )
     out.append(_image(client, image))
+    out.append(_agent_image(client))
     runtimes = info.get("Runtimes", {})
     out.append(
         Check(
@@ -201,6 +202,29 @@ def _image(client: Any, image: str) -> Check:
         " — stale: run `autoresearch images build`" if stale else ""
     )
     return Check("image", True, detail)
+
+
+def _agent_image(client: Any) -> Check:
+    """The command agent's image: optional, built on first use of a containerized CLI."""
+    from orchestrator.sandbox import images
+
+    tag = images.IMAGE_TAGS["agent"]
+    try:
+        img = client.images.get(tag)
+    except Exception:  # docker.errors.ImageNotFound, without importing docker here
+        npm = "" if shutil.which("npm") else "; its build needs npm on this host"
+        return Check(
+            "agent image",
+            False,
+            f"{tag} not built — built on the first command agent's proposal, or now with "
+            f"`make agent-image` (`autoresearch images build agent`){npm}",
+            required=False,
+        )
+    stale = img.labels.get(images.INPUTS_LABEL) != images.inputs_hash(images.IMAGES_DIR / "agent")
+    detail = f"{tag} ({img.short_id}), for agent.kind = 'command'" + (
+        " — stale: run `autoresearch images build agent`" if stale else ""
+    )
+    return Check("agent image", True, detail, required=False)
 
 
 def _profile(limits: SandboxLimits) -> str | None:

@@ -41,7 +41,7 @@ def proposer_night(
         {"implementation": {"paths": ["impl.py"]},
          "evaluator": {"command": f"sleep {RUN_S:g}; echo score: 1", "isolation": "shared"},
          "metric": {"name": "score", "goal": "min"},
-         "agent": {"kind": "command", "command": agent, "timeout_s": 600}, "budget": budget},
+         "agent": {"kind": "command", "command": agent, "timeout_s": 600, "on_host": True}, "budget": budget},
         {}, "bench",
     )  # fmt: skip
     run = start_run(

@@ -2,7 +2,7 @@
 
 Serves a script of responses in order: streamed messages (SSE), HTTP errors
 (JSON bodies, as the API sends them), and streams that break with an `error`
-event in mid-stream. Records every request body.
+event in mid-stream. Records every request body and its headers.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class FakeAnthropic:
         self.model = model
         self.script: deque[tuple[str, Any]] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        """Every request's headers (lowercase names), in order."""
         self._ids = 0
         self.delay_s = 0.0
         """How long each response takes to start (conversations in flight overlap)."""
@@ -60,6 +62,7 @@ class FakeAnthropic:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 with fake._lock:
                     fake.requests.append(body)
+                    fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                     kind, payload = (
                         fake.script.popleft() if fake.script else ("error", (500, "api_error"))
                     )

@@ -26,7 +26,7 @@ def _contract(tmp_path: Path, target: str = "impl.py", timeout: float = 60):  # 
     cli = tmp_path / "fake_cli.py"
     cli.write_text(FAKE_CLI)
     command = f"{sys.executable} {cli} {{prompt_file}} {target}"
-    return contract_for(Path("x"), agent={"kind": "command", "command": command, "timeout_s": timeout},
+    return contract_for(Path("x"), agent={"kind": "command", "command": command, "timeout_s": timeout, "on_host": True},
                         **{"budget.max_experiments": 1})  # fmt: skip
 
 
@@ -57,7 +57,7 @@ def test_a_cli_writing_outside_the_allowed_paths_is_refused(
 
 
 def test_a_cli_that_hangs_is_stopped_at_its_time_limit(repo: Path, tmp_path: Path, start) -> None:
-    contract = contract_for(Path("x"), agent={"kind": "command", "command": "sleep 60", "timeout_s": 1},
+    contract = contract_for(Path("x"), agent={"kind": "command", "command": "sleep 60", "timeout_s": 1, "on_host": True},
                             **{"budget.max_experiments": 1})  # fmt: skip
     run = start(contract)
     run.execute()

@@ -109,6 +109,9 @@ def test_user_errors_are_one_line_without_traceback(repo: Path, tmp_path: Path) 
 def test_doctor_says_what_is_ready(repo: Path) -> None:
     out = cli(repo, "doctor").stdout
     assert "ok   docker engine:" in out and "ok   image: autoresearch/python:3.11" in out
+    agent = next(line for line in out.splitlines() if " agent image: " in line)
+    ready = agent.startswith("ok   agent image: autoresearch/agent:latest")
+    assert ready or "make agent-image" in agent, agent  # present, or how to build it
     gpus = next(line for line in out.splitlines() if " gpus: " in line)
     assert gpus.startswith(("ok   gpus: ", "--   gpus: 0 GPUs")), gpus  # counted, or said why not
 

@@ -46,7 +46,7 @@ def _command(tmp_path: Path, think: float, how: str = "comment") -> dict[str, ob
     cli = tmp_path / "cli.py"
     cli.write_text(CLI)
     return {"kind": "command", "command": f"{sys.executable} {cli} {log} {think} {how}",
-            "timeout_s": 120}  # fmt: skip
+            "timeout_s": 120, "on_host": True}  # fmt: skip
 
 
 def _spans(tmp_path: Path) -> list[tuple[float, float]]:
@@ -147,7 +147,7 @@ def test_a_kill_during_concurrent_proposals_resumes_with_nothing_lost(tmp_path: 
         "[budget]\nseconds = 30\nparallel = 2\npipeline = 1\nbaseline_repeats = 1\n"
         "max_experiments = 5\n"
         '[sandbox]\nmemory = "256m"\npids = 64\n'
-        f'[agent]\nkind = "command"\ncommand = "{agent["command"]}"\ntimeout_s = 120\n'
+        f'[agent]\nkind = "command"\ncommand = "{agent["command"]}"\ntimeout_s = 120\non_host = true\n'
     )
 
     def cli(*args: str) -> subprocess.Popen[bytes]:

@@ -106,7 +106,7 @@ def test_a_failing_agent_cli_is_retried_never_a_refusal(
     cli, counter = tmp_path / "cli.py", tmp_path / "tries"
     cli.write_text(FLAKY_CLI)
     said: list[str] = []
-    contract = contract_for(Path("x"), agent={"kind": "command", "command": f"{sys.executable} {cli} {counter}"},
+    contract = contract_for(Path("x"), agent={"kind": "command", "command": f"{sys.executable} {cli} {counter}", "on_host": True},
                             **{"budget.max_experiments": 1})  # fmt: skip
     run = start_run(
         repo, "cli", contract, "test", sandbox, say=said.append, backoff=Backoff(0.05, 0.1)
@@ -115,7 +115,7 @@ def test_a_failing_agent_cli_is_retried_never_a_refusal(
     e = run.ledger.get(1)
     assert e is not None and e.status == "keep" and counter.read_text() == "3"
     assert sum("the agent's backend is unavailable" in m for m in said) == 2
-    missing = contract_for(Path("x"), agent={"kind": "command", "command": "no-such-cli-xyz {prompt_file}"},
+    missing = contract_for(Path("x"), agent={"kind": "command", "command": "no-such-cli-xyz {prompt_file}", "on_host": True},
                            **{"budget.max_experiments": 1})  # fmt: skip
     with pytest.raises(UserError, match="cannot run"):
         start_run(repo, "nocli", missing, "test", sandbox, say=lambda _m: None).execute()

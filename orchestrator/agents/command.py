@@ -1,13 +1,18 @@
 """Any coding-agent CLI as the proposer: Claude Code, Codex, aider, a script of yours.
 
-The command runs on the host — it is the user's own trusted tool — in a private
-copy of the best commit (a throwaway git repository outside the user's, so a
-CLI that runs git cannot touch the user's history), with the rendered context in
-a prompt file (and the whole history, one line per experiment, in a file beside it:
-`$AUTORESEARCH_HISTORY`). Several run at once, each in its own copy. Its edits are copied back and then validated like any other
-proposal: a change outside the allowed paths is refused, and the code it wrote
-still only ever runs in the sandbox. It may print `DESCRIPTION: ...` and
-`HYPOTHESIS: ...` lines to describe its change.
+The command runs in a container of its own (container.py: hardened like an
+experiment's, its only way out the LLM API through the gateway, the key added on
+the host), or with `agent.on_host = true` on the host, under guard.py, with the
+host's environment — said at start. Either way it works in a private copy of the
+best commit (a throwaway git repository outside the user's, so a CLI that runs git
+cannot touch the user's history), with the rendered context in a prompt file (and
+the whole history, one line per experiment, in a file beside it:
+`$AUTORESEARCH_HISTORY`). Several run at once, each in its own copy. Its edits are
+copied back and then validated like any other proposal: a change outside the
+allowed paths is refused, and the code it wrote still only ever runs in the
+sandbox. It may print `DESCRIPTION: ...` and `HYPOTHESIS: ...` lines to describe
+its change. Its own failures (an API outage, a crash, a non-zero exit) are the
+infrastructure's, retried, never the candidate's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
+from orchestrator.agents.container import INBOX, AgentContainer
 from orchestrator.agents.context import render_full_history, render_prompt
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 
@@ -99,6 +105,12 @@ def reap_commands(run_dir: Path) -> int:
     return killed
 
 
+ON_HOST_WARNING = (
+    "warning: agent.on_host = true — the agent command runs on this host, with this host's "
+    "environment and keys, outside the sandbox; leave it unset to run it in a container"
+)
+
+
 class CommandAgent:
     in_turn = False
 
@@ -107,9 +119,16 @@ class CommandAgent:
         self.say = say
         self._live: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+        self._container: AgentContainer | None = None
+        if cfg.on_host:
+            say(ON_HOST_WARNING)
+        else:
+            self._container = AgentContainer(cfg, say)
 
     def cancel(self) -> None:
-        """Kill every command in flight, with everything it started (its process group)."""
+        """Kill every command in flight: its container, or its process group on the host."""
+        if self._container is not None:
+            self._container.cancel()
         with self._lock:
             live, self._live = list(self._live), set()
         for proc in live:
@@ -153,9 +172,49 @@ class CommandAgent:
             raise ProposalRefused(f"agent command timed out after {self.cfg.timeout_s:g} s")
         return proc.returncode, out.decode(errors="replace")
 
+    def _in_container(
+        self, command: str, work: Path, inbox: Path, env: dict[str, str]
+    ) -> tuple[int, str, dict[str, float]]:
+        """Run the command in its container; (exit code, what it printed, gateway figures)."""
+        assert self._container is not None
+        result, figures = self._container.run(command, work, inbox, env)
+        if result.timed_out:
+            raise ProposalRefused(f"agent command timed out after {self.cfg.timeout_s:g} s")
+        code = -1 if result.exit_code is None else result.exit_code
+        return code, result.output, figures
+
+    def _run(self, ctx: Context, work: Path, inbox: Path) -> tuple[str, dict[str, float]]:
+        """Write the prompt and history into `inbox`, run the command on `work`; its output."""
+        where = Path(INBOX) if self._container is not None else inbox
+        (inbox / "history.md").write_text(render_full_history(ctx.history) + "\n")
+        prompt = render_prompt(ctx, full=str(where / "history.md")) + INSTRUCTIONS
+        (inbox / "prompt.md").write_text(prompt)
+        command = self.cfg.command.replace("{prompt_file}", shlex.quote(str(where / "prompt.md")))
+        env = {
+            "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
+            "AUTORESEARCH_PROMPT": str(where / "prompt.md"),
+            "AUTORESEARCH_HISTORY": str(where / "history.md"),
+        }
+        figures: dict[str, float] = {}
+        if self._container is not None:
+            code, text, figures = self._in_container(command, work, inbox, env)
+        else:
+            host_env = {**os.environ, **env, OWNER_ENV: str(ctx.run_dir or "")}
+            code, text = self._execute(command, work, host_env)
+        if code in (126, 127):  # the shell found no such command: the setup's
+            raise UserError(
+                f"agent command {self.cfg.command!r} cannot run (exit {code}) — "
+                "fix agent.command or install the CLI"
+                + ("" if self._container is None else f" in agent.image {self.cfg.image}")
+            )
+        if code != 0:  # an outage of its API, its own crash: never the candidate's
+            last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+            raise InfraError(f"agent command exited {code}: {sanitize.field(last)[:200]}")
+        return text, figures
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
-            work, prompt = Path(tmp) / "repo", Path(tmp) / "prompt.md"
+            work, inbox = Path(tmp) / "repo", Path(tmp) / "agent"  # the prompt outside the copy
             shutil.copytree(scratch, work, symlinks=True)
             for args in (
                 ["init", "-q"],
@@ -163,26 +222,8 @@ class CommandAgent:
                 ["commit", "-qm", "best so far", "--allow-empty"],
             ):
                 subprocess.run(["git", *_GIT_ID, *args], cwd=work, check=True, capture_output=True)
-            history = Path(tmp) / "history.md"  # beside the prompt, outside the copy
-            history.write_text(render_full_history(ctx.history) + "\n")
-            prompt.write_text(render_prompt(ctx, full=str(history)) + INSTRUCTIONS)
-            command = self.cfg.command.replace("{prompt_file}", shlex.quote(str(prompt)))
-            env = {
-                **os.environ,
-                "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
-                "AUTORESEARCH_PROMPT": str(prompt),
-                "AUTORESEARCH_HISTORY": str(history),
-                OWNER_ENV: str(ctx.run_dir or ""),
-            }
-            code, text = self._execute(command, work, env)
-            if code in (126, 127):  # the shell found no such command: the setup's
-                raise UserError(
-                    f"agent command {self.cfg.command!r} cannot run (exit {code}) — "
-                    "fix agent.command or install the CLI"
-                )
-            if code != 0:  # an outage of its API, its own crash: never the candidate's
-                last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
-                raise InfraError(f"agent command exited {code}: {sanitize.field(last)[:200]}")
+            inbox.mkdir()
+            text, figures = self._run(ctx, work, inbox)
             _mirror(work, scratch)
         fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
         for line in text.splitlines():
@@ -190,6 +231,10 @@ class CommandAgent:
             if key.strip() in fields and value.strip():
                 fields[key.strip()] = value.strip()
         name = shlex.split(self.cfg.command)[0] if self.cfg.command.strip() else "command"
+        usage = {k: int(figures.get(f"gateway.llm.{k}_tokens", 0)) for k in ("input", "output")}
         return Proposal(
-            fields["DESCRIPTION"][:200] or f"proposal by {Path(name).name}", fields["HYPOTHESIS"]
+            fields["DESCRIPTION"][:200] or f"proposal by {Path(name).name}",
+            fields["HYPOTHESIS"],
+            cost_usd=figures.get("gateway.llm.usd") if figures else None,
+            usage=usage if figures else {},
         )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from orchestrator.errors import ContractError
 from orchestrator.schema import Model as _Model
@@ -152,12 +152,41 @@ class TunerAgentConfig(_Model):
         return self
 
 
+def _size(value: object) -> object:
+    from orchestrator.contract.model import parse_size  # the contract imports this module
+
+    return parse_size(value)
+
+
+_Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+
+
 class CommandAgentConfig(_Model):
     kind: Literal["command"] = "command"
     command: str = Field(min_length=1)
     """Shell command run in the scratch checkout; `{prompt_file}` is replaced by the rendered context."""
     timeout_s: float = Field(default=1800, gt=0)
     """Seconds the command may take for one proposal; it is killed (SIGKILL) after."""
+    on_host: bool = False
+    """Run the command on this host, with this host's environment and keys (said at start);
+    False = in a container of its own that reaches only the LLM API, through the gateway."""
+    image: str = "autoresearch/agent:latest"
+    """The container's image (Node, Python, git, the CLIs of recipes/agent/npm.txt); the default
+    is built on first use, any other must exist."""
+    base_url: str | None = None
+    """The Messages API the gateway forwards the CLI's requests to; None = the host's
+    ANTHROPIC_BASE_URL, else https://api.anthropic.com."""
+    key_env: str = Field(default="ANTHROPIC_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The host variable whose value the gateway sends as `x-api-key` (never in the container)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """More variables for the container, literal values only (`ANTHROPIC_MODEL = "..."`)."""
+    cpus: float = Field(default=2.0, gt=0)
+    memory: _Size = 4 * 1024**3
+    """The container's memory limit (bytes, or '4g'); running out is an infrastructure error."""
+    pids: int = Field(default=512, ge=8)
+    tmpfs: _Size = 1024**3
+    """The in-memory /tmp, the CLI's home (settings, caches)."""
+    runtime: Literal["runc", "runsc"] = "runc"
 
     def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
         from orchestrator.agents.command import CommandAgent

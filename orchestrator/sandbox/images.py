@@ -24,6 +24,7 @@ import requests
 from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
 from orchestrator.errors import UserError
+from orchestrator.sandbox.clis import build_context
 
 IMAGES_DIR = Path(__file__).resolve().parent / "recipes"
 """The image recipes, inside the package: `autoresearch images build` works wherever it is
@@ -33,6 +34,7 @@ SUITE = "bookworm"
 IMAGE_TAGS = {
     "python": "autoresearch/python:3.11",
     "pytorch-cuda": "autoresearch/pytorch-cuda:latest",
+    "agent": "autoresearch/agent:latest",
 }
 RECIPE_VERSION = "1"
 """Bump when the way images are built changes (it is part of the inputs hash)."""
@@ -196,9 +198,9 @@ def build(
     apt_packages = " ".join(packages) if base_ref else ""
     base_ref = base_ref or _debootstrap_base(client, packages, say)
     say(f"building {tag} from {base_ref}")
-    _docker_build(
-        client, folder, tag, digest, {"BASE": base_ref, "APT_PACKAGES": apt_packages}, pull=False
-    )
+    with build_context(folder, say) as ctx:  # the recipe's CLIs (npm.txt) fetched by the host
+        args = {"BASE": base_ref, "APT_PACKAGES": apt_packages}
+        _docker_build(client, ctx, tag, digest, args, pull=False)
     say(f"built {tag} (inputs {digest})")
     return tag
 

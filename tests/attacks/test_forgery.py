@@ -323,7 +323,7 @@ def test_the_proposer_never_sees_sealed_or_hidden_files(tmp_path: Path, sandbox)
                   "data": [{"source": "secret", "target": "/secret"}]},
         "metric": {"name": "score", "goal": "min"},
         "budget": {"seconds": 30, "parallel": 1, "pipeline": 0, "baseline_repeats": 1, "max_experiments": 1},
-        "agent": {"kind": "command", "command": f"python3 {cli}"},
+        "agent": {"kind": "command", "command": f"python3 {cli}", "on_host": True},
     }  # fmt: skip
     run = start_run(
         repo, "look", build_contract(data, {}, "test"), "test", sandbox, say=lambda _m: None
