@@ -109,10 +109,10 @@ def status(ctx: click.Context, tag: str | None, as_json: bool) -> None:
 
 
 def _summary_json(ledger: Any, contract: Contract) -> str:
-    from orchestrator.morning.summary import summary
+    from orchestrator.morning.summary import overlaps, summary
 
     exps = ledger.experiments()
-    data = summary(ledger.run(), exps, contract, {e.id: ledger.concurrent_with(e.id) for e in exps})
+    data = summary(ledger.run(), exps, contract, overlaps(exps))
     return json.dumps(data, indent=2)
 
 
@@ -120,14 +120,31 @@ def _summary_json(ledger: Any, contract: Contract) -> str:
 @click.argument("tag")
 @click.option("--open", "open_it", is_flag=True, help="Open report.html in the browser afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report's data as JSON instead.")
+@click.option(
+    "--serve",
+    "serve_it",
+    is_flag=True,
+    help="Serve the report on 127.0.0.1 (read-only), rewritten as the night goes; Ctrl-C stops.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+    help="The port --serve listens on (0: any free one).",
+)  # fmt: skip
 @click.pass_context
-def report(ctx: click.Context, tag: str, open_it: bool, as_json: bool) -> None:
-    """Write report.html and progress.png for run TAG (the morning read)."""
+def report(
+    ctx: click.Context, tag: str, open_it: bool, as_json: bool, serve_it: bool, port: int
+) -> None:
+    """Write report.html and progress.png for run TAG (the morning read), or serve it live."""
     from orchestrator.morning.report import write_report
 
     ledger, contract, ws = _opened(ctx, tag)
     if as_json:
         click.echo(_summary_json(ledger, contract))
+        return
+    if serve_it:
+        from orchestrator.morning.serve import serve
+
+        serve(ledger, ws, contract, port, say=click.echo)
         return
     out = write_report(ledger, ws, contract)
     click.echo(str(out))

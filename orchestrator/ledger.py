@@ -3,21 +3,22 @@
 Each experiment's row is written BEFORE each step and completed after it, in
 phases: proposing → frozen → running → decided → done. A killed orchestrator
 resumes from the phase it finds: nothing is lost, nothing is recorded or merged
-twice. results.tsv is regenerated from the ledger (atomically), never appended.
+twice. A row in phase `done` is never written again: readers keep it (`rows.py`).
+results.tsv is appended under the ledger's record of what it holds (`results_tsv.py`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import sanitize
+from orchestrator import results_tsv
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, experiment_dir
+from orchestrator.rows import Rows
 from orchestrator.sandbox import ContainerResult
 
 SCHEMA = """
@@ -123,6 +124,7 @@ class Ledger:
                 if col.split()[0] not in have:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
         self.db.execute("CREATE INDEX IF NOT EXISTS experiment_tree ON experiment(tree)")
+        self._rows = Rows()
 
     def close(self) -> None:
         self.db.close()
@@ -350,7 +352,10 @@ class Ledger:
         )
 
     def experiments(self) -> list[Experiment]:
-        return [Experiment.from_row(r) for r in self._query("SELECT * FROM experiment ORDER BY id")]
+        """Every experiment by id; finished rows are built once (`rows.py`), so a read costs
+        what is in flight, not the night's length."""
+        with self._lock:
+            return self._rows.read(self._query)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The ledger's event rows (infrastructure retries, leftovers), oldest first."""
@@ -371,29 +376,6 @@ class Ledger:
         return d
 
     def write_results_tsv(self) -> Path:
-        """autoresearch's format: commit, the metric (by its name), memory_gb, status, description.
-
-        memory_gb is the peak VRAM when the experiment had a GPU, else the peak host memory.
-        """
-        info = self.run()
-        name = json.loads(info.contract)["metric"]["name"] if info else "metric"
-        lines = [f"commit\t{sanitize.field(name)}\tmemory_gb\tstatus\tdescription"]
-        for e in self.experiments():
-            if e.phase not in ("decided", "done"):
-                continue
-            metric = f"{e.metric:.6f}" if e.metric is not None else "0.000000"
-            peak = e.peak_vram_bytes if e.peak_vram_bytes is not None else e.peak_memory_bytes
-            gb = peak / 1024**3 if peak else 0.0  # autoresearch's one decimal, finer below 0.1
-            mem = f"{gb:.1f}" if gb >= 0.1 or not peak else f"{gb:.3f}"
-            desc = sanitize.field(e.description or "") or "-"
-            lines.append(f"{(e.commit_sha or '-------')[:7]}\t{metric}\t{mem}\t{e.status}\t{desc}")
-        return atomic_write(self.dir / "results.tsv", "\n".join(lines) + "\n")
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    """Readers see the old file or the new one, never half of one. No fsync: the
-    ledger is the durable record and results.tsv is rebuilt from it on every step."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+        """results.tsv brought up to date: the finished experiments it lacks, appended
+        (`results_tsv.py`: never a doubled or torn row, whatever moment a kill hits)."""
+        return results_tsv.append(self)

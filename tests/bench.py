@@ -23,7 +23,7 @@ from orchestrator.contract.model import DEFAULT_IMAGE
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
-from tests import bench_proposers, bench_screen
+from tests import bench_proposers, bench_scale, bench_screen
 from tests.conftest import IMPL, make_patch, make_repo
 
 EXPERIMENTS = 20
@@ -374,6 +374,7 @@ def main() -> int:
 
     bench_proposers.section()
     bench_screen.section()
+    bench_scale.section()
 
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
         local_s, ray_s, extra_ms = ray_dispatch(Path(tmp))

@@ -313,6 +313,7 @@ def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path)
         ledger.frozen(i, f"{i}" * 40, f"exp {i}", "", 1)
         r = ContainerResult(0, False, False, 1.0, 1024**3, 1.0, "", peak_vram_bytes=vram)
         ledger.decided(i, status="keep", reason="r", metric=1.0, result=r)
+        ledger.done(i, merged=False)  # results.tsv holds finished experiments
     rows = [line.split("\t") for line in ledger.write_results_tsv().read_text().splitlines()[1:]]
     assert [row[2] for row in rows] == ["3.0", "1.0"]
     assert ledger.get(0).peak_vram_bytes == 3 * 1024**3  # type: ignore[union-attr]

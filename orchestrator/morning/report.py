@@ -1,5 +1,10 @@
-"""The morning report: `report.html` (self-contained: styles, plot and diffs inline;
-nothing is fetched from the network) and `progress.png` in the run folder.
+"""The morning report: `report.html` (styles, plot and the final diff inline; nothing is
+fetched from the network) and `progress.png` in the run folder.
+
+With 1,000 rows it stays small: each experiment's diff and log tail are pages of
+their own beside it (`pages.py`), linked from its row and loaded on demand; a
+filter shows one status at a time. While the run is live the page reloads itself
+(`report --serve` rewrites it as the night goes, `serve.py`).
 
 The plot is the one autoresearch users know: every experiment by index, discards
 grey, keeps green, crashes marked, the running best as a step line, each keep
@@ -9,22 +14,25 @@ annotated with its description.
 from __future__ import annotations
 
 import base64
-import html
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE
-from orchestrator.experiment import experiment_dir
+from orchestrator.experiment import STATUSES
 from orchestrator.ledger import Ledger
-from orchestrator.morning.summary import summary
+from orchestrator.morning.pages import esc as _esc
+from orchestrator.morning.pages import highlight as _highlight
+from orchestrator.morning.pages import write_pages
+from orchestrator.morning.summary import overlaps, summary
 from orchestrator.workspace import Workspace
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-TAIL_CHARS = 4000
+REFRESH_S = 15
+"""How often a live run's page reloads itself."""
 
 
 def plot_progress(data: dict[str, Any], path: Path) -> Path:
@@ -125,16 +133,6 @@ def _label_axes(ax: Axes, data: dict[str, Any]) -> None:
     ax.legend(loc="best", fontsize=8)
 
 
-def _highlight(diff: str) -> str:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import DiffLexer
-
-    return str(
-        highlight(diff, DiffLexer(), HtmlFormatter(noclasses=True, nowrap=False, style="default"))
-    )
-
-
 def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
@@ -143,10 +141,6 @@ def _duration(seconds: float) -> str:
 
 def _num(v: float | None, spec: str = ".6g") -> str:
     return "–" if v is None else format(v, spec)
-
-
-def _esc(v: object) -> str:
-    return html.escape(sanitize.terminal(str(v)), quote=True)
 
 
 STYLE = """
@@ -163,12 +157,29 @@ pre{overflow:auto;max-height:480px;font-size:12px;background:#f7f7f7;padding:8px
 .highlight pre{background:#f7f7f7} img#progress{max-width:100%;border:1px solid #eee;border-radius:8px}
 """
 
-# Marks an image that failed to load, for people and for the browser test; fetches nothing.
+# Marks an image that failed to load, for people and for the browser test; the status
+# filter (kept in the address's #status=); a live run's reload. Fetches nothing itself.
 SCRIPT = """
 document.querySelectorAll('img').forEach(function(img){
   function check(){ if(!img.naturalWidth){ img.classList.add('broken'); console.error('image failed: ' + img.id); } }
   if(img.complete){ check(); } else { img.addEventListener('load', check); img.addEventListener('error', check); }
 });
+var filter = document.getElementById('status-filter');
+function applyFilter(){
+  var want = filter.value, shown = 0;
+  document.querySelectorAll('tr.exp').forEach(function(tr){
+    var on = !want || tr.classList.contains(want);
+    tr.style.display = on ? '' : 'none';
+    if(on){ shown++; }
+  });
+  document.getElementById('shown').textContent = shown + ' shown';
+}
+var asked = /status=([a-z]+)/.exec(location.hash);
+if(asked){ filter.value = asked[1]; }
+filter.addEventListener('change', function(){ location.hash = filter.value ? 'status=' + filter.value : ''; applyFilter(); });
+applyFilter();
+var every = Number(document.body.dataset.refresh || 0);
+if(every > 0){ setTimeout(function(){ location.reload(); }, every * 1000); }
 """
 
 
@@ -178,11 +189,21 @@ def _forgeable(d: dict[str, Any]) -> str:
     return f'<p class="warning" id="forgeable">{_esc(FORGEABLE)}</p>\n'
 
 
+def _filter() -> str:
+    """The status filter above the table (the script applies it)."""
+    options = "".join(f"<option value='{s}'>{s}</option>" for s in (*STATUSES, "pending"))
+    return (
+        "<p><label>show <select id='status-filter'><option value=''>every status</option>"
+        f"{options}</select></label> <span class='muted' id='shown'></span></p>"
+    )
+
+
 def render(
-    data: dict[str, Any], png: bytes, final_diff: str, files: dict[int, dict[str, str]]
+    data: dict[str, Any], png: bytes, final_diff: str, links: dict[int, dict[str, str]]
 ) -> str:
-    """The whole page as one string; `files[id]` holds 'diff' and 'log' texts."""
-    rows = [_row(r, files.get(r["id"], {})) for r in data["experiments"]]
+    """The whole page as one string; `links[id]` holds the hrefs of its 'diff' and 'log' pages."""
+    rows = [_row(r, links.get(r["id"], {})) for r in data["experiments"]]
+    live = data["stopped"] is None
     d = data
     crashes = ", ".join(f"{k}: {v}" for k, v in d["crashes"].items()) or "none"
     png64 = base64.b64encode(png).decode()
@@ -192,13 +213,14 @@ def render(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
-<body>
+<body data-refresh="{REFRESH_S if live else 0}">
 <h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
 {_forgeable(d)}<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
-written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
+written {_esc(time.strftime("%Y-%m-%d %H:%M:%S"))}{f" · live: reloads every {REFRESH_S} s" if live else ""}</div>
 <div class="cards">{_cards(d)}</div>
 <img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">
 <h2>Every experiment</h2>
+{_filter()}
 <table id="experiments"><thead><tr><th>#</th><th>status</th><th>{_esc(d["metric"])}</th><th>Δ baseline</th>
 <th>change and hypothesis</th><th>reason</th><th>wall s</th><th>cost</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
@@ -209,18 +231,16 @@ written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</div>
 """
 
 
-def _row(r: dict[str, Any], extra: dict[str, str]) -> str:
-    """One experiment's table row, its diff (and a crash's log tail) folded inside."""
+def _row(r: dict[str, Any], link: dict[str, str]) -> str:
+    """One experiment's table row, with links to its diff (and a crash's log tail)."""
     status = r["status"] or r["phase"]
     if status == "keep" and r["id"] and not r["merged"]:
         status = "keep (not merged)"
-    opened = []
-    if extra.get("diff"):
-        opened.append(f"<details><summary>diff</summary>{_highlight(extra['diff'])}</details>")
-    if extra.get("log") and r["status"] in ("crash", "refused"):
-        opened.append(
-            f"<details><summary>log tail</summary><pre>{_esc(extra['log'])}</pre></details>"
-        )
+    opened = [
+        f" <a class='{kind}' href='{_esc(link[kind])}'>{label}</a>"
+        for kind, label in (("diff", "diff"), ("log", "log tail"))
+        if link.get(kind)
+    ]
     hyp = f"<div class='muted'>{_esc(r['hypothesis'])}</div>" if r["hypothesis"] and r["id"] else ""
     if r.get("flags"):
         hyp += f"<div class='warning flags'>flagged: {_esc('; '.join(r['flags']))}</div>"
@@ -262,21 +282,17 @@ def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
     info = ledger.run()
     assert info is not None
     exps = ledger.experiments()
-    data = summary(info, exps, contract, {e.id: ledger.concurrent_with(e.id) for e in exps})
-    png_path = plot_progress(data, ledger.dir / "progress.png")
-    files: dict[int, dict[str, str]] = {}
-    for e in exps:
-        folder = experiment_dir(ledger.dir, e.id)
-        diff = folder / "diff.patch"
-        log = folder / "output.log"
-        files[e.id] = {
-            "diff": diff.read_text(errors="replace") if diff.exists() else "",
-            "log": log.read_text(errors="replace")[-TAIL_CHARS:] if log.exists() else "",
-        }
+    data = summary(info, exps, contract, overlaps(exps))
+    png = ledger.dir / "progress.png"
+    png_tmp = png.with_name(f".progress.{os.getpid()}.png")
+    plot_progress(data, png_tmp)
+    links = write_pages(ledger.dir, exps)
     best = next((e.merged_sha for e in reversed(exps) if e.holds_best and e.merged_sha), None)
     final = ws.diff(info.base_commit, best) if best else ""
+    page = render(data, png_tmp.read_bytes(), final, links)
+    os.replace(png_tmp, png)
     out = ledger.dir / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render(data, png_path.read_bytes(), final, files))
-    tmp.replace(out)
+    tmp = out.with_name(f".report.{os.getpid()}.html")
+    tmp.write_text(page)
+    os.replace(tmp, out)
     return out

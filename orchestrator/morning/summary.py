@@ -103,6 +103,25 @@ def _headline(
 
 
 # -- the night as data (status --json, report --json, the HTML report, the live view) --
+def overlaps(exps: list[Experiment]) -> dict[int, list[int]]:
+    """For each experiment, those whose sandbox work overlapped its own (what
+    `Ledger.concurrent_with` says of one), for all of them in one sweep by start time."""
+    ran = sorted(
+        (e.ran_from, e.ran_to if e.ran_to is not None else 1e18, e.id)
+        for e in exps
+        if e.ran_from is not None
+    )
+    out: dict[int, list[int]] = {e.id: [] for e in exps}
+    for i, (start, end, a) in enumerate(ran):
+        for other_start, other_end, b in ran[i + 1 :]:
+            if other_start >= end:
+                break
+            if start < other_end:
+                out[a].append(b)
+                out[b].append(a)
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def crash_kind(reason: str | None) -> str:
     """The kind of a crash, from its recorded reason: 'timeout', 'out of memory', 'exit code 1'..."""
     return (reason or "unknown").split(":")[0].split(" (")[0].strip()

@@ -169,6 +169,7 @@ class Night:
         self.check_gpus()
         self.executor.check(self.contract)
         self.ledger.set_stopped(None)
+        self.ledger.write_results_tsv()  # a kill mid-append: the file made to match the ledger
         if self.parallel > 1 or self.contract.sandbox.gpus:
             gpus = self.contract.sandbox.gpus
             each = f", {gpus} GPU(s) each" if gpus else ""

@@ -1,0 +1,188 @@
+"""`make bench`, scale: a 1,000-experiment night through the command agent, no-op evaluator.
+
+What is measured is the orchestrator's own work per experiment, so the attempts run
+on an in-process fake executor (the `Executor` protocol; it answers `score: 1` at
+once) instead of containers: propose (the command agent's process, its copy and
+prompt), freeze, decide, record, results.tsv; meanwhile `report --serve` (its own
+process, as it runs) is asked for the report every 15 s, as the page's reload would,
+and rewrites it when the ledger changed. Every idea is a new comment line, so every
+candidate is a new tree and a discard (equal score, more code).
+
+- RSS growth: the orchestrator's resident memory at the end minus at experiment 50.
+- Cycle time: the time between consecutive experiments' ends; the median of the
+  last 100 against the first 100 (after the baseline).
+- CPU per experiment: the same, in CPU seconds of the orchestrator and the processes it
+  waited for (the agent's command, git): what the other tenants of a loaded box do not move.
+- Prompt: the length of the prompt file the command agent is given at #1000 vs #50.
+
+    python -m tests.bench_scale [experiments]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from unittest import mock
+
+from orchestrator import runs
+from orchestrator.contract.load import build_contract
+from orchestrator.contract.model import Contract
+from orchestrator.executors.attempt import Attempt
+from orchestrator.night import Backoff
+from orchestrator.sandbox import ContainerResult
+from tests.conftest import IMPL, make_repo
+
+EXPERIMENTS = 1000
+REFRESH_S = 15.0
+"""How often the watching browser reloads the served report (the page's own period)."""
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class InstantExecutor:
+    """An executor whose every attempt prints `score: 1` at once; it notes the RSS per attempt."""
+
+    assigns_gpus = False
+
+    def __init__(self) -> None:
+        self.rss: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
+
+    def run(self, attempt: Attempt) -> ContainerResult:
+        self.rss[attempt.experiment] = rss_bytes()
+        t = os.times()  # this process's threads and the processes it waited for (agent, git)
+        self.cpu[attempt.experiment] = t.user + t.system + t.children_user + t.children_system
+        return ContainerResult(0, False, False, 0.01, 50 * 1024**2, 0.01, "score: 1\n")
+
+    def slots(self, contract: Contract) -> int | None:
+        return 1
+
+    def check(self, contract: Contract) -> None:
+        return None
+
+    def image_id(self, image: str) -> str:
+        return "sha256:bench"
+
+    def cancel(self) -> int:
+        return 0
+
+    def reopen(self) -> None:
+        return None
+
+    def reap(self, *, everything: bool = False) -> int:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
+def _serve(repo: Path) -> tuple[subprocess.Popen[str], str]:
+    """`report --serve` on the run, in its own process as it would be; (process, its address)
+    once it has written the first report."""
+    cmd = [sys.executable, "-m", "orchestrator", "--repo", str(repo), "report", "scale",
+           "--serve", "--port", "0"]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    url = re.search(r"http://\S+/", server.stdout.readline())
+    assert url, "report --serve said no address"
+    return server, url.group(0)
+
+
+def _watch(url: str, stop: threading.Event, every_s: float) -> None:
+    """A browser on the served report while the night runs: each reload has the server
+    rewrite the report if the ledger changed."""
+    while not stop.wait(every_s):
+        with urllib.request.urlopen(url, timeout=60) as page:
+            assert b"status-filter" in page.read()
+
+
+def scale_night(tmp: Path, experiments: int) -> dict[str, float]:
+    repo = make_repo(tmp / "repo", {"impl.py": IMPL})
+    prompts = tmp / "prompts"
+    prompts.mkdir()
+    agent = (
+        f'wc -c < "$AUTORESEARCH_PROMPT" > {prompts}/$AUTORESEARCH_EXPERIMENT; '
+        'echo "# idea $AUTORESEARCH_EXPERIMENT" >> impl.py; '
+        'echo "DESCRIPTION: comment number $AUTORESEARCH_EXPERIMENT"; '
+        'echo "HYPOTHESIS: a comment changes nothing, measured to be sure"'
+    )
+    contract = build_contract(
+        {"implementation": {"paths": ["impl.py"]},
+         "evaluator": {"command": "echo score: 1", "isolation": "shared"},
+         "metric": {"name": "score", "goal": "min"},
+         "agent": {"kind": "command", "command": agent, "timeout_s": 600, "on_host": True},
+         "budget": {"parallel": 1, "pipeline": 1, "baseline_repeats": 1,
+                    "max_experiments": experiments, "seconds": 60}},
+        {}, "bench",
+    )  # fmt: skip
+    executor = InstantExecutor()
+    with mock.patch.object(runs, "build_executor", lambda *_a: executor):
+        night = runs.start_run(repo, "scale", contract, "bench", None, say=lambda _m: None,
+                               backoff=Backoff(1, 5))  # fmt: skip
+    server, url = _serve(repo)
+    stop = threading.Event()
+    browser = threading.Thread(target=_watch, args=(url, stop, REFRESH_S), daemon=True)
+    browser.start()
+    t0 = time.perf_counter()
+    try:
+        night.execute()
+    finally:
+        stop.set()
+        browser.join()
+        server.kill()
+        server.wait()
+    wall = time.perf_counter() - t0
+    exps = [e for e in night.ledger.experiments() if e.id > 0]
+    assert len(exps) == experiments, len(exps)
+    ends = sorted(e.finished for e in exps if e.finished is not None)
+    cycles = [b - a for a, b in itertools.pairwise(ends)]
+    window = min(100, len(cycles) // 3)
+    first, last = statistics.median(cycles[:window]), statistics.median(cycles[-window:])
+    cpu = [executor.cpu[i + 1] - executor.cpu[i] for i in range(1, experiments)]
+    cpu_first, cpu_last = statistics.median(cpu[:window]), statistics.median(cpu[-window:])
+    early = min(50, experiments // 2)
+    grown = rss_bytes() - executor.rss.get(early, rss_bytes())
+    prompt_early = int((prompts / str(early)).read_text())
+    prompt_late = int((prompts / str(experiments)).read_text())
+    return {"wall": wall, "first": first, "last": last, "rss": grown, "early": early,
+            "p_early": prompt_early, "p_late": prompt_late, "cpu_first": cpu_first,
+            "cpu_last": cpu_last}  # fmt: skip
+
+
+def section(experiments: int = EXPERIMENTS) -> None:
+    print(f"\nscale: a {experiments}-experiment night, the command agent, a no-op evaluator "
+          "(an in-process instant executor: the orchestrator's own cost)")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
+        r = scale_night(Path(tmp), experiments)
+    n = experiments
+    print("| measure | result | target |")
+    print("| --- | --- | --- |")
+    print(f"| orchestrator RSS growth, experiment {r['early']:.0f} → {n} | "
+          f"{r['rss'] / 1024**2:.1f} MB | < 50 MB |")  # fmt: skip
+    print(f"| median cycle time, last 100 vs first 100 ({r['last'] * 1000:.0f} ms vs "
+          f"{r['first'] * 1000:.0f} ms) | {r['last'] / r['first']:.2f}× | ≤ 1.1× |")  # fmt: skip
+    print(f"| median CPU per experiment (the orchestrator's threads, its agent and git processes), "
+          f"last 100 vs first 100 ({r['cpu_last'] * 1000:.0f} ms vs {r['cpu_first'] * 1000:.0f} ms) | "
+          f"{r['cpu_last'] / r['cpu_first']:.2f}× | ≤ 1.1× |")  # fmt: skip
+    print(f"| prompt at #{n} vs #{r['early']:.0f} ({r['p_late']:.0f} vs {r['p_early']:.0f} "
+          f"chars) | {r['p_late'] / r['p_early']:.2f}× | ≤ 1.5× |")  # fmt: skip
+    print(f"(the night took {r['wall']:.0f} s)")
+
+
+if __name__ == "__main__":
+    section(int(sys.argv[1]) if len(sys.argv) > 1 else EXPERIMENTS)
