@@ -74,7 +74,7 @@ def test_a_wheel_install_works_from_any_folder(installed: Path, tmp_path: Path) 
     bad = subprocess.run(
         [ar, "images", "build", "no-such"], capture_output=True, text=True, cwd=tmp_path
     )
-    assert bad.returncode != 0 and "pick one of: python, pytorch-cuda" in bad.stderr
+    assert bad.returncode != 0 and "pick one of: agent, python, pytorch-cuda" in bad.stderr
     # a team's own repository: init, doctor, run
     repo = make_repo(tmp_path / "team", {"impl.py": IMPL, "bench.py": BENCH})
     patches = tmp_path / "patches"
