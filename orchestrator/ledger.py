@@ -197,10 +197,10 @@ class Ledger:
         sql = "UPDATE experiment SET parent=?, started=? WHERE id=? AND phase='proposing'"
         self._write(sql, parent, time.time(), exp_id)
 
-    def same_tree(self, tree: str, before: int) -> Experiment | None:
-        """The first experiment other than `before` whose candidate had exactly this tree."""
+    def same_tree(self, tree: str, other_than: int) -> Experiment | None:
+        """The first experiment other than `other_than` whose candidate had exactly this tree."""
         sql = "SELECT * FROM experiment WHERE tree=? AND id<>? ORDER BY id LIMIT 1"
-        rows = self._query(sql, tree, before)
+        rows = self._query(sql, tree, other_than)
         return Experiment.from_row(rows[0]) if rows else None
 
     def abandon(self, exp_id: int) -> None:

@@ -317,7 +317,7 @@ class Night:
             patch.write_text(self.ws.diff(exp.parent, exp.commit_sha))
 
     def _conclude_finished(self) -> None:
-        for exp_id in self.slots.finished(block=False):
+        for exp_id in self.slots.finished():
             exp = self.ledger.get(exp_id)
             assert exp is not None
             self._conclude(exp)

@@ -27,6 +27,16 @@ SCREEN = "screen."
 """The prefix of the screen run's figures among an experiment's metrics."""
 
 
+def screen_contract(c: Contract) -> Contract | None:
+    """The contract a screen run runs under: the screen's budget, its env over the sandbox's."""
+    sc = c.screen
+    if sc is None:
+        return None
+    budget = c.budget.model_copy(update={"seconds": sc.seconds or c.budget.seconds})
+    sandbox = c.sandbox.model_copy(update={"env": {**c.sandbox.env, **sc.env}})
+    return c.model_copy(update={"budget": budget, "sandbox": sandbox})
+
+
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision
@@ -42,6 +52,8 @@ class Judge:
         self.contract = contract
         self.ledger = ledger
         self.runner = runner
+        self.cheap = screen_contract(contract)
+        """The contract of the screen run (its budget and environment), if there is a screen."""
 
     def sigma(self) -> float | None:
         base = self.ledger.get(0)
@@ -51,10 +63,15 @@ class Judge:
     def band(self) -> float:
         return noise_band(self.contract.metric, self.sigma())
 
-    def best(self) -> Best:
+    def best_experiment(self) -> Experiment | None:
+        """The experiment that holds the best now (None before the baseline is measured)."""
         kept = [e for e in self.ledger.experiments() if e.holds_best]
-        assert kept[-1].metric is not None
-        return Best(kept[-1].metric, kept[-1].loc)
+        return kept[-1] if kept else None
+
+    def best(self) -> Best:
+        best = self.best_experiment()
+        assert best is not None and best.metric is not None
+        return Best(best.metric, best.loc)
 
     def judge(self, exp: Experiment) -> Verdict:
         """The screen (when the contract has one), then the full runs."""
@@ -76,11 +93,8 @@ class Judge:
 
     def _screen(self, exp: Experiment) -> tuple[Verdict | None, dict[str, float]]:
         """One cheap run: a verdict when it ends the candidate here, and its figures."""
-        c, sc = self.contract, self.contract.screen
-        assert sc is not None
-        budget = c.budget.model_copy(update={"seconds": sc.seconds or c.budget.seconds})
-        sandbox = c.sandbox.model_copy(update={"env": {**c.sandbox.env, **sc.env}})
-        cheap = c.model_copy(update={"budget": budget, "sandbox": sandbox})
+        c, sc, cheap = self.contract, self.contract.screen, self.cheap
+        assert sc is not None and cheap is not None
         result = self.runner.measure(exp, "screen.log", cheap)
         crashed = self._single(exp, result, cheap)
         name = c.metric.name
@@ -89,8 +103,8 @@ class Judge:
             why = crashed.reason if crashed.status == "crash" else f"no `{name}` line"
             return Verdict(Decision("crash", f"on the screen: {why}", None), {}, result, []), {}
         figures = {SCREEN + name: value, SCREEN + "wall_s": result.wall_s}
-        kept = [e for e in self.ledger.experiments() if e.holds_best]
-        best = kept[-1].metrics.get(SCREEN + name) if exp.id and kept else None
+        holder = self.best_experiment() if exp.id else None
+        best = holder.metrics.get(SCREEN + name) if holder else None
         if best is None:
             return None, figures
         margin = sc.margin if sc.margin is not None else self.band()

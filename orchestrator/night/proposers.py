@@ -83,13 +83,6 @@ class Proposers:
         self.cancelled.set()
         self.proposals.agent.cancel()
 
-    def join(self, timeout_s: float) -> list[Made]:
-        """Wait (up to `timeout_s` in all) for the proposals in flight to end; what they made."""
-        end = time.monotonic() + timeout_s
-        for t in list(self.in_flight.values()):
-            t.join(max(0.0, end - time.monotonic()))
-        return self.collect()
-
     # -- how many at once ---------------------------------------------------
     def think_s(self) -> float | None:
         """How long a proposal takes: the median of the recent ones; before the first has

@@ -31,7 +31,7 @@ from orchestrator.workspace import Workspace
 
 JobKind = Literal["judge", "rebased", "stop"]
 POLL_S = 1.0
-"""How long the driver waits for a slot to finish before it looks at the clock again."""
+"""How long the driver waits when no slot or proposer wakes it, before it looks at the clock."""
 
 
 @dataclass(order=True)
@@ -185,23 +185,19 @@ class Slots:
         """The median time a slot spent on one of its recent jobs; None before the first."""
         return statistics.median(self._runs) if self._runs else None
 
-    def finished(self, *, block: bool) -> list[int]:
-        """The experiments the slots have decided since the last call (waiting up to
-        POLL_S for one if `block`). Re-raises the first error a slot hit."""
+    def finished(self) -> list[int]:
+        """The experiments the slots have decided since the last call (never waits: the
+        driver waits on `wake`). Re-raises the first error a slot hit."""
         out: list[int] = []
-        try:
-            done = self._done.get(timeout=POLL_S) if block else self._done.get_nowait()
-        except queue.Empty:
-            return out
         while True:
-            self.owned.discard(done.exp_id)
-            if done.error is not None:
-                raise done.error
-            out.append(done.exp_id)
             try:
                 done = self._done.get_nowait()
             except queue.Empty:
                 return out
+            self.owned.discard(done.exp_id)
+            if done.error is not None:
+                raise done.error
+            out.append(done.exp_id)
 
     # -- one slot's thread --------------------------------------------------
     def _work(self, slot: Slot) -> None:
