@@ -271,6 +271,7 @@ def doctor(
     from orchestrator.doctor import (
         audit_sandbox,
         gateway_checks,
+        installed_copies_check,
         isolation_check,
         project_image_check,
     )
@@ -297,8 +298,11 @@ def doctor(
     if contract is not None and contract_file is not None:
         results.append(isolation_check(contract))
         results += gateway_checks(contract)
-        image = project_image_check(contract, repo_root(contract_file.resolve().parent))
+        root = repo_root(contract_file.resolve().parent)
+        image = project_image_check(contract, root)
         results += [image] if image else []
+        copies = installed_copies_check(contract, root)
+        results += [copies] if copies else []
     for c in results:
         click.echo(c.line())
     if not all(c.ok for c in results if c.required):

@@ -5,6 +5,7 @@ Required checks fail the command (exit 1); optional ones only inform.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -136,12 +137,72 @@ def project_image_check(contract: Contract, root: Path) -> Check | None:
         )
 
 
+_FIND = (
+    "import importlib.util, json, sys\n"
+    "out = {}\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        spec = importlib.util.find_spec(name)\n"
+    "    except Exception:\n"
+    "        spec = None\n"
+    "    if spec is not None:\n"
+    "        out[name] = spec.origin or ', '.join(spec.submodule_search_locations or [])\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def installed_copies_check(contract: Contract, root: Path) -> Check | None:
+    """Whether the runs' image holds another copy of a module of the implementation (an installed
+    package of the same name): the harness never tests it in the candidate's stead, but say so."""
+    import subprocess
+
+    from orchestrator.contract.paths import matches_any
+    from orchestrator.sandbox import project
+    from orchestrator.sandbox.docker import connect
+
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)  # fmt: skip
+    files = [f for f in listed.stdout.splitlines() if matches_any(f, contract.implementation.paths)]
+    tops = sorted(
+        {Path(f).stem if Path(f).name != "__init__.py" else Path(f).parent.name
+         for f in files if f.endswith(".py")} - set(sys.stdlib_module_names) - {""}
+    )  # fmt: skip
+    if not tops:
+        return None
+    image = contract.sandbox.image
+    try:
+        client = connect(timeout=10)
+        if project.wanted(contract.sandbox):
+            digest = project.inputs(contract.sandbox, root, str(client.images.get(image).id))
+            image = f"autoresearch/project-{digest}:latest"
+        out = client.containers.run(
+            image, ["python3", "-I", "-c", _FIND, *tops], remove=True, network_disabled=True,
+            user=contract.sandbox.user, working_dir="/tmp",
+        )  # fmt: skip
+        found = json.loads(out.decode().strip().splitlines()[-1])
+    except Exception as e:
+        why = f"cannot tell ({type(e).__name__}: {str(e)[:80]}) — is {image} built?"
+        return Check("installed copies", False, why, required=False)
+    if not found:
+        return Check("installed copies", True, f"none of {', '.join(tops)} is installed in {image}")
+    where = "; ".join(f"{name} at {origin}" for name, origin in found.items())
+    return Check(
+        "installed copies",
+        True,
+        f"{image} also holds {where} — runs import the implementation's (its folder comes first) "
+        "and refuse the other copy, naming both, wherever it would be imported instead",
+        required=False,
+    )
+
+
 def isolation_check(contract: Contract) -> Check:
     """Whether a contract's scores are out of its candidates' reach (informs; never fails)."""
     if contract.forgeable:
         return Check("isolation", False, FORGEABLE.removeprefix("warning: "), required=False)
     return Check(
-        "isolation", True, "harness: the evaluator is trusted; candidates reach it as plain data"
+        "isolation",
+        True,
+        "harness: the evaluator is trusted; the candidate runs in a worker of its own",
     )
 
 

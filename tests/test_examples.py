@@ -24,6 +24,8 @@ def _example_repo(tmp_path: Path, name: str) -> Path:
     repo = tmp_path / name
     for rel in (f"examples/{name}", f"evaluators/{name}", f"contracts/{name}.toml"):
         src, dst = ROOT / rel, repo / rel
+        if not src.exists():  # the test-suite example's judge is the project's own tests
+            continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
     git(repo, "init", "-q", "-b", "main")
@@ -55,6 +57,7 @@ def _run(repo: Path, name: str, sandbox, **over: object):  # type: ignore[no-unt
         ("config-under-load", {"budget.baseline_repeats": 2}, ["keep", "keep", "discard"]),
         ("ci-time", {}, ["keep", "keep", "discard"]),
         ("prompt-optimization", {"budget.baseline_repeats": 1}, ["keep", "keep", "discard", "discard"]),
+        ("test-suite", {}, ["keep", "keep", "discard", "discard", "discard", "discard"]),
     ],
 )  # fmt: skip
 def test_example_end_to_end(
@@ -68,6 +71,13 @@ def test_example_end_to_end(
     assert (exps[1].metric < exps[0].metric) if goal == "min" else (exps[1].metric > exps[0].metric)
     if name in ("flaky-test", "refactor"):  # better on the metric, but it broke a test
         assert "constraint `tests_failed == 0` violated" in exps[2].reason
+    if name == "test-suite":  # the project's own 455 tests judge; each break is caught, lies or not
+        assert exps[0].metrics["tests_total"] == 455 and exps[0].metrics["tests_failed"] == 0
+        assert all("tests_failed == 0` violated" in (e.reason or "") for e in exps[2:]), exps
+        assert "writes a metric line" in " ".join(exps[3].flags)
+        assert "claims equality" in " ".join(exps[4].flags)
+        assert "plants a file" in " ".join(exps[5].flags)
+        assert "CandidateLies" in (run.ledger.exp_dir(4) / "output.log").read_text()
     if name == "ci-time":  # faster, but it skipped a test
         assert "constraint `tests_missing == 0` violated" in exps[2].reason
     if name == "prompt-optimization":  # more accurate, but at twice the tokens the gateway counted

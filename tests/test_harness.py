@@ -4,24 +4,27 @@ real worker process on a unix socket (no Docker; the sandbox tests cover the two
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import textwrap
-import time
+from argparse import Namespace
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from orchestrator.harness import HARNESS_DIR
-from orchestrator.harness.autoresearch_harness import wire
+from orchestrator.harness.autoresearch_harness import values, wire
 from orchestrator.harness.autoresearch_harness.text import (
     CandidateError,
     CandidateText,
     candidate_error,
 )
+from tests.harness_session import Session, metrics
 
 
 def test_plain_data_round_trips_and_only_plain_data() -> None:
@@ -31,7 +34,12 @@ def test_plain_data_round_trips_and_only_plain_data() -> None:
         "array": np.arange(6, dtype="<f8").reshape(2, 3),
         "scalar": np.float32(1.5),
     }
-    back = wire.decode(json.loads(json.dumps(wire.encode(value))))
+    more = [range(1, 9, 2), slice(1, None, 2), bytearray(b"ab"), ..., Decimal("1.10"), Fraction(1, 3),
+            datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC), date(2020, 1, 2), timedelta(seconds=5),
+            OrderedDict(a=1), Counter("aab"), deque([1, 2], maxlen=3), defaultdict(list, a=[1]),
+            10**5000, Namespace(a=1)]  # fmt: skip
+    assert values.decode(json.loads(json.dumps(values.encode(more)))) == more
+    back = values.decode(json.loads(json.dumps(values.encode(value))))
     assert (
         back["n"][:2] == [1, 2.5] and back["n"][2] == float("inf") and back["n"][6] == b"\x00bytes"
     )
@@ -39,9 +47,9 @@ def test_plain_data_round_trips_and_only_plain_data() -> None:
     assert (back["array"] == value["array"]).all() and back["array"].dtype == np.float64
     assert back["scalar"] == np.float32(1.5)
     with pytest.raises(TypeError, match="only plain data crosses"):
-        wire.encode(object())
+        values.encode(object())
     with pytest.raises(TypeError):
-        wire.encode(np.array([object()]))  # object arrays never cross by value
+        values.encode(np.array([object()]))  # object arrays never cross by value
 
 
 @pytest.mark.parametrize(
@@ -50,22 +58,24 @@ def test_plain_data_round_trips_and_only_plain_data() -> None:
         {"$pickle": "gASV"},  # an unknown tag is never guessed at
         {"$a": ["|O8", [1], "AAAAAAAAAAA=", False]},  # an object dtype
         {"$a": ["<f8", [3], "AAAAAAAAAAA=", False]},  # data and shape disagree
-        {"$h": 1},  # a handle where the side decoding keeps none
+        {"$m": [1, 2, None]},  # a reference where the side decoding keeps none
+        {"$g": "os:system"},  # a global by name, with nobody to resolve it
+        {"$i": "zz"},  # a large int that is not hex
         {"$d": [[[1], 2]]},  # an unhashable key
         {"a": 1, "b": 2},  # an untagged object
     ],
 )
 def test_a_malformed_frame_is_refused_never_guessed(frame: object) -> None:
     with pytest.raises((wire.WireError, TypeError, ValueError)):
-        wire.decode(frame)
+        values.decode(frame)
 
 
 def test_frames_are_capped_and_nesting_is_bounded() -> None:
     deep: object = 1
-    for _ in range(wire.MAX_DEPTH + 5):
+    for _ in range(values.MAX_DEPTH + 5):
         deep = [deep]
     with pytest.raises(wire.WireError, match="nested deeper"):
-        wire.encode(deep)
+        values.encode(deep)
     a, b = socket.socketpair()
     a.sendall((wire.MAX_FRAME + 1).to_bytes(4, "big"))
     with pytest.raises(wire.WireError, match="over the"):
@@ -92,14 +102,9 @@ def test_the_candidates_errors_are_its_builtin_kinds_and_say_so() -> None:
     assert not isinstance(candidate_error("SystemExit", "x"), SystemExit)
 
 
-@pytest.fixture
-def worker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A candidate's tree with a module, a trusted tree without it, and a worker serving it."""
-    ws, trusted = tmp_path / "ws", tmp_path / "trusted"
-    (ws / "pkg").mkdir(parents=True)
-    (trusted / "pkg").mkdir(parents=True)
-    (ws / "pkg" / "mod.py").write_text(
-        textwrap.dedent("""
+PKG = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": """
         import time
         time.perf_counter = lambda: 0.0  # the candidate's clock only
         print("score: 0.0001")           # the candidate's output only
@@ -114,44 +119,22 @@ def worker(tmp_path: Path):  # type: ignore[no-untyped-def]
             import numpy
             return numpy.ones(n)
         def leave(): import os; os._exit(3)
-    """)
-    )
-    sock = tmp_path / "w.sock"
-    env = {
-        **os.environ,
-        "AUTORESEARCH_WORKSPACE": str(ws),
-        "AUTORESEARCH_TRUSTED_ROOT": str(trusted),
-    }
-    script = HARNESS_DIR / "autoresearch_harness" / "worker.py"
-    proc = subprocess.Popen([sys.executable, "-u", str(script), str(sock)], cwd=ws, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield {"ws": ws, "trusted": trusted, "sock": sock}
-    proc.kill()
-    proc.wait()
+    """,
+}
 
 
-def _trusted(worker: dict, code: str) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
-    """Run `code` as a trusted process would: the hook installed, the module absent here."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(HARNESS_DIR),
-        "AUTORESEARCH_TRUSTED_ROOT": str(worker["trusted"]),
-        "AUTORESEARCH_IMPLEMENTATION": json.dumps(["pkg/mod.py"]),
-        "AUTORESEARCH_WORKER": str(worker["sock"]),
-        "AUTORESEARCH_BUDGET_S": "10",
-    }
-    prelude = "import sys, time; sys.path.insert(0, 'pkg'); import autoresearch_harness.hook\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=worker["trusted"],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    s = Session(tmp_path, PKG)
+    yield s
+    s.close()
 
 
-def test_an_import_of_the_implementation_runs_in_the_worker_only(worker) -> None:  # type: ignore[no-untyped-def]
-    done = _trusted(worker, """
+def test_an_import_of_the_implementation_runs_in_the_worker_only(session: Session) -> None:
+    done = session.run("""
+        import time
         t0 = time.perf_counter()
-        import mod
+        from pkg import mod
         c = mod.Counter(mod.LIMIT)
         assert c.add(2) == 5 and c.add(1) == 6 and list(c.items()) == list(range(6))
         assert time.perf_counter() > t0      # our clock is ours
@@ -162,45 +145,61 @@ def test_an_import_of_the_implementation_runs_in_the_worker_only(worker) -> None
         told = mod.tell()
         print("told", told)
         assert (mod.array(3) == 1).all()
-        print(repr(c), c == c, c != mod.Counter(6))
+        print(repr(c).startswith("<pkg.mod.Counter object at"), c == c, c != mod.Counter(6))
     """)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "score: 0.0001" not in done.stdout.replace("'score: 0.0001'", "")  # only quoted
     assert "caught ValueError bad input" in done.stdout
     assert "told 'score: 0.0001'" in done.stdout
-    assert "<candidate object #" in done.stdout and "True True" in done.stdout
+    assert "True True True" in done.stdout
+    assert "score: 0.0001" in session.candidate_log()
 
 
-def test_without_the_hook_the_import_fails_never_runs_candidate_code_here(worker) -> None:  # type: ignore[no-untyped-def]
-    done = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'pkg'); import mod"],
-                          cwd=worker["trusted"], capture_output=True, text=True)  # fmt: skip
-    assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr
+def test_without_the_hook_an_import_meets_the_trap_never_runs_candidate_code(
+    tmp_path: Path,
+) -> None:
+    """A Python started without the hook (-I, -s, -S, a venv) finds the boot's bytecode trap."""
+    from orchestrator.executors.isolation import trap_folders
+    from orchestrator.harness.autoresearch_harness import boot
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("open('ran', 'w').write('candidate code ran')\n")
+    files = ["pkg/mod.py"]
+    for folder in trap_folders(files):
+        (tmp_path / folder).mkdir()
+    boot._traps(
+        {
+            "AUTORESEARCH_TRUSTED_ROOT": str(tmp_path),
+            "AUTORESEARCH_IMPLEMENTATION": json.dumps(files),
+        }
+    )
+    for flags in (["-s"], ["-S"], ["-I"], []):
+        done = subprocess.run([sys.executable, *flags, "-c", "import sys; sys.path.insert(0, ''); import pkg.mod"],
+                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode != 0 and "the implementation's" in done.stderr, (flags, done.stderr)
+    assert not (tmp_path / "ran").exists()
+    assert "open('ran'" in (tmp_path / "pkg" / "mod.py").read_text()  # still readable, as data
 
 
-def test_a_worker_that_dies_is_the_candidates_failure(worker) -> None:  # type: ignore[no-untyped-def]
-    done = _trusted(
-        worker,
-        """
-        import mod
+def test_a_worker_that_dies_is_the_candidates_failure(session: Session) -> None:
+    done = session.run("""
+        from pkg import mod
         from autoresearch_harness import CandidateGone
         try:
             mod.leave()
         except CandidateGone as e:
             print("gone:", e)
         try:
-            mod.LIMIT
+            mod.tell()
         except CandidateGone:
             print("still gone")
-    """,
-    )
+    """)
     assert done.returncode == 0, done.stderr
-    assert "gone: the candidate's worker ended" in done.stdout and "still gone" in done.stdout
+    assert "gone: the other side ended the session" in done.stdout and "still gone" in done.stdout
 
 
-def test_commands_run_as_the_candidate_in_its_tree(worker) -> None:  # type: ignore[no-untyped-def]
-    done = _trusted(
-        worker,
-        """
+def test_commands_run_as_the_candidate_in_its_tree(session: Session) -> None:
+    done = session.run("""
         import autoresearch_harness as harness
         r = harness.run("pwd; echo 'METRIC score=0' >&2; exit 4", timeout=10)
         print(r["returncode"], r["stderr"].strip())
@@ -209,10 +208,37 @@ def test_commands_run_as_the_candidate_in_its_tree(worker) -> None:  # type: ign
         svc = harness.start(["sh", "-c", "echo ready; sleep 30"])
         print(svc.stdout.readline().strip(), svc.poll())
         svc.kill()
-    """,
-    )
+    """)
     assert done.returncode == 0, done.stderr
     assert (
         "4 'METRIC score=0'" in done.stdout and "timed out: True" in done.stdout
-    )  # stripped, still quoted
+    )  # stripped, quoted
     assert "b'ready' None" in done.stdout
+
+
+def test_the_judge_counts_the_suite_from_pytests_reports_and_prints_last(tmp_path: Path) -> None:
+    judge = {
+        "tests/test_it.py": """
+        from pkg import mod
+        def test_limit(): assert mod.LIMIT == 3
+        def test_broken(): assert mod.tell() == "no"
+        def test_skip():
+            import pytest
+            pytest.skip("not today")
+    """
+    }
+    s = Session(tmp_path, PKG, judge)
+    try:
+        done = s.pytest("--size", "pkg/mod.py", "tests")
+        found = metrics(done.stdout)
+        assert found["tests_total"] == 3 and found["tests_passed"] == 1
+        assert found["tests_failed"] == 1 and found["tests_skipped"] == 1
+        source = (s.trusted / "pkg" / "mod.py").read_text().splitlines()
+        assert found["lines"] == sum(
+            1 for line in source if line.strip() and not line.strip().startswith("#")
+        )
+        tail = done.stdout.strip().splitlines()[-6:]
+        assert [line.split(":")[0] for line in tail] == [
+            "tests_total", "tests_passed", "tests_failed", "tests_skipped", "tests_s", "lines"]  # fmt: skip
+    finally:
+        s.close()

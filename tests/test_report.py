@@ -98,7 +98,7 @@ def test_the_reasoning_trail_json_and_status(night: Night) -> None:
     assert "files:      impl.py +1 -1" in blocks[2]
     # the candidate's sys.exit("wrong answer: boom") ends its call; the evaluator crashes on it
     assert (
-        "outcome:    exit code 1: candidate.CandidateError: SystemExit: wrong answer: boom"
+        "outcome:    exit code 1: wrong answer: boom"
         in blocks[3]
     )
     data = json.loads(subprocess.run([*CLI, "status", "n", "--json"], cwd=repo, capture_output=True, text=True,

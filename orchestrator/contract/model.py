@@ -104,6 +104,11 @@ class Evaluator(_Model):
     """Repo paths the proposing agent never sees (nor the run stage): held-out data, answers.
     The scorer's files and its secret data are hidden without being listed."""
 
+    call_timeout_s: float = Field(default=60, gt=0)
+    """Harness mode: the longest one call of the candidate's code may run (seconds); past it the
+    call raises TimeoutError on the trusted side (so a test the candidate makes hang fails, and
+    the suite goes on); capped by `budget.seconds`."""
+
 
 class Score(_Model):
     """A sealed scoring stage: a second, fresh container that sees the run stage's

@@ -242,7 +242,7 @@ def _harness_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> Contain
         spec,
         env={**env, **isolation.environment(c, files)},
         user=f"{uid}:{gid}",
-        tmpfs=isolation.tmpfs(c, (uid, gid)),
+        tmpfs=isolation.tmpfs(c, (uid, gid), files),
         worker=isolation.worker(c.sandbox.user),
     )
 

@@ -1,13 +1,14 @@
 """The run stage in harness mode: the evaluator and the candidate on two sides of one sandbox.
 
 The container's main process is the trusted evaluator, as a user of its own: it
-runs in `/trusted`, a read-only copy of the frozen tree without the
-implementation's files, with the evaluator's files mounted over it, and writes
-`/results`, which only it may write. The candidate's code runs in a worker the
-engine starts as the candidate's user, in `/workspace` (the candidate's own
-copy of the tree). Importing a module of the implementation on the trusted side
-reaches the worker (`orchestrator/harness/`); only plain data crosses. Neither
-side gains a capability, and the network stays off.
+runs in `/trusted`, a read-only copy of the frozen tree (the implementation's
+files in it as data, exactly as frozen), with the evaluator's files mounted over
+it, and writes `/results`, which only it may write. The candidate's code runs in
+a worker the engine starts as the candidate's user, in `/workspace` (the
+candidate's own copy of the tree). Importing a module of the implementation on
+the trusted side reaches the worker (`orchestrator/harness/`); plain data crosses
+by value, everything else by reference. Neither side gains a capability, and the
+network stays off.
 
 What each side can reach:
 - the evaluator: its own private tmpfs (`/trusted-tmp`, mode 0700), its seed
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from orchestrator.contract.paths import matches_any
@@ -39,7 +40,6 @@ TRUSTED_ROOT = "/trusted"
 HARNESS = "/harness"
 EXCHANGE = "/exchange"
 PRIVATE = "/trusted-tmp"
-SOURCE = "/candidate-source"
 SOCKET = f"{EXCHANGE}/worker.sock"
 TRUSTED_UID = 10002
 """The evaluator's uid when the orchestrator runs as root (else the orchestrator's own)."""
@@ -75,19 +75,32 @@ def implementation_files(tree: Path, patterns: list[str]) -> list[str]:
 
 
 def trusted_view(tree: bytes, disk: Workdir, implementation: list[str], hidden: list[str]) -> Path:
-    """The evaluator's tree: the frozen commit without the implementation's (or sealed) files.
+    """The evaluator's tree: the frozen commit, the implementation's files in it as data.
 
-    The implementation's files move to `source/` beside it: mounted, not importable, at
-    /candidate-source, for an evaluator that reads what would merge (its complexity, say).
+    An evaluator reads them at their own paths (to measure their size or complexity);
+    importing one gives a stand-in (the import hook), and its code never runs here: the
+    hook's audit refuses it, and each folder that holds implementation code gets an
+    empty `__pycache__` where the trusted side's boot writes a bytecode trap for every
+    module, so a Python started without the hook (`-I`, `-s`, a venv) fails to import
+    it instead of running it (see `autoresearch_harness/boot.py`).
     """
-    view, source = disk.root / "trusted", disk.root / "source"
+    view = disk.root / "trusted"
     unpack(tree, view)
-    for rel in implementation:
-        (source / rel).parent.mkdir(parents=True, exist_ok=True)
-        (view / rel).rename(source / rel)
-    source.mkdir(exist_ok=True)
     remove_paths(view, hidden)
+    for folder in trap_folders(implementation):
+        (view / folder).mkdir(parents=True, exist_ok=True)
     return view
+
+
+def trap_folders(implementation: list[str]) -> list[str]:
+    """The `__pycache__` folders (repo-relative) of the implementation's Python modules."""
+    return sorted(
+        {
+            str(PurePosixPath(rel).parent / "__pycache__")
+            for rel in implementation
+            if rel.endswith(".py")
+        }
+    )
 
 
 def give_results_to(disk: Workdir, uid: int, gid: int) -> None:
@@ -116,19 +129,21 @@ def worker(candidate: str) -> Worker:
 
 
 def mounts(view: Path) -> list[Mount]:
-    return [
-        Mount(view, TRUSTED_ROOT),
-        Mount(view.parent / "source", SOURCE),
-        Mount(HARNESS_DIR, HARNESS),
-    ]
+    return [Mount(view, TRUSTED_ROOT), Mount(HARNESS_DIR, HARNESS)]
 
 
-def tmpfs(c: Contract, trusted: tuple[int, int]) -> dict[str, str]:
+def tmpfs(c: Contract, trusted: tuple[int, int], implementation: list[str]) -> dict[str, str]:
     cand_uid, cand_gid = c.sandbox.user.split(":")
     size = max(16 * 1024**2, c.sandbox.tmpfs // 4)
+    owner = f"uid={trusted[0]},gid={trusted[1]}"
+    traps = {
+        f"{TRUSTED_ROOT}/{folder}": f"rw,nosuid,nodev,noexec,size=4m,mode=0755,{owner}"
+        for folder in trap_folders(implementation)
+    }
     return {
-        PRIVATE: f"rw,nosuid,nodev,size={size},mode=0700,uid={trusted[0]},gid={trusted[1]}",
+        PRIVATE: f"rw,nosuid,nodev,size={size},mode=0700,{owner}",
         EXCHANGE: f"rw,nosuid,nodev,noexec,size=1m,mode=0755,uid={cand_uid},gid={cand_gid}",
+        **traps,
     }
 
 
@@ -139,6 +154,6 @@ def environment(c: Contract, files: list[str]) -> dict[str, str]:
         "AUTORESEARCH_WORKER": SOCKET,
         "AUTORESEARCH_WORKSPACE": "/workspace",
         "AUTORESEARCH_PRIVATE": PRIVATE,
-        "AUTORESEARCH_CANDIDATE_SOURCE": SOURCE,
         "AUTORESEARCH_CANDIDATE_UID": c.sandbox.user.split(":")[0],
+        "AUTORESEARCH_CALL_S": f"{min(c.evaluator.call_timeout_s, c.budget.seconds):g}",
     }

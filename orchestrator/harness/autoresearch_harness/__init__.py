@@ -76,8 +76,9 @@ def service(name: str) -> str:
 
 def source(path: str) -> CandidateText:
     """The text of an implementation file as it would merge (the frozen commit's, read here;
-    never from the candidate's process, which could answer anything). Data, never imported."""
-    root = os.environ.get("AUTORESEARCH_CANDIDATE_SOURCE", "/candidate-source")
+    never from the candidate's process, which could answer anything). Data, never imported.
+    In harness mode the file is also at its own path under the trusted root, as data."""
+    root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT") or os.getcwd()
     full = os.path.normpath(os.path.join(root, path))
     if not full.startswith(root.rstrip("/") + "/"):
         raise ValueError(f"{path!r} is not a repo-relative path")
@@ -99,15 +100,15 @@ def run(
     """
     if not os.environ.get("AUTORESEARCH_WORKER"):  # shared mode: here, as ourselves
         return _run_here(command, timeout=timeout, env=env, input=input)
-    from .hook import connection
+    from .hook import connection, request
 
-    conn = connection()
-    result: dict[str, Any] = conn.request(
+    peer = connection()
+    result: dict[str, Any] = request(
         "run",
         command=command,
         timeout=timeout,
-        env=conn.encode(env or {}),
-        input=None if input is None else conn.encode(input),
+        env=peer.encode(env or {}),
+        input=None if input is None else peer.encode(input),
     )
     return result
 
@@ -127,10 +128,9 @@ def start(command: str | list[str], *, env: dict[str, str] | None = None) -> Any
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-    from .hook import connection
+    from .hook import connection, request
 
-    conn = connection()
-    return conn.request("start", command=command, env=conn.encode(env or {}))
+    return request("start", command=command, env=connection().encode(env or {}))
 
 
 def _run_here(

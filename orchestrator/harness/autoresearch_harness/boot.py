@@ -54,6 +54,36 @@ def _private_home() -> dict[str, str]:
     }
 
 
+def _traps(env: dict[str, str]) -> None:
+    """A bytecode trap for every module of the implementation, in this Python's own format.
+
+    The implementation's files are in the trusted tree as data. The import hook gives a
+    stand-in for them; a Python that does not load the hook (run with -I, -s or -S, or a
+    venv's) would find the source instead. It finds this first: an unchecked pyc (PEP 552)
+    in the `__pycache__` the orchestrator mounted writable for us, whose code raises.
+    """
+    import importlib.util
+    import json
+    import marshal
+
+    root = env.get("AUTORESEARCH_TRUSTED_ROOT", "/trusted")
+    for rel in json.loads(env.get("AUTORESEARCH_IMPLEMENTATION", "[]")):
+        if not rel.endswith(".py"):
+            continue
+        source = os.path.join(root, rel)
+        message = (
+            f"{rel} is the implementation's: it runs only on the candidate's side, through the "
+            "harness's import hook, which this Python did not load (was it run with -I, -s or -S?)"
+        )
+        code = compile(f"raise ImportError({message!r})", source, "exec")
+        header = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + bytes(8)
+        try:
+            with open(importlib.util.cache_from_source(source), "wb") as f:
+                f.write(header + marshal.dumps(code))
+        except OSError:
+            continue  # no trap folder (a file the orchestrator did not list): the hook still guards
+
+
 def _services(env: dict[str, str]) -> dict[str, str]:
     """The contract's services at loopback URLs (services.py), bound before any candidate code runs."""
     if not env.get("AUTORESEARCH_SERVICES"):
@@ -73,7 +103,8 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONNOUSERSITE", "PYTHONSTARTUP")}
     if shared:  # one process, one user: the library, no hook, nothing kept apart
         home = env.get("HOME", "/tmp")
-        _user_site(home, [HARNESS])
+        # the repository comes first on the path, so an installed copy is never tested instead
+        _user_site(home, [HARNESS, f"import sys; sys.path.insert(0, {os.getcwd()!r})"])
         env["PYTHONUSERBASE"] = os.path.join(home, ".local")
         env.update(_services(env))
         os.execve("/bin/sh", ["/bin/sh", "-c", argv[2]], env)
@@ -81,6 +112,7 @@ def main(argv: list[str]) -> int:
         print("harness: the evaluator must not run as the candidate's user", file=sys.stderr)
         return 2
     env.update(_private_home())
+    _traps(env)
     env.update(_services(env))
     os.chdir(env.get("AUTORESEARCH_TRUSTED_ROOT", "/trusted"))
     os.execve("/bin/sh", ["/bin/sh", "-c", argv[1]], env)

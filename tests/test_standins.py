@@ -1,0 +1,246 @@
+"""What a test suite needs of the implementation through the harness: modules that behave as
+modules, classes as classes, exceptions as exceptions, and the values a test passes (iterators,
+generators, ranges, lambdas, classes, slices, objects of its own) as capabilities. Real worker
+process, real import hook; no Docker (the sandbox tests cover the users and the container)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness_session import Session
+
+PKG = {
+    "pkg/__init__.py": '''
+        """The package's docstring."""
+        from .core import *
+        from .core import _private_helper
+        VERSION = (1, 2)
+    ''',
+    "pkg/core.py": '''
+        """Core."""
+        import itertools, warnings
+        __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
+                   "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all"]
+        LIMIT = 3
+        REGISTRY = set()
+        class BoxError(ValueError):
+            """A box went wrong."""
+            def __init__(self, msg, code=7):
+                super().__init__(msg)
+                self.code = code
+        class Box:
+            """Holds items."""
+            KIND = "box"
+            def __init__(self, items): self.items = list(items)
+            def __len__(self): return len(self.items)
+            def __getitem__(self, i): return self.items[i]
+            def __contains__(self, x): return x in self.items
+            def __iter__(self): return iter(self.items)
+            def __reversed__(self): return reversed(self.items)
+            def __eq__(self, other): return isinstance(other, Box) and other.items == self.items
+            def __hash__(self): return hash(tuple(self.items))
+            def __repr__(self): return f"Box({self.items!r})"
+            def __enter__(self): return self
+            def __exit__(self, *exc): return True  # swallows everything, if it may
+            def __class_getitem__(cls, item): return f"Box of {item.__name__}"
+            def total(self): return sum(self.items)
+            @classmethod
+            def of(cls, *items): return cls(items)
+            def fail(self): raise BoxError("no", code=3)
+        def chunked(iterable, n):
+            it = iter(iterable)
+            while chunk := list(itertools.islice(it, n)):
+                yield chunk
+        def apply(fn, *args, **kwargs): return fn(*args, **kwargs)
+        def first(iterable): return next(iter(iterable))
+        def consume(iterator, n):
+            for _ in range(n):
+                next(iterator)
+        def groups(data): return ((k, g) for k, g in itertools.groupby(data))
+        def take_all(iterable): return list(iterable)
+        class Registry(dict):
+            pass
+        class Meta(type):
+            def __iter__(cls): return iter(["a", "b"])
+        class Base:
+            def __init__(self, n): self.n = n
+            def describe(self): return f"{self.name()}:{self.n}"
+            def name(self): return "base"
+        def shout(text): return text.upper()
+        def warn_me(): warnings.warn("old", DeprecationWarning); return 1
+        def exits(code): raise SystemExit(code)
+        def _private_helper(): return "private"
+    ''',
+}
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    s = Session(tmp_path, PKG)
+    yield s
+    s.close()
+
+
+def check(session: Session, code: str) -> str:
+    done = session.run(code)
+    assert done.returncode == 0, done.stdout + done.stderr + session.candidate_log()
+    return done.stdout
+
+
+def test_a_stand_in_module_behaves_as_a_module(session: Session) -> None:
+    out = check(
+        session,
+        """
+        import pkg, inspect
+        from pkg import *
+        assert LIMIT == 3 and Box.KIND == "box" and pkg.VERSION == (1, 2)
+        assert "chunked" in dir(pkg) and pkg.core.__all__[0] == "LIMIT" and "Box" in pkg.core.__all__ and not hasattr(pkg, "__all__")
+        assert pkg.__name__ == "pkg" and pkg.__file__.endswith("trusted/pkg/__init__.py")
+        assert pkg.__doc__ == "The package's docstring." and pkg.Box.__doc__ == "Holds items."
+        assert pkg.chunked is pkg.core.chunked and pkg._private_helper() == "private"
+        assert inspect.isfunction(pkg.shout) and pkg.shout.__name__ == "shout"
+        assert str(inspect.signature(pkg.apply)) == "(fn, *args, **kwargs)"
+        assert "def chunked" in open("pkg/core.py").read()  # the implementation's files, as data
+        print("ok")
+    """,
+    )
+    assert out.strip() == "ok"
+
+
+def test_classes_exceptions_and_isinstance_work_on_the_trusted_side(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg, pytest
+        box = pkg.Box.of(1, 2, 3)
+        assert isinstance(box, pkg.Box) and issubclass(pkg.BoxError, ValueError)
+        assert box.total() == 6 and len(box) == 3 and box[1] == 2 and box[0:2] == [1, 2]
+        assert 2 in box and list(box) == [1, 2, 3] and list(reversed(box)) == [3, 2, 1]
+        assert box == pkg.Box([1, 2, 3]) and box != pkg.Box([1]) and hash(box) == hash((1, 2, 3))
+        assert repr(box) == "Box([1, 2, 3])" and bool(box)
+        assert pkg.Box[int] == "Box of int"
+        with pytest.raises(pkg.BoxError) as caught:
+            box.fail()
+        assert caught.value.code == 3 and caught.value.args == ("no",) and str(caught.value) == "no"
+        with pytest.raises(ValueError, match="no"):
+            box.fail()
+        try:
+            pkg.first([])
+        except StopIteration as e:
+            assert type(e) is StopIteration
+        with pytest.raises(KeyError) as k:
+            pkg.apply({}.__getitem__, "x")
+        assert type(k.value) is KeyError and k.value.args == ("x",)
+        with pytest.raises(SystemExit) as ex:
+            pkg.exits(4)
+        assert ex.value.code == 4
+        with pytest.deprecated_call():
+            assert pkg.warn_me() == 1
+        assert list(pkg.Meta("X", (), {})) == ["a", "b"]
+    """,
+    )
+
+
+def test_values_a_test_passes_cross_as_capabilities(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg, operator
+        from functools import partial
+        def gen():
+            yield from (3, 1, 2)
+        class Mine:
+            size = 5
+            def grow(self, k): return self.size + k
+        assert list(pkg.chunked(gen(), 2)) == [[3, 1], [2]]
+        assert list(pkg.chunked(iter([1, 2, 3]), 2)) == [[1, 2], [3]]
+        assert list(pkg.chunked(range(5), 2)) == [[0, 1], [2, 3], [4]]
+        assert list(pkg.chunked(map(str, [1, 2]), 1)) == [["1"], ["2"]]
+        assert list(pkg.chunked(filter(None, [0, 1, 2]), 5)) == [[1, 2]]
+        assert list(pkg.chunked(zip("ab", "cd"), 1)) == [[("a", "c")], [("b", "d")]]
+        assert pkg.apply(lambda x, y=1: x * y, 3, y=4) == 12
+        assert pkg.apply(sorted, [3, 1], key=lambda v: -v) == [3, 1]
+        assert pkg.apply(partial(operator.add, 1), 2) == 3
+        assert pkg.apply(Mine().grow, 1) == 6 and pkg.apply(Mine).grow(2) == 7
+        assert pkg.apply(lambda s: s, slice(1, 3)) == slice(1, 3)
+        assert pkg.apply(str.upper, "x") == "X" and pkg.apply(len, [1]) == 1
+        seen = []
+        pkg.apply(lambda: seen.append(1))
+        assert seen == [1]
+    """,
+    )
+
+
+def test_laziness_holds_where_the_test_can_see_it(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg
+        pulled = []
+        def numbers():
+            for i in range(10):
+                pulled.append(i)
+                yield i
+        it = numbers()
+        pkg.consume(it, 3)
+        assert pulled == [0, 1, 2] and next(it) == 3   # nothing read ahead of the test's generator
+        shared = iter(range(10))
+        pkg.consume(shared, 2)
+        assert next(shared) == 2                        # a held iterator advances exactly so far
+        groups = list(pkg.groups("aabbb"))              # groupby's groups share the generator's state
+        assert [k for k, _ in groups] == ["a", "b"]
+        fresh = [(k, list(g)) for k, g in pkg.groups("aab")]
+        assert fresh == [("a", ["a", "a"]), ("b", ["b"])]
+        made = pkg.chunked(range(4), 1)
+        assert next(made) == [0]
+        assert pkg.take_all(made) == [[1], [2], [3]]    # what was read ahead goes back with it
+    """,
+    )
+
+
+def test_a_module_attribute_is_the_candidates_state(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg
+        pkg.REGISTRY.add("x")   # an attribute read here is the candidate's own set, not a copy
+        assert "x" in pkg.REGISTRY and pkg.apply(sorted, pkg.REGISTRY) == ["x"]
+        reg = pkg.Registry(a=1)
+        assert reg["a"] == 1 and reg.get("b", 2) == 2
+    """,
+    )
+
+
+def test_a_trusted_subclass_of_a_candidate_class(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg
+        class Mine(pkg.Base):
+            def name(self):
+                return "mine"
+            def describe(self):
+                return "<" + super().describe() + ">"
+        m = Mine(4)
+        assert isinstance(m, Mine) and isinstance(m, pkg.Base)
+        assert m.describe() == "<mine:4>"   # the candidate's describe() calls our name()
+        assert m.n == 4
+    """,
+    )
+
+
+def test_the_shared_random_stream_after_a_seed(session: Session) -> None:
+    check(
+        session,
+        """
+        import random, pkg
+        random.seed(7)
+        mine = [random.random() for _ in range(2)]
+        random.seed(7)
+        theirs = [pkg.apply(random.random) for _ in range(2)]
+        assert mine == theirs, (mine, theirs)
+    """,
+    )
