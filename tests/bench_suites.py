@@ -87,12 +87,20 @@ def baseline(repo: Path, suite: Suite, isolation: str) -> tuple[dict[str, str], 
     assert base is not None, suite
     log = (run.ledger.exp_dir(0) / "output.log").read_text(errors="replace")
     outcomes = {test: outcome for outcome, test in _OUTCOME.findall(log)}
-    return outcomes, base.metrics.get("tests_s", float("nan")), base.metrics.get("sandbox.wall_s", 0.0)
+    return (
+        outcomes,
+        base.metrics.get("tests_s", float("nan")),
+        base.metrics.get("sandbox.wall_s", 0.0),
+    )
 
 
 def section(suites: list[Suite] = SUITES) -> None:
-    print("\nreal projects' own test suites: through the harness vs directly (same image, same commit)")
-    print("| project (version) | tests | same outcome | suite time, direct → harness | ratio | note |")
+    print(
+        "\nreal projects' own test suites: through the harness vs directly (same image, same commit)"
+    )
+    print(
+        "| project (version) | tests | same outcome | suite time, direct → harness | ratio | note |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for suite in suites:
         with tempfile.TemporaryDirectory(prefix="autoresearch-bench-suite-") as tmp:

@@ -87,7 +87,16 @@ def test_run_from_a_contract_file_with_flag_overrides(repo: Path, tmp_path: Path
 
 def test_user_errors_are_one_line_without_traceback(repo: Path, tmp_path: Path) -> None:
     (repo / "bad.toml").write_text('[implementation]\npaths = ["impl.py"]\ncolour = 1\n')
+    (repo / "runs-impl.toml").write_text(
+        '[implementation]\npaths = ["impl.py"]\n[evaluator]\ncommand = "python impl.py"\n'
+        '[metric]\nname = "score"\ngoal = "min"\n'
+    )
+    runs_impl = (
+        "runs-impl.toml: (top level): evaluator.command runs the implementation file 'impl.py'"
+    )
     cases = [
+        (["doctor", "runs-impl.toml"], runs_impl),
+        (["run", "runs-impl.toml", "--patches", str(_patches(tmp_path, 1))], runs_impl),
         (["run", "bad.toml"], "bad.toml: implementation.colour: Extra inputs are not permitted"),
         (["run", "missing.toml"], "missing.toml: no such contract file"),
         (["run", "--edit", "impl.py"], "no contract — give a contract file"),

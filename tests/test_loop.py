@@ -61,7 +61,9 @@ def test_improve_worsen_raise(
     exps = run.ledger.experiments()
     assert "RuntimeError: boom" in (run.ledger.exp_dir(3) / "output.log").read_text()
     assert "+OFFSET = 7.0" in (run.ledger.exp_dir(2) / "diff.patch").read_text()
-    assert exps[3].reason == "exit code 1: RuntimeError: boom"  # the candidate's error, its own type
+    assert (
+        exps[3].reason == "exit code 1: RuntimeError: boom"
+    )  # the candidate's error, its own type
     assert all(e.phase == "done" for e in exps)
     assert our_containers(docker_client, **{"autoresearch.run": "t"}) == []
 

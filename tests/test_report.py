@@ -97,10 +97,7 @@ def test_the_reasoning_trail_json_and_status(night: Night) -> None:
     )
     assert "files:      impl.py +1 -1" in blocks[2]
     # the candidate's sys.exit("wrong answer: boom") ends its call; the evaluator crashes on it
-    assert (
-        "outcome:    exit code 1: wrong answer: boom"
-        in blocks[3]
-    )
+    assert "outcome:    exit code 1: wrong answer: boom" in blocks[3]
     data = json.loads(subprocess.run([*CLI, "status", "n", "--json"], cwd=repo, capture_output=True, text=True,
                                      check=True).stdout)  # fmt: skip
     assert data["baseline"] == 10 and data["best"] == 3 and data["counts"] == {

@@ -40,6 +40,15 @@ def test_defaults_are_the_patterns_five_minutes_and_no_network() -> None:
         ({**BASE, "sandbox": {"user": "0:0"}}, "sandbox.user:"),
         ({**BASE, "implementation": {"paths": ["bench.py"]}}, "evaluator must be fixed"),
         (
+            {**BASE, "evaluator": {"command": "timeout 60 python -u ./impl.py --epochs 1"}},
+            "evaluator.command runs the implementation file 'impl.py'",
+        ),
+        ({**BASE, "evaluator": {"command": "cd . && python -m impl"}}, "harness.run([...])"),
+        (
+            {**BASE, "evaluator": {"command": "sh -c 'OMP=1 python3 impl.py'"}},
+            'isolation = "shared"',
+        ),
+        (
             {k: v for k, v in BASE.items() if k != "metric"},
             "c.toml: metric: Field required — add it",
         ),
@@ -52,6 +61,24 @@ def test_a_bad_contract_is_one_line_naming_file_and_key(
         build_contract(data, {}, "c.toml")
     assert fragment in e.value.message
     assert "\n" not in e.value.message
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python bench.py",
+        "python -m autoresearch_harness.suite -q",
+        "pytest",
+        "python -c 'import impl'",
+    ],
+)
+def test_a_harness_command_that_imports_the_implementation_loads(command: str) -> None:
+    build_contract({**BASE, "evaluator": {"command": command}}, {}, "c.toml")
+
+
+def test_a_shared_run_stage_may_run_the_implementation() -> None:
+    shared = {"command": "python impl.py", "isolation": "shared"}
+    assert build_contract({**BASE, "evaluator": shared}, {}, "c.toml").forgeable
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

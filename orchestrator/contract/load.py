@@ -36,7 +36,7 @@ def _format_error(source: str, err: ValidationError) -> str:
     where = ".".join(loc) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     fix = {
-        "extra_forbidden": "remove it (see README 'Contract format' for the keys)",
+        "extra_forbidden": 'remove it (see the README\'s "The contract" for the keys)',
         "missing": "add it",
     }.get(first["type"], "correct the value")
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""

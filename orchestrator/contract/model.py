@@ -305,10 +305,11 @@ class Contract(_Model):
     score: Score | None = None
     screen: Screen | None = None
     executor: ExecutorConfig = LocalExecutorConfig()
-    review: Literal["none", "flagged"] = "none"
-    """`flagged`: a winner whose proposal makes a known tampering move (an exit hook, a patched
-    clock, a planted conftest.py...) is held for `autoresearch accept` instead of merged;
-    `none`: every move is still recorded and shown, and a winner merges."""
+    review: Literal["none", "flagged"] = "flagged"
+    """`flagged` (default): a winner whose proposal makes a known tampering move (an exit hook,
+    a patched clock, a planted conftest.py...) is held for a person (`autoresearch accept`)
+    instead of merged, and the night goes on from the previous best; `none`: every move is
+    still recorded and shown, and a winner merges."""
 
     @property
     def sealed(self) -> list[str]:
@@ -345,4 +346,20 @@ class Contract(_Model):
                 raise ValueError(
                     f"evaluator path {p!r} is also an implementation path; the evaluator must be fixed"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _harness_command_runs_no_implementation(self) -> Contract:
+        if self.evaluator.isolation != "harness":
+            return self
+        from orchestrator.contract.commands import implementation_run_by
+
+        path = implementation_run_by(self.evaluator.command, self.implementation.paths)
+        if path is not None:
+            raise ValueError(
+                f"evaluator.command runs the implementation file {path!r}, which harness mode "
+                "keeps as data on the trusted side: run it from an evaluator script with "
+                'harness.run([...]) (README "Scores no candidate can write: `evaluator.isolation`"), or set '
+                'evaluator.isolation = "shared" and let a sealed [score] stage report'
+            )
         return self

@@ -198,6 +198,16 @@ def _filter() -> str:
     )
 
 
+def _held(d: dict[str, Any]) -> str:
+    """What waits for a person: flagged winners held off the run branch."""
+    if not d.get("held"):
+        return ""
+    ids = ", ".join(f"#{i}" for i in d["held"])
+    first = d["held"][0]
+    return (f"<div class='warning held'>waiting for a person: {ids} won but made a flagged move "
+            f"— read its diff, then <code>autoresearch accept {_esc(d['tag'])} {first}</code></div>")  # fmt: skip
+
+
 def render(
     data: dict[str, Any], png: bytes, final_diff: str, links: dict[int, dict[str, str]]
 ) -> str:
@@ -215,7 +225,7 @@ def render(
 <title>autoresearch run {_esc(d["tag"])}</title><style>{STYLE}</style></head>
 <body data-refresh="{REFRESH_S if live else 0}">
 <h1>Run {_esc(d["tag"])}: {_esc(d["metric"])} ({"lower" if d["goal"] == "min" else "higher"} is better)</h1>
-{_forgeable(d)}<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
+{_forgeable(d)}{_held(d)}<div class="muted">stopped: {_esc(d["stopped"] or "still running or interrupted")} · crashes by reason: {_esc(crashes)} ·
 written {_esc(time.strftime("%Y-%m-%d %H:%M:%S"))}{f" · live: reloads every {REFRESH_S} s" if live else ""}</div>
 <div class="cards">{_cards(d)}</div>
 <img id="progress" alt="progress: {_esc(d["metric"])} per experiment" src="data:image/png;base64,{png64}">

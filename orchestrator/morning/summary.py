@@ -11,6 +11,22 @@ from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metr
 from orchestrator.night.stops import best_so_far
 
 
+def held(exps: list[Experiment]) -> list[Experiment]:
+    """Flagged winners held off the run branch, waiting for a person (`autoresearch accept`)."""
+    return [e for e in exps if e.id > 0 and e.status == "keep" and not e.merged and e.flags
+            and e.phase == "done"]  # fmt: skip
+
+
+def waiting(tag: str, exps: list[Experiment]) -> str | None:
+    """The line that says what waits for a person, if anything does."""
+    ids = [e.id for e in held(exps)]
+    if not ids:
+        return None
+    which = ", ".join(f"#{i}" for i in ids)
+    return (f"waiting for a person: {which} won but made a flagged move — read its diff "
+            f"(`autoresearch log {tag}`), then `autoresearch accept {tag} {ids[0]}`")  # fmt: skip
+
+
 def _fmt(v: float | None, spec: str = ".6g") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -72,7 +88,8 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     head = _headline(info, exps, metric, goal, base)
     warn = [FORGEABLE] if contract.forgeable else []
-    return "\n".join([*warn, head, *lines])
+    wait = waiting(info.tag, exps)
+    return "\n".join([*warn, head, *lines, *([wait] if wait else [])])
 
 
 def _service_columns(contract: Contract) -> list[tuple[str, str]]:
@@ -167,6 +184,7 @@ def summary(
         "gpus_per_experiment": contract.sandbox.gpus,
         "cost_usd": sum(e.cost_usd or 0.0 for e in exps),
         "stopped": info.stopped,
+        "held": [e.id for e in held(exps)],
         "slots": info.slots,
         "duty_cycle": info.duty_cycle,
         "base_commit": info.base_commit,
@@ -226,11 +244,14 @@ def _experiment_row(
 def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> str:
     """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
     base = baseline_metric(exps)
+    waits = held(exps)
     blocks = []
     for e in exps:
         outcome = e.status or f"({e.phase})"
         if e.status == "keep" and e.id and not e.merged:
             outcome = "keep (not merged)"
+        if e in waits:
+            outcome = f"keep (held for review: `autoresearch accept {ledger_dir.name} {e.id}`)"
         value = "" if e.metric is None else f"  {metric} {e.metric:.6g}"
         if e.metric is not None and base is not None and e.id:
             value += f" (Δ {e.metric - base:+.6g})"

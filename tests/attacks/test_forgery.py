@@ -362,6 +362,9 @@ def test_every_forgery_is_flagged_and_shown(forgeries) -> None:  # type: ignore[
 
 
 def test_a_flagged_winner_is_held_for_review(tmp_path: Path, sandbox) -> None:
+    """By default: held off the run branch, the night goes on from the previous best, and
+    status, log and the report say what waits for a person."""
+    from orchestrator.morning.summary import reasoning_trail, status_table
     from tests.conftest import BENCH, IMPL, contract_for
 
     repo = make_repo(tmp_path / "project", {"impl.py": IMPL, "bench.py": BENCH})
@@ -370,10 +373,10 @@ def test_a_flagged_winner_is_held_for_review(tmp_path: Path, sandbox) -> None:
         '"""\n', '"""\nimport atexit\n', 1
     )
     make_patch(patches, "01-better-with-a-hook.patch", "impl.py", IMPL, better)
+    honest = IMPL.replace("OFFSET = 10.0", "OFFSET = 5.0")  # against the previous best
+    make_patch(patches, "02-honest.patch", "impl.py", IMPL, honest)
     said: list[str] = []
-    run = start_run(
-        repo, "held", contract_for(patches, review="flagged"), "test", sandbox, say=said.append
-    )
+    run = start_run(repo, "held", contract_for(patches), "test", sandbox, say=said.append)
     run.execute()
     e = run.ledger.get(1)
     assert (
@@ -382,8 +385,18 @@ def test_a_flagged_winner_is_held_for_review(tmp_path: Path, sandbox) -> None:
         and not e.merged
         and "held for review" in (e.reason or "")
     )
-    assert git(repo, "show", "autoresearch/held:impl.py") == IMPL  # the run branch did not move
+    second = run.ledger.get(2)
+    assert second is not None and second.status == "keep" and second.merged
+    assert git(repo, "show", "autoresearch/held:impl.py") == honest  # the held one never merged
     assert any("autoresearch accept held 1" in m for m in said)
+    exps = run.ledger.experiments()
+    assert "waiting for a person: #1" in status_table(run.ledger.run(), exps, run.contract)
+    assert "held for review: `autoresearch accept held 1`" in reasoning_trail(
+        exps, run.ledger.dir, run.contract.metric.name
+    )
+    subprocess.run([str(Path(__file__).parents[2] / ".venv/bin/autoresearch"), "report", "held"],
+                   cwd=repo, check=True, capture_output=True)  # fmt: skip
+    assert "waiting for a person: #1" in (run.ledger.dir / "report.html").read_text()
     ar = str(Path(__file__).parents[2] / ".venv" / "bin" / "autoresearch")
     wrong = subprocess.run([ar, "accept", "held", "0"], cwd=repo, capture_output=True, text=True)
     assert wrong.returncode == 2 and "not a winner held for review" in wrong.stderr
