@@ -23,7 +23,8 @@ PKG = {
         """Core."""
         import itertools, warnings
         __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
-                   "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all"]
+                   "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all",
+                   "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized"]
         LIMIT = 3
         REGISTRY = set()
         class BoxError(ValueError):
@@ -63,6 +64,11 @@ PKG = {
         def take_all(iterable): return list(iterable)
         class Registry(dict):
             pass
+        import abc
+        class Sized(abc.ABC):
+            @abc.abstractmethod
+            def __len__(self): ...
+            def twice(self): return 2 * len(self)
         class Meta(type):
             def __iter__(cls): return iter(["a", "b"])
         class Base:
@@ -70,6 +76,32 @@ PKG = {
             def describe(self): return f"{self.name()}:{self.n}"
             def name(self): return "base"
         def shout(text): return text.upper()
+        def fill(items, n): items.extend(range(n))
+        class Memo:
+            """Keeps the dict it is given, as cachetools' decorators do."""
+            def __init__(self, cache, key=None): self.cache, self.key = cache, key
+            def __call__(self, x):
+                k = self.key(x) if self.key else x
+                if k not in self.cache:
+                    self.cache[k] = x * 2
+                return self.cache[k]
+            @staticmethod
+            def size(value): return 1
+        class Wrapper:
+            def __init__(self, fn):
+                import functools
+                functools.update_wrapper(self, fn)
+            def __call__(self, /, **kwargs): return self.__wrapped__(**kwargs)
+        def store(obj, key, value): obj[key] = value
+        def locked(lock):
+            with lock:
+                return lock.locked()
+        from datetime import timedelta, tzinfo
+        class Zone(tzinfo):
+            def utcoffset(self, dt): return timedelta(hours=-5)
+            def dst(self, dt): return timedelta(0)
+            def tzname(self, dt): return "EST"
+        ZONE = Zone()
         def warn_me(): warnings.warn("old", DeprecationWarning); return 1
         def exits(code): raise SystemExit(code)
         def _private_helper(): return "private"
@@ -242,5 +274,76 @@ def test_the_shared_random_stream_after_a_seed(session: Session) -> None:
         random.seed(7)
         theirs = [pkg.apply(random.random) for _ in range(2)]
         assert mine == theirs, (mine, theirs)
+    """,
+    )
+
+
+def test_a_list_or_dict_the_test_passes_is_the_one_the_candidate_changes(session: Session) -> None:
+    """Filled in place, kept as an object's cache, cleared by the test, handed back: one container,
+    as in one process (a copy would leave the test's empty)."""
+    check(
+        session,
+        """
+        import pkg
+        items = []
+        pkg.fill(items, 3)
+        assert items == [0, 1, 2]
+        cache = {}
+        memo = pkg.Memo(cache)
+        assert memo(4) == 8 and cache == {4: 8}
+        assert memo.cache is cache              # handed back: the test's own dict
+        cache.clear()                           # the test changes it: the candidate sees it
+        assert memo(5) == 10 and cache == {5: 10}
+        cache[6] = "mine"
+        assert memo(6) == "mine"
+        big = list(range(20_000))               # past the limit: a copy, as any plain data
+        pkg.fill(big, 1)
+        assert len(big) == 20_000
+        nested = {"inner": []}
+        pkg.store(nested, "k", 1)
+        assert nested == {"inner": [], "k": 1}
+    """,
+    )
+
+
+def test_a_class_statement_with_the_candidates_metaclass_is_made_here(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg
+        class Three(pkg.Sized):                 # the candidate's class's metaclass is abc.ABCMeta
+            def __len__(self): return 3
+        assert Three.__module__ == "__main__" and Three.__qualname__ == "Three"
+        three = Three()
+        assert len(three) == 3 and three.twice() == 6 and isinstance(three, pkg.Sized)
+        assert list(pkg.Meta("X", (), {})) == ["a", "b"]   # called directly: the candidate's class
+    """,
+    )
+
+
+def test_wrappers_keywords_statics_locks_and_zones(session: Session) -> None:
+    check(
+        session,
+        """
+        import pkg, threading, datetime
+        def f(**kwargs): return kwargs
+        w = pkg.Wrapper(f)
+        assert w.__wrapped__ is f and w.__name__ == "f"
+        assert w(self=1) == {"self": 1}                         # `self` is the caller's keyword
+        size = lambda v: 7
+        memo = pkg.Memo({}, key=str)
+        assert pkg.Memo.size(1) == 1 and memo.size(1) == 1
+        memo.size = size                                        # an object's own attribute first
+        assert memo.size is size
+        assert pkg.locked(threading.Lock()) is True             # a test's lock, used by the candidate
+        class Registry:
+            def __init__(self): self.data = {}
+            def __setitem__(self, k, v): self.data[k] = v
+        reg = Registry()
+        pkg.store(reg, "a", 1)                                  # the test's own class: filled
+        assert reg.data == {"a": 1}
+        when = datetime.datetime(2020, 1, 1, 12, tzinfo=pkg.ZONE)
+        assert isinstance(pkg.ZONE, datetime.tzinfo) and when.utcoffset() == datetime.timedelta(hours=-5)
+        assert pkg.apply(lambda d: d.tzname(), when) == "EST"
     """,
     )

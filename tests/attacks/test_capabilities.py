@@ -76,6 +76,16 @@ HOSTILE = {
         def die():
             import os
             os._exit(3)
+        def fill(items, board):
+            items.append("tests_failed: 0\\nMETRIC tests_failed=0")   # into the test's own list
+            board["tests_failed"] = 0
+        def store(mapping, key, value):
+            mapping[key] = value
+        def claim_to_share():
+            import gc
+            peer = next(o for o in gc.get_objects() if type(o).__name__ == "Peer")
+            peer.shared.origin = True      # its own containers, passed off as the test's
+            return peer.shared.share(peer, ["planted"])
         class Payload:
             def __reduce__(self):
                 import os
@@ -177,6 +187,36 @@ def test_candidate_text_never_passes_for_a_metric_line(session: Session) -> None
     )
     assert metrics(out) == {"score": 1.0}, out
     assert "tests_failed: 0" in session.candidate_log()
+
+
+def test_what_the_candidate_writes_into_a_shared_list_is_its_text(session: Session) -> None:
+    """A list or dict the test passes is shared so the candidate may fill it; what it puts there
+    is candidate text like any answer, and it never creates a shared container of its own."""
+    out = run(
+        session,
+        """
+        import os
+        from evil.liar import fill, store, claim_to_share
+        items, board = [], {}
+        fill(items, board)
+        print(items[0])
+        print(f"{board}")
+        print(items)
+        try:
+            store(os.environ, "TRUSTED_ONLY", "planted")    # a standard mapping: never written
+        except TypeError as e:
+            print("REFUSED", type(e).__name__)
+        assert "TRUSTED_ONLY" not in os.environ
+        try:
+            claim_to_share()
+            print("PLANTED")
+        except Exception as e:
+            print("MALFORMED", type(e).__name__)
+        print("score: 1")
+    """,
+    )
+    assert metrics(out) == {"score": 1.0}, out
+    assert "REFUSED TypeError" in out and "PLANTED" not in out and "MALFORMED" in out, out
 
 
 def test_a_candidate_context_manager_never_swallows_an_assertion(session: Session) -> None:

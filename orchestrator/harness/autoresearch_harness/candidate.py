@@ -56,6 +56,9 @@ class CandidateSide:
             return {"$m": [hid, cls, {"ahead": peer.encode(value.step)}]}
         if type(value) is Held:
             value = value.value
+            shared = peer.shared.tag(peer, value)  # a container the trusted side shared: its own
+            if shared is not None:
+                return shared
             return {"$m": [peer.export(value), self._class_field(peer, type(value)), None]}
         own = held_reference(value)
         if own is not None:
@@ -322,10 +325,25 @@ def _large(value: Any) -> bool:
         return True
 
 
+def _wrapper_extra(peer: Peer, value: Any) -> dict[str, Any] | None:
+    """An object `functools.update_wrapper` made a wrapper of: the names and `__wrapped__` it set."""
+    try:
+        own = object.__getattribute__(value, "__dict__")
+    except AttributeError:
+        return None
+    if type(own) is not dict or "__wrapped__" not in own:
+        return None
+    out: dict[str, Any] = {k: own[k] for k in ("__name__", "__qualname__", "__module__")
+                           if type(own.get(k)) is str}  # fmt: skip
+    with contextlib.suppress(TypeError, ValueError, wire.WireError):
+        out["__wrapped__"] = peer.encode(own["__wrapped__"])
+    return out
+
+
 def _extra(peer: Peer, value: Any) -> dict[str, Any] | None:
     """What a function's stand-in is made of: its names, docstring and signature."""
     if not isinstance(value, CALLABLE_ONLY):
-        return None
+        return _wrapper_extra(peer, value)
     extra = {
         k: getattr(value, k, None) for k in ("__name__", "__qualname__", "__module__", "__doc__")
     }

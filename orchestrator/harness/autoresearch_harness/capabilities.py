@@ -25,6 +25,7 @@ import io
 import operator
 import os
 import sys
+import threading
 import types
 from typing import Any
 
@@ -38,14 +39,27 @@ _SERVED = frozenset(
      "__index__", "__length_hint__", "__fspath__", "__format__", "__abs__", "__neg__",
      *names.SPECIAL[names.SPECIAL.index("__add__"):])
 )  # fmt: skip
-"""What the candidate may ask of a trusted object (never __setitem__, __setattr__, __del__...)."""
+"""What the candidate may ask of a trusted object (never __setattr__, __del__...)."""
+
+MUTATORS = frozenset(("__setitem__", "__delitem__"))
+"""Served only for an object of a class the evaluator defined (or a mock): a test's own cache or
+registry that it hands the candidate to fill, as it would in one process."""
+
+_LOCK = frozenset(("acquire", "release", "locked"))
 
 _PUBLIC: dict[type, frozenset[str]] = {
     types.GeneratorType: frozenset(("send", "throw", "close")),
     io.TextIOWrapper: frozenset(("read", "readline", "readlines", "readable", "seekable", "tell",
-                                 "name", "mode", "encoding", "closed")),
+                                 "seek", "name", "mode", "encoding", "closed", "buffer")),
     io.BufferedReader: frozenset(("read", "read1", "readline", "readlines", "readable", "tell",
-                                  "name", "mode", "closed", "peek")),
+                                  "seek", "seekable", "name", "mode", "closed", "peek")),
+    type(threading.Lock()): _LOCK,
+    type(threading.RLock()): _LOCK,
+    threading.Condition: frozenset((*_LOCK, "wait", "wait_for", "notify", "notify_all")),
+    threading.Semaphore: _LOCK,
+    threading.BoundedSemaphore: _LOCK,
+    threading.Event: frozenset(("set", "clear", "is_set", "wait")),
+    threading.Barrier: frozenset(("wait", "reset", "abort", "parties", "n_waiting", "broken")),
 }  # fmt: skip
 """Public attributes the candidate may read of a few standard types (a file: its reading side
 only; never `write`, which could reach the evaluator's own output)."""
@@ -104,6 +118,8 @@ class Rules:
         where = getattr(module, "__file__", None)
         if isinstance(module, modules.RemoteModule):
             return True
+        if where is None and module is sys.modules.get("__main__"):
+            return True  # the evaluator's own `python -c`
         return isinstance(where, str) and os.path.abspath(where).startswith(self.root + os.sep)
 
     # -- what the candidate sends --------------------------------------------
@@ -124,6 +140,10 @@ class Rules:
                 f"{name}: the candidate may read attributes only of the evaluator's own objects"
             )
         return getattr(target, name)
+
+    def may_mutate(self, cls: type) -> bool:
+        """The candidate may set and delete items of an object of `cls` (see `MUTATORS`)."""
+        return self.evaluators(cls) or _mock(cls)
 
     def evaluators(self, cls: type) -> bool:
         """A class the evaluator itself defined (in a module loaded from the trusted tree)."""

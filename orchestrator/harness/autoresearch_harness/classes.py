@@ -13,6 +13,7 @@ import collections.abc
 from typing import Any
 
 from . import names
+from .descriptions import STATELESS
 from .forwarders import (
     FORWARDERS,
     Bound,
@@ -38,6 +39,7 @@ def make_class(peer: Peer, hid: int, desc: dict[str, Any], bases: list[Any], met
     mirrored = tuple(
         b for b in bases if isinstance(b, type) and ("_ar" in b.__dict__ or _builtin_exception(b))
     )
+    mirrored += tuple(STATELESS[n] for n in desc.get("std", ()) if n in STATELESS)
     if not any(issubclass(b, Instance) for b in mirrored):
         mirrored = (*mirrored, Instance)
     if desc.get("metaclass"):
@@ -63,7 +65,11 @@ def make_class(peer: Peer, hid: int, desc: dict[str, Any], bases: list[Any], met
             ns[special] = FORWARDERS.get(special, dunder)(special, hid)
     if "__eq__" in ns and "__hash__" not in ns and "__hash__=None" not in desc.get("dunders", ()):
         ns["__hash__"] = object.__hash__  # the candidate's is object's: identity, kept here
-    if "__repr__" not in ns and not any("_ar" in b.__dict__ for b in mirrored):
+    if (
+        "__repr__" not in ns
+        and not desc.get("metaclass")
+        and not any("_ar" in b.__dict__ for b in mirrored)
+    ):
         ns["__repr__"] = default_repr
     if "__next__" in ns:
         ns.setdefault("__length_hint__", length_hint)

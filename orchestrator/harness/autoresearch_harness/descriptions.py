@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import builtins
 import collections.abc
+import datetime
 import types
 from collections.abc import Callable
 from typing import Any
 
 from . import names
 from .ops import EAGER, iter_self
+
+STATELESS = {"datetime.tzinfo": datetime.tzinfo}
+"""Standard classes with no state of their own that C code checks for (`datetime(...,
+tzinfo=x)` wants a tzinfo): a stand-in derives from the trusted side's own, its methods still
+the candidate's."""
 
 ABCS = ("Mapping", "MutableMapping", "Sequence", "MutableSequence", "Set", "MutableSet",
         "MappingView", "KeysView", "ItemsView", "ValuesView")  # fmt: skip
@@ -32,9 +38,12 @@ def builtin_name(value: Any) -> str | None:
 def describe(cls: type, refer: Callable[[type], Any]) -> dict[str, Any]:
     """What the trusted side mirrors of a class: names, bases (`refer` encodes a candidate class,
     which joins the message's preamble before this one), methods, special methods."""
-    bases, methods, classmethods = [], [], []
+    bases, methods, classmethods, std = [], [], [], []
     for base in cls.__bases__:
         if base is object:
+            continue
+        if base in STATELESS.values():
+            std.append(next(k for k, v in STATELESS.items() if v is base))
             continue
         if builtin_name(base) is not None and issubclass(base, BaseException):
             bases.append({"$g": f"builtins:{base.__name__}"})
@@ -54,6 +63,7 @@ def describe(cls: type, refer: Callable[[type], Any]) -> dict[str, Any]:
         "qualname": getattr(cls, "__qualname__", cls.__name__),
         "module": str(getattr(cls, "__module__", "") or ""),
         "bases": bases,
+        "std": std,
         "dunders": names.special_methods(cls),
         "methods": sorted(set(methods)),
         "classmethods": classmethods,

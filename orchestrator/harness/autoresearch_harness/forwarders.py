@@ -23,8 +23,17 @@ from .text import CandidateText
 def _special(self: Any, name: str, owner: int, args: list[Any], **fields: Any) -> Any:
     """Ask the candidate for `name` as the class `owner` defines it (super() from a trusted
     subclass lands on the candidate's own method, not back on the override)."""
+    __tracebackhide__ = True
     peer, hid = ref(self)
-    return ask(peer, "dunder", target=hid, name=name, via=owner, args=peer.encode(args), **fields)
+    return ask(
+        peer,
+        "dunder",
+        target=hid,
+        name=name,
+        via=owner,
+        args=peer.encode_args(args)["args"],
+        **fields,
+    )
 
 
 def dunder(name: str, owner: int) -> Any:
@@ -184,9 +193,10 @@ def _exit(name: str, owner: int) -> Any:
 
 
 def _call(name: str, owner: int) -> Any:
-    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def forward(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         peer, _ = ref(self)
-        return _special(self, "__call__", owner, list(args), kwargs=peer.encode(kwargs))
+        encoded = peer.encode_args((), kwargs)["kwargs"]
+        return _special(self, "__call__", owner, list(args), kwargs=encoded)
 
     return forward
 
@@ -214,7 +224,7 @@ FORWARDERS: dict[str, Any] = {
 
 
 def method(name: str, owner: int) -> Any:
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         peer, hid = ref(self)
         return ask(
             peer, "method", target=hid, name=name, via=owner, **call_args(peer, args, kwargs)
@@ -232,6 +242,9 @@ class Bound:
         self.name, self.owner = name, owner
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is not None:  # read on an object: its own attribute of that name comes first
+            peer, hid = ref(obj)
+            return ask(peer, "getattr", target=hid, name=self.name)
         cls = owner if owner is not None else type(obj)
         peer, hid = ref(cls) if "_ar" in cls.__dict__ else subclass_of(cls)
         name, via = self.name, self.owner
@@ -268,7 +281,7 @@ def init(owner: int) -> Any:
     """A stand-in class's __init__, only ever called by a trusted subclass's `super().__init__`:
     the candidate's __init__ of that class, on the candidate's object."""
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self: Any, /, *args: Any, **kwargs: Any) -> None:
         peer, hid = ref(self)
         ask(peer, "method", target=hid, name="__init__", via=owner, **call_args(peer, args, kwargs))
 

@@ -45,7 +45,7 @@ def _forward(name: str) -> Any:
     return forward
 
 
-def _call(self: Any, *args: Any, **kwargs: Any) -> Any:
+def _call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
     _, peer, _ = object.__getattribute__(self, "__dict__")["_ar"]
     return _ask(self, "call", args=peer.encode(list(args)), kwargs=peer.encode(kwargs))
 

@@ -42,6 +42,7 @@ from . import values
 from .modules import RemoteModule, fill_module
 from .peer import Gone, Peer
 from .seeding import follow_seeding
+from .shared import Shared
 from .standins import ask
 from .text import CandidateGone, CandidateText
 from .trusted import TrustedSide
@@ -64,7 +65,8 @@ def connection() -> Peer:
             call = float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0)
             root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT", os.getcwd())
             sock = _connect(path, wait)
-            peer = Peer(sock, TrustedSide(root), call + GRACE_S if call > 0 else None)
+            shared = Shared(origin=True, text=CandidateText)
+            peer = Peer(sock, TrustedSide(root), call + GRACE_S if call > 0 else None, shared)
             _connection = (os.getpid(), peer)
         return _connection[1]
 

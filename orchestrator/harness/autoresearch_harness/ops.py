@@ -183,7 +183,7 @@ def _trusted_sub(t: Any) -> bool:
 
 
 def _calling(capability: Any) -> Any:
-    def member(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def member(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         return capability(self, *args, **kwargs)
 
     return member

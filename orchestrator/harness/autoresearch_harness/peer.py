@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import values, wire
+from .shared import Shared
 
 
 class Gone(Exception):
@@ -64,8 +65,15 @@ class Side(Protocol):
 class Peer:
     """A session over one connected socket (see the module docstring)."""
 
-    def __init__(self, sock: socket.socket, side: Side, limit_s: float | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        side: Side,
+        limit_s: float | None = None,
+        shared: Shared | None = None,
+    ) -> None:
         self.sock, self.side, self.limit_s = sock, side, limit_s
+        self.shared = shared if shared is not None else Shared(origin=False)
         sock.settimeout(None)  # blocking: a timeout would cost system calls on every frame
         self._reader = wire.Reader(sock)
         self._send_lock = threading.Lock()
@@ -95,7 +103,19 @@ class Peer:
 
     # -- values ----------------------------------------------------------
     def encode(self, value: Any) -> Any:
-        return values.encode(value, self._refer)
+        return values.encode(value, self._refer, shared=self._shared if self.shared.live else None)
+
+    def _shared(self, value: Any) -> Any:
+        return self.shared.tag(self, value)
+
+    def encode_args(self, args: Any, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A call's arguments: a list, dict, set or bytearray among them is shared (`shared.py`)."""
+        out: dict[str, Any] = {"args": [self.shared.share(self, a) for a in args]}
+        if kwargs is not None:
+            out["kwargs"] = {
+                "$d": [[self.encode(k), self.shared.share(self, v)] for k, v in kwargs.items()]
+            }
+        return out
 
     def decode(self, data: Any, text: type[str] = str) -> Any:
         return values.decode(data, self._resolve, text)
@@ -104,6 +124,8 @@ class Peer:
         return self.side.refer(self, value)
 
     def _resolve(self, tag: str, body: Any) -> Any:
+        if tag == "$sh":
+            return self.shared.resolve(self, body)
         return self.side.resolve(self, tag, body)
 
     # -- what this side sends by reference -------------------------------
@@ -200,6 +222,7 @@ class Peer:
     def request(self, op: str, text: type[str] = str, **fields: Any) -> Any:
         """Ask the other side; its answer decoded (strings as `text`), or its error raised here
         (Gone if it is gone, or when no answer came within the per-call limit)."""
+        __tracebackhide__ = True
         rid = next(self._ids)
         local = self._local.__dict__
         waits: list[int] = local.setdefault("waits", [])
@@ -242,6 +265,8 @@ class Peer:
         if self._releases:
             with self._table_lock:
                 message["release"], self._releases = self._releases, []
+        if self.shared.live:  # before the preamble: the contents may name new classes
+            message.update(self.shared.outgoing(self))
         preamble = self.side.preamble(self)
         if preamble:
             message.update(preamble)
@@ -285,6 +310,7 @@ class Peer:
                 with self._cond:  # let a waiting thread take over the reading
                     self._cond.notify_all()
             self.side.absorb(self, frame)
+            self.shared.incoming(self, frame)
             if "re" in frame:
                 if frame["re"] == rid:
                     return frame
@@ -329,7 +355,7 @@ class Peer:
         serving: list[Any] = self._local.__dict__.setdefault("serving", [])
         serving.append(request.get("id"))
         try:
-            reply["ok"] = self.encode(self.side.serve(self, request))
+            reply["ok"] = self.shared.share(self, self.side.serve(self, request))
         except Gone:
             raise
         except BaseException as e:  # the other side's request failed: that is its answer

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import datetime
 import types
 from typing import Any
 
@@ -50,6 +51,7 @@ class CandidateLies(CandidateError):
 def ask(peer: Peer, op: str, **fields: Any) -> Any:
     """A request to the candidate; its answer as a value of this side (CandidateGone when the
     worker is gone: it exited, was killed, broke the wire or ran past the per-call limit)."""
+    __tracebackhide__ = True
     try:
         return peer.request(op, CandidateText, **fields)
     except Gone as e:
@@ -73,7 +75,7 @@ def reference(obj: Any) -> tuple[Peer, int] | None:
 
 
 def call_args(peer: Peer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {"args": peer.encode(list(args)), "kwargs": peer.encode(kwargs)}
+    return peer.encode_args(args, kwargs)
 
 
 # -- classes ------------------------------------------------------------------
@@ -82,10 +84,19 @@ def call_args(peer: Peer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict
 class StandInMeta(type):
     """The metaclass of stand-in classes: class attributes and calls go to the candidate."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, /, *args: Any, **kwargs: Any) -> Any:
         own = type.__getattribute__(cls, "__dict__")
         if "_ar" not in own:
             return _subclass_instance(cls, args, kwargs)
+        if (
+            issubclass(cls, type)
+            and len(args) == 3
+            and type(args[2]) is dict
+            and "__qualname__" in args[2]
+        ):
+            # a class statement here whose metaclass is the candidate's: the class is made here
+            # (its members are the evaluator's), a trusted subclass like any other
+            return type.__call__(cls, *args, **kwargs)
         peer, hid = own["_ar"]
         return ask(peer, "call", target=hid, **call_args(peer, args, kwargs))
 
@@ -104,7 +115,7 @@ class StandInMeta(type):
             type.__setattr__(cls, name, value)
             return
         peer, hid = own["_ar"]
-        ask(peer, "setattr", target=hid, name=name, value=peer.encode(value))
+        ask(peer, "setattr", target=hid, name=name, value=peer.shared.share(peer, value))
 
 
 def _subclass_instance(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -192,7 +203,7 @@ class Instance:
             object.__setattr__(self, name, value)
             return
         peer, hid = ref(self)
-        ask(peer, "setattr", target=hid, name=name, value=peer.encode(value))
+        ask(peer, "setattr", target=hid, name=name, value=peer.shared.share(peer, value))
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("__") or name.startswith("_ar"):
@@ -226,18 +237,23 @@ def from_candidate_pickle(data: bytes) -> Any:
 
 def make_instance(peer: Peer, cls: type, extra: Any) -> Any:
     """A stand-in of class `cls` for the candidate object `hid` (bound by the caller)."""
+    obj: Any
     if issubclass(cls, BaseException):
         obj = BaseException.__new__(cls)
         args = extra.get("args") if isinstance(extra, dict) else None
         obj.args = tuple(args) if isinstance(args, list | tuple) else ()
         obj.__suppress_context__ = bool(isinstance(extra, dict) and extra.get("suppress"))
+    elif issubclass(cls, datetime.tzinfo):  # a stateless standard base (descriptions.STATELESS)
+        obj = datetime.tzinfo.__new__(cls)
     else:
-        obj = object.__new__(cls)  # type: ignore[assignment]
+        obj = object.__new__(cls)
     if isinstance(extra, dict):
         state = object.__getattribute__(obj, "__dict__")
         for key in ("__name__", "__qualname__", "__module__"):
             if isinstance(extra.get(key), str):
                 state[key] = extra[key]
+        if "__wrapped__" in extra:  # a wrapper (functools.update_wrapper) and what it wraps
+            state["__wrapped__"] = extra["__wrapped__"]
         step = extra.get("ahead")
         if isinstance(step, dict) and isinstance(step.get("values"), list):
             state["_ar_buffer"] = collections.deque(step["values"])

@@ -20,6 +20,7 @@ from .ahead import Ahead
 from .capabilities import (
     _SERVED,
     _SIMPLE,
+    MUTATORS,
     Rules,
     _builtin_base,
     _encodable,
@@ -72,7 +73,9 @@ class TrustedSide:
         if key is not None:
             return key
         key = self._types[t] = len(self._types) + 1
-        dunders = [d for d in names.special_methods(t) if d in _SERVED or d == "__hash__=None"]
+        mutable = self.rules.may_mutate(t)
+        dunders = [d for d in names.special_methods(t)
+                   if d in _SERVED or d == "__hash__=None" or (mutable and d in MUTATORS)]  # fmt: skip
         iter_self = hasattr(t, "__next__") and isinstance(
             getattr(t, "__iter__", None), types.WrapperDescriptorType
         )
@@ -261,7 +264,9 @@ class TrustedSide:
             return _next(target, self.ahead.count(hid, target, peer.table(), n))
         if op == "dunder":
             name = request.get("name")
-            if name not in _SERVED:
+            if name not in _SERVED and not (
+                name in MUTATORS and self.rules.may_mutate(type(target))
+            ):
                 raise TypeError(f"the trusted side does not serve {name!r} to the candidate")
             if name == "__exit__":
                 return bool(target.__exit__(*args)) if hasattr(target, "__exit__") else False

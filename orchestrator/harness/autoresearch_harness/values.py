@@ -33,8 +33,10 @@ MAX_DEPTH = 64
 """Deepest nesting of containers in one value."""
 _DTYPE = re.compile(r"^[<>|=]?[biufcSU]\d{0,3}$")
 """numpy dtypes that are plain numbers or text: never objects, records or voids."""
-REFERENCES = ("$m", "$y", "$g", "$x", "$xc", "$mod")
+REFERENCES = ("$m", "$y", "$g", "$x", "$xc", "$mod", "$sh")
 """Tags a side resolves itself (see the module docstring)."""
+SHAREABLE = (list, dict, set, bytearray)
+"""Mutable containers a call's argument may be shared as (`shared.py`)."""
 
 
 Refer = Callable[[Any], Any]
@@ -59,13 +61,20 @@ class Encoded:
         self.data = data
 
 
-def encode(value: Any, refer: Refer | None = None, depth: int = 0) -> Any:
-    """`value` as JSON-able data; what is not plain data goes to `refer` (or is a TypeError)."""
+def encode(
+    value: Any, refer: Refer | None = None, depth: int = 0, shared: Refer | None = None
+) -> Any:
+    """`value` as JSON-able data; what is not plain data goes to `refer` (or is a TypeError), and a
+    list, dict, set or bytearray both sides share (`shared.py`) to `shared` first."""
     if depth > MAX_DEPTH:
         raise WireError(f"a value nested deeper than {MAX_DEPTH} levels")
     t = type(value)
     if t is Encoded:
         return value.data
+    if shared is not None and t in SHAREABLE:
+        tag = shared(value)
+        if tag is not None:
+            return tag
     if t is int and value.bit_length() > 12000:  # past what str() of an int may convert
         return {"$i": format(value, "x")}
     if value is None or t is bool or t is int or t is str:
@@ -74,35 +83,52 @@ def encode(value: Any, refer: Refer | None = None, depth: int = 0) -> Any:
         return value if math.isfinite(value) else {"$f": repr(value)}
     d = depth + 1
     if t is list:
-        return [encode(v, refer, d) for v in value]
+        return [encode(v, refer, d, shared) for v in value]
     if t is tuple:
-        return {"$t": [encode(v, refer, d) for v in value]}
+        return {"$t": [encode(v, refer, d, shared) for v in value]}
     if t is dict:
-        return {"$d": [[encode(k, refer, d), encode(v, refer, d)] for k, v in value.items()]}
+        return {
+            "$d": [
+                [encode(k, refer, d, shared), encode(v, refer, d, shared)] for k, v in value.items()
+            ]
+        }
     if t in _TEXT_TYPES:
         return str.__str__(value)
     if t is bytes:
         return {"$b": base64.b64encode(value).decode()}
     if t is set or t is frozenset:
-        return {"$s" if t is set else "$z": [encode(v, refer, d) for v in value]}
+        return {"$s" if t is set else "$z": [encode(v, refer, d, shared) for v in value]}
+    if t is datetime.datetime or t is datetime.time:  # the zone apart: one of the candidate's, too
+        naive = value.replace(tzinfo=None).isoformat()
+        zone = value.tzinfo
+        if zone is not None and type(zone) is not datetime.timezone:
+            if refer is None:
+                raise TypeError("only fixed-offset time zones cross as plain data")
+            return {"$dt" if t is datetime.datetime else "$ti": [naive, refer(zone), value.fold]}
+        return {"$dt" if t is datetime.datetime else "$ti": [naive, _zone(zone), value.fold]}
     codec = _VALUE_TYPES.get(t)
     if codec is not None:
         tag, parts = codec
-        return {tag: encode(parts(value), refer, d)}
+        return {tag: encode(parts(value), refer, d, shared)}
     if t is complex:
         return {"$c": [encode(value.real), encode(value.imag)]}
     if value is Ellipsis:
         return {"$e": 0}
     if t is types.GenericAlias:
-        return {"$ga": [encode(value.__origin__, refer, d), encode(list(value.__args__), refer, d)]}
+        return {
+            "$ga": [
+                encode(value.__origin__, refer, d, shared),
+                encode(list(value.__args__), refer, d, shared),
+            ]
+        }
     if value is NotImplemented:
         return {"$ni": 0}
     if t is collections.defaultdict and _plain_factory(value.default_factory):
         factory = value.default_factory
         name = None if factory is None else factory.__name__
-        return {"$dd": [name, encode(dict(value), refer, d)]}
+        return {"$dd": [name, encode(dict(value), refer, d, shared)]}
     if t.__name__ in ("Namespace", "SimpleNamespace") and t.__module__ in ("argparse", "types"):
-        return {"$ns": [t.__module__, encode(dict(vars(value)), refer, d)]}
+        return {"$ns": [t.__module__, encode(dict(vars(value)), refer, d, shared)]}
     array = _array(value)
     if array is not None:
         return array
@@ -123,9 +149,7 @@ _VALUE_TYPES: dict[type, tuple[str, Callable[[Any], Any]]] = {
     slice: ("$sl", lambda s: [s.start, s.stop, s.step]),
     decimal.Decimal: ("$dec", str),
     fractions.Fraction: ("$fr", lambda f: [f.numerator, f.denominator]),
-    datetime.datetime: ("$dt", lambda v: [v.isoformat(), _zone(v.tzinfo), v.fold]),
     datetime.date: ("$da", lambda v: v.isoformat()),
-    datetime.time: ("$ti", lambda v: [v.isoformat(), _zone(v.tzinfo), v.fold]),
     datetime.timedelta: ("$td", lambda v: [v.days, v.seconds, v.microseconds]),
     datetime.timezone: ("$tz", lambda v: _zone(v)),
     collections.OrderedDict: ("$od", lambda v: list(map(list, v.items()))),
@@ -312,6 +336,11 @@ def _when(kind: Any) -> Callable[[Any, Resolve | None, type[str], int], Any]:
         if not (isinstance(body, list) and len(body) == 3 and body[2] in (0, 1)):
             raise WireError("a datetime is [iso, zone, fold]")
         value = kind.fromisoformat(_text(body[0]))
+        if isinstance(body[1], dict):  # a zone of the other side's, by reference
+            zone = decode(body[1], resolve, text, depth + 1)
+            if not isinstance(zone, datetime.tzinfo):
+                raise WireError("a datetime's zone must be a tzinfo")
+            return value.replace(tzinfo=zone, fold=body[2])
         return value.replace(tzinfo=_tz(body[1]), fold=body[2])
 
     return parse

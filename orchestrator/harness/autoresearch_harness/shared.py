@@ -1,0 +1,277 @@
+"""Lists, dicts, sets and bytearrays a test hands the candidate, kept the same on both sides.
+
+Plain data crosses by value, so a function that fills a list in place, or an object
+that keeps the dict it was given as its cache, would change a copy the test never
+sees. A mutable container the trusted side passes as an argument (or assigns to an
+attribute) is therefore *shared*: the candidate gets a copy registered under an id,
+and whenever either side sends a message it sends along the new contents of each
+shared container that changed since the last message (compared by a fingerprint of
+its encoded contents). The receiving side writes them into its own container in
+place, before it decodes the message. When the same container crosses again, in
+either direction, it arrives as the other side's container itself (`is` holds).
+
+The candidate's copy lives as long as the candidate holds it: when no one but the
+registry refers to it, the candidate sends its last contents and releases it (with
+the number of times it received it, so a share sent meanwhile keeps it alive, as
+references do in `peer.py`).
+
+What the candidate writes into a shared container is plain data or stand-ins, into
+a container the test gave it to fill: nothing crosses that could not cross as a
+call's answer. Containers of more than `LIMIT` items are copied, not shared (their
+fingerprints would cost every message).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import values, wire
+
+if TYPE_CHECKING:
+    from .peer import Peer
+
+LIMIT = 10_000
+"""Largest container (top-level items) that is shared; a larger one crosses as a copy."""
+
+_RETIRED = 64
+"""Containers the candidate released that the trusted side still resolves (the message that
+released one may also name it, decoded later, perhaps on another thread)."""
+
+_HELD_ONLY_HERE = 3
+"""sys.getrefcount of a container the registry alone holds (registry, loop variable, argument)."""
+
+
+class Shared:
+    """The shared containers of one side of a session (see the module docstring)."""
+
+    def __init__(self, origin: bool, text: type[str] = str) -> None:
+        self.origin = origin  # the trusted side: it shares; the candidate holds copies
+        self.text: type[str] = text
+        self._lock = threading.RLock()
+        self._objects: dict[int, Any] = {}
+        self._index: dict[int, int] = {}
+        self._prints: dict[int, Any] = {}
+        self._counts: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._busy: set[int] = set()
+        self._retired: collections.OrderedDict[int, Any] = collections.OrderedDict()
+
+    @property
+    def live(self) -> bool:
+        return bool(self._objects)
+
+    # -- encoding ----------------------------------------------------------
+    def share(self, peer: Peer, value: Any) -> Any:
+        """`value` encoded as a shared container if it is one that may be (the trusted side's
+        arguments), else as plain data."""
+        if not self.origin or type(value) not in values.SHAREABLE or len(value) > LIMIT:
+            return peer.encode(value)
+        with self._lock:
+            sid = self._known(value) or self._new(value)
+            if sid in self._busy:
+                raise TypeError(f"a {_kind(value)} that contains itself cannot cross")
+            self._busy.add(sid)
+            try:
+                body = [_kind(value), self._contents(peer, value)]
+            finally:
+                self._busy.discard(sid)
+            self._counts[sid] = self._counts.get(sid, 0) + 1
+            self._prints[sid] = _fingerprint(value, self._marker)
+            return {"$sh": [sid, body]}
+
+    def tag(self, peer: Peer, value: Any) -> Any:
+        """A container this side shares as the encoding hook sees it (anywhere in a value): the
+        trusted side's again with its contents (the candidate may have let its copy go), the
+        candidate's copy as `[id]`; None for any other container."""
+        sid = self._known(value)
+        if sid is None:
+            return None
+        return self.share(peer, value) if self.origin else {"$sh": [sid]}
+
+    def _known(self, value: Any) -> int | None:
+        sid = self._index.get(id(value))
+        return sid if sid is not None and self._objects.get(sid) is value else None
+
+    def _marker(self, value: Any) -> Any:
+        """A shared container inside another's fingerprint: its id (its own entry has its contents)."""
+        sid = self._known(value)
+        return None if sid is None else {"$sh": sid}
+
+    def _new(self, value: Any) -> int:
+        sid = next(self._ids)
+        self._objects[sid], self._index[id(value)] = value, sid
+        return sid
+
+    def _contents(self, peer: Peer, value: Any) -> Any:
+        """The container's items, encoded (this container itself is not a reference to itself)."""
+        if type(value) is bytearray:
+            return peer.encode(bytes(value))
+        if type(value) is dict:
+            return peer.encode([[k, v] for k, v in value.items()])
+        return peer.encode(list(value))
+
+    # -- decoding -----------------------------------------------------------
+    def resolve(self, peer: Peer, body: Any) -> Any:
+        """The container `{"$sh": body}` names: this side's own, or a copy made or refreshed."""
+        if not (isinstance(body, list) and body and type(body[0]) is int):
+            raise wire.WireError("a shared container is [id] or [id, kind, items]")
+        sid = body[0]
+        with self._lock:
+            known = self._objects.get(sid)
+            if len(body) == 1:
+                if known is None:
+                    known = self._retired.get(sid)
+                if known is None:
+                    raise wire.WireError("a shared container this side does not hold")
+                return known
+            if self.origin:
+                raise wire.WireError("only the trusted side shares containers")
+            kind, items = (
+                body[1] if isinstance(body[1], list) and len(body[1]) == 2 else (None, None)
+            )
+            made = _made(kind, peer.decode(items, self.text))
+            if known is not None and type(known) is type(made):
+                _write(known, made)
+                made = known
+            else:
+                self._objects[sid], self._index[id(made)] = made, sid
+            self._counts[sid] = self._counts.get(sid, 0) + 1
+            self._prints[sid] = _fingerprint(made, self._marker)
+            return made
+
+    # -- what goes with every message ----------------------------------------
+    def outgoing(self, peer: Peer) -> dict[str, Any]:
+        """The new contents of each shared container that changed, and (the candidate) the copies
+        no one holds any more, released."""
+        if not self._objects:
+            return {}
+        out: dict[str, Any] = {}
+        with self._lock:
+            changed, released = [], []
+            for sid in list(self._objects):
+                value = self._objects[sid]
+                now = _fingerprint(value, self._marker)
+                if now != self._prints.get(sid):
+                    try:
+                        changed.append([sid, [_kind(value), self._contents(peer, value)]])
+                        self._prints[sid] = now
+                    except (TypeError, ValueError, wire.WireError, RecursionError):
+                        # it now holds what cannot cross (itself, say): no longer kept the same
+                        if not self.origin:
+                            released.append([sid, self._counts.get(sid, 0)])
+                        self._forget(sid)
+                        continue
+                if not self.origin and sys.getrefcount(value) <= _HELD_ONLY_HERE:
+                    released.append([sid, self._counts.pop(sid, 0)])
+                    self._forget(sid)
+                del value
+            if changed:
+                out["synced"] = changed
+            if released:
+                out["unshared"] = released
+        return out
+
+    def incoming(self, peer: Peer, frame: dict[str, Any]) -> None:
+        """Write what the other side says changed into this side's containers, before the
+        message's values are decoded; forget what the candidate released."""
+        synced = frame.get("synced")
+        if isinstance(synced, list):
+            with self._lock:
+                for entry in synced:
+                    if not (isinstance(entry, list) and len(entry) == 2):
+                        raise wire.WireError("a synced container is [id, [kind, items]]")
+                    sid, (kind, items) = entry[0], _pair(entry[1])
+                    mine = self._objects.get(sid)
+                    if mine is None:
+                        continue  # released here meanwhile: nothing holds it
+                    made = _made(kind, peer.decode(items, self.text))
+                    if type(made) is not type(mine):
+                        raise wire.WireError("a synced container changed its kind")
+                    _write(mine, made)
+                    self._prints[sid] = _fingerprint(mine, self._marker)
+        unshared = frame.get("unshared")
+        if isinstance(unshared, list) and self.origin:
+            with self._lock:
+                for entry in unshared:
+                    if not (isinstance(entry, list) and len(entry) == 2):
+                        continue
+                    sid, n = entry
+                    left = self._counts.get(sid, 0) - (n if type(n) is int else 0)
+                    if left > 0:
+                        self._counts[sid] = left
+                    elif sid in self._objects:
+                        # the message that released it may name it: it stays resolvable a while
+                        self._retired[sid] = self._objects[sid]
+                        while len(self._retired) > _RETIRED:
+                            self._retired.popitem(last=False)
+                        self._forget(sid)
+
+    def _forget(self, sid: int) -> None:
+        value = self._objects.pop(sid)
+        self._prints.pop(sid, None)
+        self._counts.pop(sid, None)
+        if self._index.get(id(value)) == sid:
+            del self._index[id(value)]
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _pair(entry: Any) -> tuple[Any, Any]:
+    if not (isinstance(entry, list) and len(entry) == 2):
+        raise wire.WireError("a shared container's contents are [kind, items]")
+    return entry[0], entry[1]
+
+
+def _made(kind: Any, items: Any) -> Any:
+    """A new container of `kind` holding `items` as decoded."""
+    if kind == "list" and isinstance(items, list):
+        return items
+    if kind == "set" and isinstance(items, list):
+        return set(items)
+    if kind == "bytearray" and isinstance(items, bytes):
+        return bytearray(items)
+    if (
+        kind == "dict"
+        and isinstance(items, list)
+        and all(isinstance(p, list) and len(p) == 2 for p in items)
+    ):
+        try:
+            return dict(items)  # type: ignore[arg-type]
+        except TypeError:
+            raise wire.WireError("a dict key that cannot be hashed") from None
+    raise wire.WireError("a shared container is a list, dict, set or bytearray")
+
+
+def _write(mine: Any, new: Any) -> None:
+    """`mine` made to hold what `new` holds, in place."""
+    if type(mine) is list or type(mine) is bytearray:
+        mine[:] = new
+    else:
+        mine.clear()
+        mine.update(new)
+
+
+def _fingerprint(value: Any, tag: Any) -> Any:
+    """The container's contents as data that compares equal while they do not change (objects by
+    identity; no reference is made)."""
+    try:
+        return values.encode(value, _identity, shared=_nested(value, tag))
+    except (TypeError, ValueError, wire.WireError, RecursionError):
+        return object()  # cannot tell: it counts as changed
+
+
+def _identity(value: Any) -> Any:
+    return {"$id": id(value)}
+
+
+def _nested(top: Any, tag: Any) -> Any:
+    def shared(value: Any) -> Any:
+        return None if value is top else tag(value)
+
+    return shared
