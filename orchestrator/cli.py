@@ -232,12 +232,14 @@ def cleanup(ctx: click.Context, everything: bool) -> None:
     their mounted work folders."""
     from orchestrator.errors import WorkspaceError
     from orchestrator.executors.attempt import sweep
+    from orchestrator.links import within
     from orchestrator.runs import RUNS_DIR
     from orchestrator.sandbox.docker import DockerSandbox
 
     n = DockerSandbox().reap(everything=everything)
     try:
-        runs = _root(ctx) / RUNS_DIR
+        root = _root(ctx)
+        runs = within(root, root / RUNS_DIR, "the runs folder")  # never swept through a link out
     except WorkspaceError:
         runs = None  # not in a repository: containers only
     folders = sum(sweep(box, lambda _name: False) for box in runs.glob("*/sandbox")) if runs else 0

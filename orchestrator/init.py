@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator.contract.load import build_contract
 from orchestrator.errors import ContractError, UserError
+from orchestrator.links import within
 
 KINDS = ("latency", "flaky-test", "refactor", "config", "prompt", "ml")
 ADVICE = {
@@ -84,7 +85,8 @@ def write(root: Path, plan: Plan, *, force: bool = False) -> list[Path]:
     """Write the contract, the direction and the evaluator skeleton; the paths written.
 
     Raises ContractError for a plan that cannot make a valid contract (one line, the fix),
-    UserError when a file exists and `force` is not set.
+    UserError when a file exists and `force` is not set, or when a symbolic link would take
+    a write outside the repository.
     """
     if plan.kind not in KINDS:
         raise ContractError(f"--kind {plan.kind!r}: not one of {', '.join(KINDS)}")
@@ -92,12 +94,14 @@ def write(root: Path, plan: Plan, *, force: bool = False) -> list[Path]:
         raise ContractError(
             f"--edit {plan.edit}: no such file under {root} — name the file to improve"
         )
-    folder = root / "autoresearch"
+    folder = within(root, root / "autoresearch", "autoresearch init")
     files = {
         root / "autoresearch.toml": _contract(plan),
         folder / "direction.md": _direction(plan),
         folder / "evaluate.py": SKELETON.format(module=Path(plan.edit).stem, metric=plan.metric),
     }
+    for path in files:  # a link (dangling too) would take the write out of the repository
+        within(root, path, "autoresearch init")
     clash = [p for p in files if p.exists()]
     if clash and not force:
         raise UserError(f"{clash[0]} exists — move it away or pass --force to overwrite")

@@ -27,6 +27,7 @@ from orchestrator.errors import ContractError, InfraError, RunNotFound, UserErro
 from orchestrator.executors import Executor, RunFolder
 from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
+from orchestrator.links import within
 from orchestrator.night import Backoff, Say
 from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
@@ -47,7 +48,7 @@ def evaluator_hash(run_dir: Path) -> str:
 
 
 def run_dir(root: Path, tag: str) -> Path:
-    return root / RUNS_DIR / tag
+    return within(root, root / RUNS_DIR / tag, "the run folder")  # never through a link out
 
 
 def default_tag(root: Path, today: dt.date | None = None) -> str:

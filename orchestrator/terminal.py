@@ -2,11 +2,13 @@
 
 SIGTERM becomes KeyboardInterrupt for the length of a night, so every `finally`
 removes its container; either one ends the command with exit 130 and the line
-that says how to resume.
+that says how to resume. A night whose morning report could not be written ends
+with exit 3 after saying why (its results are kept).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from collections.abc import Callable
@@ -20,6 +22,10 @@ from orchestrator import sanitize
 if TYPE_CHECKING:
     from orchestrator.morning.live import LiveView
     from orchestrator.night.driver import Night
+
+
+REPORT_FAILED = 3
+"""The exit status of a night that ran to its end but whose report could not be written."""
 
 
 def _on_sigterm(_sig: int, _frame: object) -> None:
@@ -63,17 +69,24 @@ class Terminal:
         report = self.report(night)
         self.say(
             f"results: {night.run_dir / 'results.tsv'}; best commit on branch {night.ws.branch}"
-            + (f"; report: {report}" if report else "")
+            + (f"; report: {report}" if report else "; no report (see the error above)")
         )
+        if report is None:
+            sys.exit(REPORT_FAILED)  # the night's work is kept; its morning read is missing
 
     def report(self, night: Night) -> Path | None:
-        """The morning report; a failure to draw it is said, never the end of a finished run."""
+        """The morning report; a failure to draw it is a bug, said and recorded in the ledger (the
+        night's results stay), and the command then ends with REPORT_FAILED."""
         from orchestrator.morning.report import write_report
 
         try:
             return write_report(night.ledger, night.ws, night.contract)
         except Exception as e:
+            why = f"{type(e).__name__}: {e}"
+            with contextlib.suppress(Exception):  # the line below is said whatever the ledger does
+                night.ledger.event("report-failed", why)
             self.say(
-                f"warning: could not write the report ({type(e).__name__}: {e}) — try `autoresearch report`"
+                f"error: the morning report could not be written ({why}) — a bug in autoresearch; "
+                f"`autoresearch report {night.ws.tag}` retries it and shows the traceback"
             )
             return None

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE
 from orchestrator.experiment import STATUSES
 from orchestrator.ledger import Ledger
@@ -43,15 +44,20 @@ def plot_progress(data: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = data["experiments"]
-    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
-    try:
-        keeps = _plot_outcomes(ax, rows, data["goal"])
-        _plot_best(ax, rows, keeps)
-        _label_axes(ax, data)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    # Every text drawn as it is: a description holding `$$` is not mathtext (which failed the
+    # whole report) nor, under a user's matplotlibrc, LaTeX (which would run it).
+    with matplotlib.rc_context(
+        {"text.usetex": False, "text.parse_math": False, "axes.formatter.use_mathtext": False}
+    ):
+        fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
+        try:
+            keeps = _plot_outcomes(ax, rows, data["goal"])
+            _plot_best(ax, rows, keeps)
+            _label_axes(ax, data)
+            fig.tight_layout()
+            fig.savefig(path)
+        finally:
+            plt.close(fig)
     return path
 
 
@@ -106,7 +112,8 @@ def _plot_best(ax: Axes, rows: list[dict[str, Any]], keeps: list[dict[str, Any]]
     for r in keeps:
         if r["id"] == 0:
             continue
-        text = r["description"] if len(r["description"]) <= 40 else r["description"][:39] + "…"
+        said = sanitize.terminal(r["description"], one_line=True)
+        text = said if len(said) <= 40 else said[:39] + "…"
         ax.annotate(
             text,
             (r["id"], r["metric"]),
@@ -115,6 +122,7 @@ def _plot_best(ax: Axes, rows: list[dict[str, Any]], keeps: list[dict[str, Any]]
             fontsize=7,
             rotation=20,
             color="#1b5e20",
+            parse_math=False,
         )
 
 

@@ -42,6 +42,9 @@ OVERDUE_S = 60.0
 RUNSC_THREAD_HEADROOM = 256
 KILL_GRACE_S = 10.0
 """After SIGKILL, how long we wait for the engine to report the exit."""
+CHOSEN_ENV = "AUTORESEARCH_CHOSEN_ENV"
+"""Names the variables the spec set: the engine merges them over the image's `ENV`, and a
+trusted entry keeps these whole and filters the image's (harness/autoresearch_harness/environment.py)."""
 
 
 def connect(timeout: float = 60) -> docker.DockerClient:
@@ -199,7 +202,8 @@ class DockerSandbox:
             command=["/bin/sh", "-c", spec.command],
             working_dir="/workspace",
             user=spec.user or lim.user,
-            environment=spec.env,
+            environment={**spec.env, CHOSEN_ENV: ",".join(sorted(spec.env))} if spec.env else {},
+            healthcheck={"test": ["NONE"]},  # an image's HEALTHCHECK would run as the main user
             labels={
                 LABEL: "1",
                 OWNER_LABEL: self.owner,

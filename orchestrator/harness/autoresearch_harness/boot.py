@@ -11,7 +11,9 @@ the engine starts the candidate's worker with the container's environment, and
 under gVisor another user can read a process's environment), writes the .pth file that installs the import hook in
 every Python process of the evaluator, and runs COMMAND with sh in the trusted
 tree. With services in the contract, it first starts the loopback forwarder
-(services.py) and names each service's URL in the evaluator's environment.
+(services.py) and names each service's URL in the evaluator's environment. Of the
+image's own environment the evaluator gets only what cannot steer it to the
+candidate's files (environment.py): the orchestrator's names are kept whole.
 """
 
 from __future__ import annotations
@@ -94,6 +96,14 @@ def _services(env: dict[str, str]) -> dict[str, str]:
     return urls
 
 
+def _trusted_env(env: dict[str, str]) -> dict[str, str]:
+    """The container's environment less what would steer the evaluator to the candidate's files."""
+    if HARNESS not in sys.path:
+        sys.path.insert(0, HARNESS)  # -I: the script's folder is not on the path
+    kept: dict[str, str] = importlib.import_module("autoresearch_harness.environment").trusted(env)
+    return kept
+
+
 def main(argv: list[str]) -> int:
     """`boot.py COMMAND` (harness mode) or `boot.py --shared COMMAND` (the library only)."""
     shared = len(argv) == 3 and argv[1] == "--shared"
@@ -111,6 +121,7 @@ def main(argv: list[str]) -> int:
     if os.getuid() == int(os.environ.get("AUTORESEARCH_CANDIDATE_UID", "-1")):
         print("harness: the evaluator must not run as the candidate's user", file=sys.stderr)
         return 2
+    env = _trusted_env(env)  # the image's ENV (a project's Dockerfile) never steers this side
     env.update(_private_home())
     _traps(env)
     env.update(_services(env))
