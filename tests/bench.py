@@ -52,6 +52,9 @@ class InterleavedReplay:
             self.bare[ctx.experiment] = bare_runs(1)[0]
         return self.inner.propose(ctx, scratch)
 
+    def cancel(self) -> None:
+        self.inner.cancel()
+
 
 def orchestrated_runs(
     tmp: Path, n: int, isolation: str = "shared"

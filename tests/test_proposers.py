@@ -73,6 +73,24 @@ def test_the_command_agent_makes_several_proposals_at_once(
     assert any("BEING PROPOSED by another proposer" in p for p in prompts)
 
 
+def test_no_more_than_one_proposal_per_slot_until_three_have_ended(
+    repo: Path, tmp_path: Path, start
+) -> None:
+    """Before any proposal has ended nothing says how long the agent thinks: a night of quick
+    experiments and a slow agent keeps one proposal per slot (plus the pipeline) until three
+    have ended, then grows from what they took."""
+    contract = contract_for(Path("x"), agent=_command(tmp_path, 2.0), **{
+        "budget.parallel": 4, "budget.pipeline": 1, "budget.max_experiments": 12,
+        "budget.baseline_repeats": 2})  # fmt: skip
+    run = start(contract)
+    assert run.execute() == "max experiments reached (12)"
+    spans = sorted(_spans(tmp_path), key=lambda s: s[1])
+    third = spans[2][1]
+    early = [s for s in spans if s[0] < third]
+    assert max(sum(b <= t < e for b, e in early) for t, _ in early) <= 4 + 1, early
+    assert run.proposers.peak_early <= 4 + 1 and run.proposers.peak > 4 + 1  # then it grew
+
+
 def test_claude_holds_several_conversations_at_once(
     repo: Path, start, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,6 +43,9 @@ class Proposal:
     """What proposing cost; None when unknown (a model without a price)."""
     usage: dict[str, int] = field(default_factory=dict)
     """Tokens: input, output, cache_write, cache_read."""
+    agent_s: float | None = None
+    """How long the agent itself worked (its process), without starting its container or
+    waiting its turn; None when it cannot tell (the whole proposal's time is used)."""
 
 
 class Agent(Protocol):

@@ -256,6 +256,8 @@ class Night:
             self.parallel, self.pipeline, think, self.slots.run_s()
         ):
             return False
+        if not self.proposers.room(in_flight):
+            return False  # the host is slow to start agents: hold until it is quick again
         exps = self.ledger.experiments()
         if b.max_experiments is not None and len(exps) - 1 >= b.max_experiments:
             return False  # the rows in flight count: the night never overshoots

@@ -14,7 +14,7 @@ safe to call from several threads.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.agents import Agent, Context, Proposal
@@ -35,6 +35,8 @@ class Proposed:
     exp_id: int
     dispatch: bool
     """True: a frozen candidate to judge; False: refused (already recorded as such)."""
+    agent_s: float | None = None
+    """How long the agent itself worked (`Proposal.agent_s`), when it said."""
 
 
 class Proposals:
@@ -107,7 +109,8 @@ class Proposals:
             return self._refuse(n, e.reason, description=e.description or "(no proposal)")
         finally:
             remove_tree(scratch)
-        return self._frozen(n, commit, diff, proposal)
+        made = self._frozen(n, commit, diff, proposal)
+        return replace(made, agent_s=proposal.agent_s)
 
     def _frozen(self, n: int, commit: str, diff: str, proposal: Proposal) -> Proposed:
         tree, loc = self.ws.tree(commit), self.ws.lines_of_code(commit)
