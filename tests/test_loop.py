@@ -101,7 +101,8 @@ def test_container_writes_never_reach_the_host(repo: Path, tmp_path: Path, start
     proposed = sneaky.replace("OFFSET = 10.0", "OFFSET = 1.0")
     make_patch(patches, "01-sneaky.patch", "impl.py", IMPL, proposed)
     before = tree_snapshot(repo)
-    run = start(contract_for(patches))
+    # Naming bench.py is a flagged move; review "none" merges the winner so what merged is seen.
+    run = start(contract_for(patches, review="none"))
     run.execute()
     log = (run.ledger.exp_dir(1) / "candidate.log").read_text()  # the candidate's own output
     assert "WROTE" not in log

@@ -33,6 +33,14 @@ _ABCS = ("Mapping", "MutableMapping", "Sequence", "MutableSequence", "Set", "Mut
          "MappingView", "KeysView", "ItemsView", "ValuesView")  # fmt: skip
 
 
+_FLAGS = {  # the description's word -> the stand-in class's marker
+    "callable_only": "_ar_callable_only",
+    "function": "_ar_function",
+    "iter_self": "_ar_iterator",
+    "eager": "_ar_eager",
+}
+
+
 def make_class(peer: Peer, hid: int, desc: dict[str, Any], bases: list[Any], meta: Any) -> type:
     """The stand-in for the candidate's class `hid`, described by `desc`."""
     name = str(desc.get("name") or "candidate")
@@ -50,14 +58,9 @@ def make_class(peer: Peer, hid: int, desc: dict[str, Any], bases: list[Any], met
         "__qualname__": CandidateText(str(desc.get("qualname") or name)),
         "__doc__": Doc(None),
     }
-    if desc.get("callable_only"):
-        ns["_ar_callable_only"] = True
-    if desc.get("function"):
-        ns["_ar_function"] = True
-    if desc.get("iter_self"):
-        ns["_ar_iterator"] = True
-    if desc.get("eager"):
-        ns["_ar_eager"] = True
+    for flag, attribute in _FLAGS.items():
+        if desc.get(flag):
+            ns[attribute] = True
     for special in desc.get("dunders", ()):
         if special == "__hash__=None":
             ns["__hash__"] = None
