@@ -179,3 +179,20 @@ def test_a_wrong_key_or_model_is_one_line_at_once_not_a_night_of_refusals(
         None,
     ]  # nothing recorded as refused
     assert len(api.requests) == 1
+
+
+def test_the_history_tool_gives_an_earlier_experiments_diff(
+    api: FakeAnthropic, repo: Path, start
+) -> None:
+    """Older keeps are named in brief in the prompt; the change each made is there on request."""
+    _honest_edit(api)
+    api.message(tool("history", diff=1), tool("history", diff=7), tool("history", diff="x"))
+    api.message(edit("str_replace", path="impl.py", old_str="OFFSET = 2.0", new_str="OFFSET = 3.0"))
+    api.message(tool("submit", description="a larger offset", hypothesis="to see"))
+    run = start(_contract(api, **{"budget.max_experiments": 2, "budget.pipeline": 0}))
+    run.execute()
+    results = api.requests[-2]["messages"][-1]["content"]
+    assert [r["type"] for r in results] == ["tool_result"] * 3
+    one, missing, bad = (r["content"] for r in results)
+    assert one.startswith("the diff of experiment #1:\n```diff\n") and "+OFFSET = 2.0" in one
+    assert "experiment 7 has no diff" in missing and "must be an experiment id" in bad

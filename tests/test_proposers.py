@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.agents.context import render_history
+from orchestrator.agents.context import LINEAGE, render_history
 from orchestrator.experiment import Experiment
 from orchestrator.night.proposers import capacity
 from orchestrator.runs import read_run
@@ -221,19 +221,33 @@ def _night(n: int) -> list[Experiment]:
     return out
 
 
-def test_the_history_keeps_every_keep_and_the_latest_failures_and_stays_bounded() -> None:
+def test_the_history_names_the_latest_keeps_and_failures_and_stays_bounded() -> None:
     exps = _night(1000)
     shown = render_history(exps, {}, full="the `history` tool")
-    for e in exps:
-        if e.status == "keep":
-            assert f"#{e.id} keep" in shown
     for e in exps[-20:]:
         assert f"#{e.id} {e.status}" in shown
-    assert "#500 keep" in shown and "#13 discard" not in shown  # an old miss is grouped
+    keeps = [e for e in exps if e.id and e.status == "keep"]
+    for e in keeps[-LINEAGE - 1 :]:  # the recent one in full, the ten before it in brief
+        assert f"#{e.id} " in shown
+    assert "#13 discard" not in shown and "#50 " not in shown  # an old miss, an old keep: counted
+    assert (
+        f"the best's lineage in brief ({len(keeps) - 1}; each one and its diff: the `history` tool)"
+        in shown
+    )
+    assert "baseline 10 → #950 0.5" in shown and "9 keeps #50…#450 not named" in shown
     assert "- discard: " in shown and "- crash: " in shown and "the `history` tool" in shown
     assert "closest to winning: #1 10.001" in shown and "exit code 1" in shown
     at50 = render_history(_night(50), {})
-    assert len(shown) <= 1.5 * len(at50) + 40 * 20  # every keep (20 of them) adds a line
+    assert len(shown) <= 1.5 * len(at50)
+
+
+def test_a_night_in_which_every_experiment_keeps_has_a_bounded_history() -> None:
+    def every_keep(n: int) -> list[Experiment]:
+        return [_exp(i, "keep", 10.0 - i / 1000) for i in range(n + 1)]
+
+    at50, at1000 = render_history(every_keep(50), {}), render_history(every_keep(1000), {})
+    assert len(at1000) <= 1.5 * len(at50), (len(at1000), len(at50))
+    assert "#1000 keep" in at1000 and "#970 " in at1000 and "#1 " not in at1000
 
 
 def test_capacity_follows_how_long_the_agent_thinks() -> None:

@@ -12,6 +12,7 @@ backoff and never records it as the candidate's failure. Usage and USD cost
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from orchestrator.agents.config import AnthropicAgentConfig, Price
 from orchestrator.agents.context import render_dynamic, render_full_history, render_stable
 from orchestrator.agents.editor import Editor
 from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.experiment import experiment_dir
 
 SYSTEM = """You improve a software project by proposing ONE focused change per experiment.
 A trusted evaluator scores each change in a sandbox; better scores are kept, the rest discarded.
@@ -49,7 +51,8 @@ EDITOR_TOOL = {"type": "text_editor_20250728", "name": "str_replace_based_edit_t
 HISTORY_TOOL = {
     "name": "history",
     "description": "Every experiment of this run one line each (the prompt groups older ones): "
-    "status, metric, description, reason. Optionally a range of experiment ids.",
+    "status, metric, description, reason. Optionally a range of experiment ids; or, with "
+    "`diff`, the change one experiment made (its diff against the best it started from).",
     "input_schema": {
         "type": "object",
         "properties": {
@@ -58,9 +61,12 @@ HISTORY_TOOL = {
                 "type": "integer",
                 "description": "the last experiment id (default: the latest)",
             },
+            "diff": {"type": "integer", "description": "an experiment id: its diff instead"},
         },
     },
 }
+DIFF_CHARS = 20_000
+"""The most of one diff the history tool returns."""
 HISTORY_LINES = 400
 """The most lines one call of the history tool returns (ask again for the rest)."""
 RETRIABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
@@ -295,7 +301,10 @@ def _error_type(e: Any) -> str:
 
 
 def _history(ctx: Context, args: dict[str, Any]) -> str:
-    """The history tool: experiments one line each, at most HISTORY_LINES per call."""
+    """The history tool: experiments one line each, at most HISTORY_LINES per call; or one
+    experiment's diff."""
+    if args.get("diff") is not None:
+        return _diff(ctx, args["diff"])
     try:
         first = int(args.get("first", 0))
         last = int(args["last"]) if args.get("last") is not None else None
@@ -306,3 +315,18 @@ def _history(ctx: Context, args: dict[str, Any]) -> str:
         rest = lines[HISTORY_LINES].split(" ", 1)[0]
         lines = [*lines[:HISTORY_LINES], f"[... more: ask again with first = {rest[1:]}]"]
     return "\n".join(lines) or "(no experiments in that range)"
+
+
+def _diff(ctx: Context, exp_id: Any) -> str:
+    """Experiment `exp_id`'s diff (proposed code: fenced, and cut past DIFF_CHARS)."""
+    if type(exp_id) is not int or ctx.run_dir is None:
+        return "diff must be an experiment id (an integer)."
+    path = experiment_dir(ctx.run_dir, exp_id) / "diff.patch"
+    if not path.is_file():
+        return f"experiment {exp_id} has no diff (it changed nothing, or it is not frozen yet)."
+    text = path.read_text(errors="replace")
+    if len(text) > DIFF_CHARS:
+        text = text[:DIFF_CHARS] + f"\n[... {len(text) - DIFF_CHARS} characters cut ...]"
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"the diff of experiment #{exp_id}:\n{fence}diff\n{text}\n{fence}"

@@ -41,10 +41,13 @@ def trusted_reason(reason: str) -> str:
 
 
 RECENT_IN_FULL = 20
-"""How many of the latest finished experiments the history shows one by one (besides every
-keep and everything in flight); older ones are grouped, so the prompt stays bounded."""
+"""How many of the latest finished experiments the history shows one by one (besides
+everything in flight); older ones are grouped, so the prompt stays bounded whatever wins."""
 GROUP_EXAMPLES = 3
 """How many closest misses, furthest misses and crash reasons a group names."""
+LINEAGE = 10
+"""How many of the older keeps (the best's lineage before the recent experiments) are named,
+the latest ones; the others are counted, and each one's diff is there on request."""
 
 
 def history_line(e: Experiment, base: float | None) -> str:
@@ -80,14 +83,19 @@ def render_history(
     goal: str = "min",
     full: str = "",
 ) -> str:
-    """Every keep, everything in flight and the `recent` latest experiments one line each;
-    older ones grouped by status; the log tails of the most recent failures, fenced.
-    `full` says where the whole history can be read (a file, a tool)."""
+    """Everything in flight and the `recent` latest experiments one line each; the older keeps
+    as the best's lineage in brief (the latest `LINEAGE` named), the other older ones grouped
+    by status; the log tails of the most recent failures, fenced. Its length does not grow
+    with the night, whatever the mix of outcomes. `full` says where the whole history (and
+    each experiment's diff) can be read (a file, a tool)."""
     base = baseline_metric(experiments)
     finished = [e for e in experiments if e.phase not in (*IN_FLIGHT, "proposing")]
     shown = {e.id for e in finished[-recent:]} if recent else set()
-    older = [e for e in finished if e.id not in shown and e.id and not e.holds_best]
-    lines = group_lines(older, goal, full) if older else []
+    older = [e for e in finished if e.id not in shown and e.id]
+    keeps = [e for e in older if e.holds_best]
+    lines = lineage_lines(keeps, base, full) if keeps else []
+    missed = [e for e in older if not e.holds_best]
+    lines += group_lines(missed, goal, full) if missed else []
     older_ids = {e.id for e in older}
     lines += [history_line(e, base) for e in experiments if e.id not in older_ids]
     failed = [e for e in experiments if e.status in ("crash", "refused") and e.id in tails][
@@ -97,6 +105,19 @@ def render_history(
         lines.append("")
         lines.append(fence_untrusted(tails[e.id], f"log tail of experiment #{e.id}"))
     return "\n".join(lines)
+
+
+def lineage_lines(keeps: list[Experiment], base: float | None, full: str) -> list[str]:
+    """The older keeps in a few lines: how far they took the best, the latest `LINEAGE` by name."""
+    where = f"; each one and its diff: {full}" if full else ""
+    start = "-" if base is None else f"{base:.6g}"
+    lines = [f"Earlier keeps, the best's lineage in brief ({len(keeps)}{where}): "
+             f"baseline {start} → #{keeps[-1].id} {keeps[-1].metric:.6g}"]  # fmt: skip
+    if len(keeps) > LINEAGE:
+        skipped = keeps[:-LINEAGE]
+        lines.append(f"- {len(skipped)} keeps #{skipped[0].id}…#{skipped[-1].id} not named")
+    lines += [f"- {_brief(e)}" for e in keeps[-LINEAGE:]]
+    return lines
 
 
 def group_lines(older: list[Experiment], goal: str, full: str) -> list[str]:
