@@ -63,3 +63,23 @@ def test_a_cli_that_hangs_is_stopped_at_its_time_limit(repo: Path, tmp_path: Pat
     run.execute()
     e = run.ledger.get(1)
     assert e.status == "refused" and "timed out after 1 s" in e.reason
+
+
+def test_a_proposal_says_how_long_the_cli_itself_worked(tmp_path: Path) -> None:
+    """The proposers size their count from the agent's own time, not the copy and prompt made
+    around it: the command's seconds come back with its proposal."""
+    from orchestrator.agents import Context
+    from orchestrator.agents.command import CommandAgent
+    from orchestrator.agents.config import CommandAgentConfig
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "impl.py").write_text(IMPL)
+    command = "sleep 0.6; sed -i 's/OFFSET = 10.0/OFFSET = 1.5/' impl.py"
+    ctx = Context(experiment=1, contract=_contract(tmp_path), direction="# Direction",
+                  best_commit="0" * 40, files={"impl.py": IMPL})  # fmt: skip
+    agent = CommandAgent(CommandAgentConfig(command=command, on_host=True), say=lambda _m: None)
+    proposal = agent.propose(ctx, scratch)
+    assert proposal is not None and proposal.agent_s is not None
+    assert 0.6 <= proposal.agent_s < 30
+    assert (scratch / "impl.py").read_text() == IMPL.replace("10.0", "1.5")

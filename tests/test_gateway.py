@@ -67,7 +67,10 @@ class Upstream:
 
             do_GET = do_POST = do_PUT = do_DELETE = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the gateway forwards up to 16 at once: none is reset
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -173,7 +176,7 @@ def test_an_evaluator_reaches_its_service_and_nothing_else(
     script = f"""
     out["ok"] = call("POST", "/v1/messages", {{"x-api-key": "forged", "authorization": "Bearer forged",
                                              "cookie": "s=forged", "content-type": "application/json"}})
-    out["host"] = call("POST", "/v1/messages/count", {{"host": "127.0.0.1:{b.port}"}})
+    out["host"] = call("POST", "/v1/messages/count_tokens", {{"host": "127.0.0.1:{b.port}"}})
     out["get"] = call("GET", "/v1/messages")
     out["delete"] = call("DELETE", "/v1/messages")
     out["path"] = call("POST", "/v1/admin")
@@ -190,7 +193,8 @@ def test_an_evaluator_reaches_its_service_and_nothing_else(
     out["sockets"] = sorted(os.listdir("/services"))
     out["other_url"] = "AUTORESEARCH_SERVICE_OTHER_URL" in os.environ
     """
-    result, out = run(tmp_path, sandbox, script, [llm(a.url), other])
+    paths = ["/v1/messages", "/v1/messages/count_tokens"]
+    result, out = run(tmp_path, sandbox, script, [llm(a.url, paths=paths), other])
     assert (
         out["ok"][0] == 200
         and json.loads(out["ok"][1])["content"][0]["text"] == "POST /v1/messages"
@@ -205,7 +209,7 @@ def test_an_evaluator_reaches_its_service_and_nothing_else(
     assert out["absolute"] == "403"
     assert out["host_port"] == "ConnectionRefusedError"  # the host's loopback is not the sandbox's
     assert out["sockets"] == ["llm", "other"] and out["other_url"]
-    assert [r["path"] for r in a.requests] == ["/v1/messages", "/v1/messages/count"]
+    assert [r["path"] for r in a.requests] == ["/v1/messages", "/v1/messages/count_tokens"]
     assert b.requests == []  # nothing sent through llm's URL reached the other service
     for r in a.requests:  # the key added on the host; every credential of the container's dropped
         headers = [(k.lower(), v) for k, v in r["headers"]]
@@ -406,7 +410,7 @@ def test_max_bytes_refuses_a_body_past_it(
             {"headers": {"x-api-key": "sk-ant-literal-secret"}},
             "must name a host environment variable",
         ),
-        ({"paths": ["/v1/../admin"]}, "plain absolute path prefix"),
+        ({"paths": ["/v1/../admin"]}, "plain absolute path"),
         ({"methods": ["BREW"]}, "is not one of"),
         ({"max_tokens": 10}, "need kind = 'anthropic'"),
     ],

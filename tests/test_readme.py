@@ -50,3 +50,13 @@ def test_the_sections_the_code_names_exist() -> None:
             assert name in headings, (
                 f"{path} points to README section {name!r}, which does not exist"
             )
+
+
+def test_every_cli_form_the_agent_tests_drive_is_the_readmes() -> None:
+    """tests/test_agent_forms.py runs each form in the agent's container: they are the README's."""
+    from tests.test_agent_forms import FORMS
+
+    for name, command in FORMS.items():
+        assert f"`{command}`" in README, (
+            f"the README's Agents table lacks the {name} form {command!r}"
+        )

@@ -1,18 +1,23 @@
 """Any coding-agent CLI as the proposer: Claude Code, Codex, aider, a script of yours.
 
 The command runs in a container of its own (container.py: hardened like an
-experiment's, its only way out the LLM API through the gateway, the key added on
-the host), or with `agent.on_host = true` on the host, under guard.py, with the
-host's environment — said at start. Either way it works in a private copy of the
-best commit (a throwaway git repository outside the user's, so a CLI that runs git
-cannot touch the user's history), with the rendered context in a prompt file (and
-the whole history, one line per experiment, in a file beside it:
-`$AUTORESEARCH_HISTORY`). Several run at once, each in its own copy. Its edits are
-copied back and then validated like any other proposal: a change outside the
-allowed paths is refused, and the code it wrote still only ever runs in the
-sandbox. It may print `DESCRIPTION: ...` and `HYPOTHESIS: ...` lines to describe
-its change. Its own failures (an API outage, a crash, a non-zero exit) are the
-infrastructure's, retried, never the candidate's.
+experiment's, its only ways out the agent's services through the gateway, the keys
+added on the host), or with `agent.on_host = true` on the host, under guard.py, with
+the host's environment — said at start. Either way it works in a private copy of the
+best commit (copy.py: a throwaway git repository on a capped filesystem, outside the
+user's, so a CLI that runs git cannot touch the user's history), with the rendered
+context in a prompt file that is also its stdin (unless the command names
+`{prompt_file}`), and the whole history, one line per experiment, in a file beside it
+(`$AUTORESEARCH_HISTORY`). Several run at once, each in its own copy. Its edits are read
+back checked and then validated like any other proposal: a change outside the allowed
+paths is refused, and the code it wrote still only ever runs in the sandbox. It may
+print `DESCRIPTION: ...` and `HYPOTHESIS: ...` lines to describe its change.
+
+What ends it is told apart (limits.py): its own failures (an API outage, a crash, a
+non-zero exit) are the infrastructure's, retried, never the candidate's; a key an
+upstream refused, a CLI that cannot start (exit 126/127, or an argument over the
+kernel's limit) stop the night with one line; the host's limits on its memory,
+processes and copy, and its time limit, refuse that one proposal.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +39,12 @@ from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.container import INBOX, AgentContainer
 from orchestrator.agents.context import render_full_history, render_prompt
+from orchestrator.agents.copy import Copies, read_back
+from orchestrator.agents.limits import e2big_reason, host_limit, too_long
+from orchestrator.agents.services import refused_key, token_figures
 from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.gateway.server import cost
+from orchestrator.sandbox.disk import Workdir
 
 INSTRUCTIONS = """
 
@@ -44,40 +54,6 @@ Make ONE focused change to the implementation files in the current directory tha
 improve the metric. Do not touch other files. When done, print one line
 `DESCRIPTION: <what changed>` and one line `HYPOTHESIS: <why it should help>`.
 """
-_GIT_ID = [
-    "-c",
-    "user.name=autoresearch",
-    "-c",
-    "user.email=autoresearch@localhost",
-    "-c",
-    "commit.gpgsign=false",
-]
-
-
-def _mirror(src: Path, dst: Path) -> None:
-    """Make `dst` hold exactly the files of `src` (no .git), deletions included."""
-    keep = set()
-    for path in src.rglob("*"):
-        rel = path.relative_to(src)
-        if rel.parts[0] == ".git":
-            continue
-        keep.add(rel)
-        out = dst / rel
-        if path.is_dir() and not path.is_symlink():
-            out.mkdir(parents=True, exist_ok=True)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if out.is_symlink() or out.exists():
-                out.unlink()
-            shutil.copy2(path, out, follow_symlinks=False)
-    for path in sorted(dst.rglob("*"), reverse=True):
-        if path.relative_to(dst) not in keep:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-
-
 GUARD = Path(__file__).with_name("guard.py")
 """Kills the command's whole process group when the orchestrator dies (see guard.py)."""
 
@@ -114,7 +90,12 @@ ON_HOST_WARNING = (
 class CommandAgent:
     in_turn = False
 
-    def __init__(self, cfg: CommandAgentConfig, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: CommandAgentConfig,
+        say: Callable[[str], None] = print,
+        run_dir: Path | None = None,
+    ) -> None:
         self.cfg = cfg
         self.say = say
         self._live: set[subprocess.Popen[bytes]] = set()
@@ -124,6 +105,8 @@ class CommandAgent:
             say(ON_HOST_WARNING)
         else:
             self._container = AgentContainer(cfg, say)
+        box = run_dir / "agent" if run_dir else Path(tempfile.gettempdir()) / "autoresearch-agent"
+        self.copies = Copies(box, say)
 
     def cancel(self) -> None:
         """Kill every command in flight: its container, or its process group on the host."""
@@ -135,11 +118,14 @@ class CommandAgent:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
-    def _execute(self, command: str, work: Path, env: dict[str, str]) -> tuple[int, str]:
-        """Run the command under its guard, in a process group of its own; (exit code, what
-        it printed). Past `timeout_s` the whole group is killed and the proposal refused."""
+    def _execute(
+        self, command: str, work: Path, env: dict[str, str], stdin: str
+    ) -> tuple[int, str]:
+        """Run the command under its guard, in a process group of its own, `stdin` its input;
+        (exit code, what it printed). Past `timeout_s` the group is killed and the proposal
+        refused."""
         proc = subprocess.Popen(
-            [sys.executable, str(GUARD), command],
+            [sys.executable, str(GUARD), command, stdin],
             cwd=work,
             env=env,
             stdin=subprocess.PIPE,  # never written: it closes when we die (see guard.py)
@@ -173,23 +159,36 @@ class CommandAgent:
         return proc.returncode, out.decode(errors="replace")
 
     def _in_container(
-        self, command: str, work: Path, inbox: Path, env: dict[str, str]
-    ) -> tuple[int, str, dict[str, float]]:
-        """Run the command in its container; (exit code, what it printed, gateway figures)."""
+        self, command: str, copy: Workdir, inbox: Path, env: dict[str, str], stdin: str
+    ) -> tuple[int, str, dict[str, float], float]:
+        """Run the command in its container; (exit code, what it printed, gateway figures, the
+        seconds it ran: the container's, its image and copy made before not counted).
+        Raises UserError for a key an upstream refused, ProposalRefused past a limit."""
         assert self._container is not None
-        result, figures = self._container.run(command, work, inbox, env)
-        if result.timed_out:
-            raise ProposalRefused(f"agent command timed out after {self.cfg.timeout_s:g} s")
+        outcome = self._container.run(command, copy, inbox, env, stdin)
+        result, figures = outcome.result, outcome.figures
+        refused = refused_key(self._container.services, figures)
+        if refused is not None:
+            raise UserError(refused)
+        cost_usd, usage = _spent(figures)
+        why = host_limit(self.cfg, result, outcome.forks_refused)
+        if why is None and result.timed_out:
+            why = f"agent command timed out after {self.cfg.timeout_s:g} s"
+        if why is not None:
+            raise ProposalRefused(why, cost_usd=cost_usd, usage=usage)
         code = -1 if result.exit_code is None else result.exit_code
-        return code, result.output, figures
+        return code, result.output, figures, result.wall_s
 
-    def _run(self, ctx: Context, work: Path, inbox: Path) -> tuple[str, dict[str, float]]:
-        """Write the prompt and history into `inbox`, run the command on `work`; its output."""
+    def _run(self, ctx: Context, copy: Workdir, inbox: Path) -> tuple[str, dict[str, float], float]:
+        """Write the prompt and history into `inbox`, run the command on the copy; its output,
+        the gateway's figures, and the seconds the command itself ran."""
         where = Path(INBOX) if self._container is not None else inbox
         (inbox / "history.md").write_text(render_full_history(ctx.history) + "\n")
         prompt = render_prompt(ctx, full=str(where / "history.md")) + INSTRUCTIONS
         (inbox / "prompt.md").write_text(prompt)
+        by_file = "{prompt_file}" in self.cfg.command
         command = self.cfg.command.replace("{prompt_file}", shlex.quote(str(where / "prompt.md")))
+        stdin = os.devnull if by_file else str(where / "prompt.md")
         env = {
             "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
             "AUTORESEARCH_PROMPT": str(where / "prompt.md"),
@@ -197,10 +196,19 @@ class CommandAgent:
         }
         figures: dict[str, float] = {}
         if self._container is not None:
-            code, text, figures = self._in_container(command, work, inbox, env)
+            code, text, figures, ran_s = self._in_container(command, copy, inbox, env, stdin)
         else:
             host_env = {**os.environ, **env, OWNER_ENV: str(ctx.run_dir or "")}
-            code, text = self._execute(command, work, host_env)
+            t0 = time.monotonic()
+            code, text = self._execute(command, copy.path, host_env, stdin)
+            ran_s = time.monotonic() - t0
+        self._judge_exit(code, text, len(prompt.encode()))
+        return text, figures, ran_s
+
+    def _judge_exit(self, code: int, text: str, prompt_bytes: int) -> None:
+        """Raises what a non-zero exit means: the setup's (UserError) or the backend's (InfraError)."""
+        if too_long(code, text):
+            raise UserError(e2big_reason(prompt_bytes))
         if code in (126, 127):  # the shell found no such command: the setup's
             raise UserError(
                 f"agent command {self.cfg.command!r} cannot run (exit {code}) — "
@@ -210,31 +218,46 @@ class CommandAgent:
         if code != 0:  # an outage of its API, its own crash: never the candidate's
             last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
             raise InfraError(f"agent command exited {code}: {sanitize.field(last)[:200]}")
-        return text, figures
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
-        with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
-            work, inbox = Path(tmp) / "repo", Path(tmp) / "agent"  # the prompt outside the copy
-            shutil.copytree(scratch, work, symlinks=True)
-            for args in (
-                ["init", "-q"],
-                ["add", "-A"],
-                ["commit", "-qm", "best so far", "--allow-empty"],
-            ):
-                subprocess.run(["git", *_GIT_ID, *args], cwd=work, check=True, capture_output=True)
-            inbox.mkdir()
-            text, figures = self._run(ctx, work, inbox)
-            _mirror(work, scratch)
-        fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in fields and value.strip():
-                fields[key.strip()] = value.strip()
-        name = shlex.split(self.cfg.command)[0] if self.cfg.command.strip() else "command"
-        usage = {k: int(figures.get(f"gateway.llm.{k}_tokens", 0)) for k in ("input", "output")}
+        with (
+            tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp,
+            self.copies.hold(scratch, self.cfg.disk) as copy,
+        ):
+            inbox = Path(tmp) / "agent"  # the prompt outside the copy, readable by its user
+            inbox.mkdir(mode=0o755)
+            text, figures, ran_s = self._run(ctx, copy, inbox)
+            fields = _fields(text)
+            cost_usd, usage = _spent(figures)
+            try:
+                read_back(copy.path, scratch)
+            except ProposalRefused as e:
+                raise ProposalRefused(e.reason, fields["DESCRIPTION"], cost_usd, usage) from None
+        try:
+            name = shlex.split(self.cfg.command)[0]
+        except (ValueError, IndexError):
+            name = "command"
         return Proposal(
             fields["DESCRIPTION"][:200] or f"proposal by {Path(name).name}",
             fields["HYPOTHESIS"],
-            cost_usd=figures.get("gateway.llm.usd") if figures else None,
-            usage=usage if figures else {},
+            cost_usd=cost_usd,
+            usage=usage,
+            agent_s=ran_s,
         )
+
+
+def _fields(text: str) -> dict[str, str]:
+    """The `DESCRIPTION: ...` and `HYPOTHESIS: ...` lines a CLI printed (the last of each)."""
+    fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in fields and value.strip():
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _spent(figures: dict[str, float]) -> tuple[float | None, dict[str, int]]:
+    """What the services that count tokens were used for: (USD, tokens); (None, {}) without."""
+    if not any(k.endswith("_tokens") for k in figures):
+        return None, {}
+    return cost(figures), token_figures(figures)

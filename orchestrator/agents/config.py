@@ -12,38 +12,22 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from orchestrator.agents.prices import DEFAULT_PRICES as DEFAULT_PRICES
+from orchestrator.agents.prices import Price as Price
+from orchestrator.agents.services import with_defaults
 from orchestrator.errors import ContractError
 from orchestrator.schema import Model as _Model
 
 if TYPE_CHECKING:
     from orchestrator.agents import Agent
     from orchestrator.contract.model import Contract
+    from orchestrator.contract.services import Service
 
 Say = Callable[[str], None]
-
-
-class Price(_Model):
-    """USD per million tokens."""
-
-    input: float
-    output: float
-    cache_write: float
-    cache_read: float
-
-
-DEFAULT_PRICES: dict[str, Price] = {  # Anthropic's list prices, 5-minute cache writes (2026-11)
-    "claude-sonnet-5-5": Price(input=2, output=10, cache_write=2.5, cache_read=0.2),
-    "claude-sonnet-5": Price(input=2, output=10, cache_write=2.5, cache_read=0.2),
-    "claude-sonnet-4-6": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
-    "claude-sonnet-4-5": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
-    "claude-fable-5-1": Price(input=10, output=50, cache_write=12.5, cache_read=0.25),
-    "claude-opus-4-5": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
-    "claude-haiku-4-5": Price(input=1, output=5, cache_write=1.25, cache_read=0.1),
-}
 
 
 class ReplayAgentConfig(_Model):
@@ -161,37 +145,78 @@ def _size(value: object) -> object:
 _Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
 
+def _services(entries: list[Any] | None) -> list[Any] | None:
+    return None if entries is None else with_defaults(entries)
+
+
+if TYPE_CHECKING:
+    AgentServices = list[Service] | None
+else:  # the contract's services import this module: Service is read when a contract is
+    AgentServices = Annotated[list[Any] | None, AfterValidator(_services)]
+
+
 class CommandAgentConfig(_Model):
     kind: Literal["command"] = "command"
     command: str = Field(min_length=1)
-    """Shell command run in the scratch checkout; `{prompt_file}` is replaced by the rendered context."""
+    """Shell command run in the agent's copy of the best commit. The prompt comes on its stdin,
+    unless the command names `{prompt_file}`: that is replaced by the prompt file's path (and
+    stdin is empty). A prompt of any size passes either way; `"$(cat {prompt_file})"` does not
+    (the kernel's limit on one argument is 128 KiB)."""
     timeout_s: float = Field(default=1800, gt=0)
     """Seconds the command may take for one proposal; it is killed (SIGKILL) after."""
     on_host: bool = False
     """Run the command on this host, with this host's environment and keys (said at start);
-    False = in a container of its own that reaches only the LLM API, through the gateway."""
+    False = in a container of its own whose only ways out are `services`, through the gateway."""
     image: str = "autoresearch/agent:latest"
-    """The container's image (Node, Python, git, the CLIs of recipes/agent/npm.txt); the default
-    is built on first use, any other must exist."""
+    """The container's image (Node, Python, git, the CLIs of recipes/agent/npm.txt: Claude Code,
+    Codex); the default is built on first use, any other must exist."""
+    services: AgentServices = None
+    """The container's ways out (`[[agent.services]]`: the fields of `[[sandbox.services]]`),
+    each served by the host's gateway, which adds the key. `kind = "anthropic"` or `"openai"`
+    fills in the vendor's upstream, key variable and paths (orchestrator/agents/services.py).
+    None = one `llm` Messages API (`base_url`, `key_env`: Claude Code); [] = none, no key."""
     base_url: str | None = None
-    """The Messages API the gateway forwards the CLI's requests to; None = the host's
-    ANTHROPIC_BASE_URL, else https://api.anthropic.com."""
+    """The default `llm` service's Messages API; None = the host's ANTHROPIC_BASE_URL, else
+    https://api.anthropic.com. With `services` set, give `upstream` there instead."""
     key_env: str = Field(default="ANTHROPIC_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """The host variable whose value the gateway sends as `x-api-key` (never in the container)."""
+    """The host variable the default `llm` service sends as `x-api-key` (never in the container)."""
     env: dict[str, str] = Field(default_factory=dict)
     """More variables for the container, literal values only (`ANTHROPIC_MODEL = "..."`)."""
     cpus: float = Field(default=2.0, gt=0)
     memory: _Size = 4 * 1024**3
-    """The container's memory limit (bytes, or '4g'); running out is an infrastructure error."""
+    """The container's memory limit (bytes, or '4g'); a command killed by it is refused."""
     pids: int = Field(default=512, ge=8)
+    """Most processes and threads at once; a command that fails at it is refused."""
     tmpfs: _Size = 1024**3
     """The in-memory /tmp, the CLI's home (settings, caches)."""
+    disk: _Size = 2 * 1024**3
+    """Most bytes the agent's copy may hold (the best commit and its throwaway git history
+    included): a filesystem of its own, where the host allows one; a copy that fills it is
+    refused."""
     runtime: Literal["runc", "runsc"] = "runc"
 
     def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
         from orchestrator.agents.command import CommandAgent
 
-        return CommandAgent(self, say=say)
+        return CommandAgent(self, say=say, run_dir=run_dir)
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_api(self) -> CommandAgentConfig:
+        legacy = {"base_url", "key_env"} & self.model_fields_set
+        if self.services is not None and legacy:
+            raise ValueError(
+                f"{' and '.join(sorted(legacy))}: only for the default llm service; with "
+                "agent.services, set upstream and headers in the service instead"
+            )
+        return self
+
+    def ways_out(self) -> list[Service]:
+        """The services the container reaches: those declared, or the default `llm`."""
+        from orchestrator.agents.services import default_llm
+
+        if self.services is not None:
+            return list(self.services)
+        return [default_llm(self.base_url, self.key_env)]
 
 
 class AutoAgentConfig(_Model):

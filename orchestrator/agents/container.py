@@ -4,13 +4,14 @@ The container is made like an experiment's (sandbox/docker.py: non-root, every
 capability dropped, no-new-privileges, network none, read-only root with a sized
 tmpfs, pids/memory/CPU limits, AIO refused, killed with SIGKILL at `timeout_s`,
 always removed, labelled with its owner so a killed orchestrator's is reaped at
-the next start). It holds only the proposer's copy (/workspace, read-write), the
-prompt and history (/agent, read-only) and the harness library (/harness,
-read-only). Its one way out is the gateway (gateway/): a service `llm`, the
-Messages API at `agent.base_url`, served on a unix socket with the host's key
-added on the host. Inside, the harness's forwarder exposes it on loopback and
-ANTHROPIC_BASE_URL points there; ANTHROPIC_API_KEY is a placeholder the gateway
-replaces. The key never enters the container.
+the next start). It holds only the proposer's copy (/workspace, read-write, on a
+capped filesystem: copy.py), the prompt and history (/agent, read-only) and the
+harness library (/harness, read-only). Its only ways out are the agent's services
+(services.py), each served by a gateway of its own on the host, which adds the key;
+inside, the harness's forwarder exposes each on loopback. With no service there is
+no gateway and no key. The key never enters the container. The prompt reaches the
+CLI on its stdin (a file, so no size limit applies) unless the command names
+`{prompt_file}`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from __future__ import annotations
 import os
 import shlex
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.agents.config import CommandAgentConfig
+from orchestrator.agents.limits import PidsWatch
+from orchestrator.agents.services import PLACEHOLDER_KEYS, container_env, gateway_view, prelude
 from orchestrator.contract.model import Sandbox
-from orchestrator.contract.services import Service
-from orchestrator.errors import ImageAbsent, InfraError, UserError
+from orchestrator.errors import ImageAbsent, UserError
 from orchestrator.gateway.server import check_environment, serving
 from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount
+from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.seccomp import default_profile
 
 if TYPE_CHECKING:
@@ -36,31 +41,30 @@ if TYPE_CHECKING:
 
 AGENT_IMAGE = "autoresearch/agent:latest"
 """The image `autoresearch images build agent` (or `make agent-image`) makes: built on first use."""
-PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-adds-the-key"
-"""What the CLI sees as its key: it needs one to start; the gateway drops it and adds the host's."""
+PLACEHOLDER_KEY = PLACEHOLDER_KEYS["anthropic"][1]
+"""What Claude Code sees as its key: it needs one to start; the gateway drops it, adds the host's."""
 HARNESS = "/harness"
 INBOX = "/agent"
 """Where the prompt and history files are inside (read-only)."""
 ROLE_LABEL = "autoresearch.role"
+RUN_LABEL = "autoresearch.agent-run"
+"""Names one command's container, for the host to find its cgroup while it runs."""
+LINGER_S = 0.5
+"""How long the container outlives its command: its cgroup (the forks refused) is read by then."""
 
 
-def llm_service(cfg: CommandAgentConfig, environ: dict[str, str] | None = None) -> Service:
-    """The Messages API the CLI reaches through the gateway, with the host's key added there."""
-    env = os.environ if environ is None else environ
-    upstream = cfg.base_url or env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
-    return Service(
-        name="llm",
-        kind="anthropic",
-        upstream=upstream,
-        headers={"x-api-key": cfg.key_env},
-        methods=["POST"],
-        paths=["/v1/messages"],
-        max_requests=None,
-        max_bytes=None,
-    )
+@dataclass(frozen=True)
+class Outcome:
+    """What one command did in its container, as the host measured it."""
+
+    result: ContainerResult
+    figures: dict[str, float]
+    """The gateway's `gateway.<name>.<figure>` (empty without services)."""
+    forks_refused: int
+    """Forks its pids cgroup refused (the process limit reached)."""
 
 
-def limits(cfg: CommandAgentConfig) -> Sandbox:
+def sandbox_of(cfg: CommandAgentConfig) -> Sandbox:
     """The container's limits; its user is ours when we are not root (it writes our copy)."""
     uid = os.getuid()
     user = f"{uid}:{os.getgid()}" if uid != 0 else "10001:10001"
@@ -94,8 +98,8 @@ class AgentContainer:
         from orchestrator.sandbox.docker import DockerSandbox, connect
 
         self.cfg, self.say = cfg, say
-        self.service = llm_service(cfg)
-        check_environment([self.service])  # the key is the setup's: a UserError up front
+        self.services = cfg.ways_out()
+        check_environment(self.services)  # a key is the setup's: a UserError up front
         self.client = connect()
         self._sandbox = DockerSandbox
         self._live: set[DockerSandbox] = set()
@@ -131,40 +135,39 @@ class AgentContainer:
             self._image_ready = True
 
     def run(
-        self, command: str, work: Path, inbox: Path, env: dict[str, str]
-    ) -> tuple[ContainerResult, dict[str, float]]:
-        """Run `command` on the copy `work` with the files of `inbox`; the result and the
-        gateway's figures. Raises InfraError when the engine or the gateway fails."""
+        self, command: str, copy: Workdir, inbox: Path, env: dict[str, str], stdin: str
+    ) -> Outcome:
+        """Run `command` on the copy with the files of `inbox` and `stdin` (a path inside) as
+        its standard input. Raises InfraError when the engine or a gateway fails."""
         self._ensure_image()
-        lim = limits(self.cfg)
-        _give(work, lim.user)
-        entry = f"exec python3 -I {HARNESS}/autoresearch_harness/agent.py "
+        lim = sandbox_of(self.cfg)
+        _give(copy.path, lim.user)
+        script = "\n".join(filter(None, [prelude(self.services), f"exec <{shlex.quote(stdin)}"]))
+        entry = f"python3 -I {HARNESS}/autoresearch_harness/agent.py "
+        linger = f"; code=$?; sleep {LINGER_S:g}; exit $code"  # the host reads the last figures
+        run_id = uuid.uuid4().hex
         spec = ContainerSpec(
-            workspace=work,
-            command=entry + shlex.quote(command),
+            workspace=copy.path,
+            command=entry + shlex.quote(f"{script}\n{command}") + linger,
             budget_s=self.cfg.timeout_s,
             limits=lim,
             mounts=(Mount(inbox, INBOX), Mount(HARNESS_DIR, HARNESS)),
-            env={
-                **self.cfg.env,
-                **env,
-                "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
-                "HOME": "/tmp",
-            },
-            labels={ROLE_LABEL: "agent"},
+            env={**self.cfg.env, **env, **container_env(self.services), "HOME": "/tmp"},
+            labels={ROLE_LABEL: "agent", RUN_LABEL: run_id},
             seccomp=default_profile(),
+            disk=copy,
         )
         sandbox = self._sandbox(self.client)
         with self._lock:
             self._live.add(sandbox)
+        served, environ = gateway_view(self.services, os.environ)
         try:
-            with serving([self.service], self.cfg.timeout_s) as gateway:
+            with (
+                serving(served, self.cfg.timeout_s, environ) as gateway,
+                PidsWatch(self.client, f"{RUN_LABEL}={run_id}") as pids,
+            ):
                 result = sandbox.run(gateway.attach(spec))
         finally:
             with self._lock:
                 self._live.discard(sandbox)
-        if result.oom_killed:
-            raise InfraError(
-                f"the agent command ran out of memory (agent.memory = {self.cfg.memory} bytes)"
-            )
-        return result, gateway.figures()
+        return Outcome(result, gateway.figures(), pids.refused)

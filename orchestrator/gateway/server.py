@@ -5,7 +5,9 @@ stopped (every answer counted). The folder is `/tmp/autoresearch-gw-*/s`: short
 (a unix socket's path has at most 107 bytes), its parent 0700 so no other user of
 the host reaches the sockets, mounted read-only at `/services` in the container,
 where the harness's forwarder exposes each socket on a loopback port. The keys are
-read from this process's environment into the gateway's memory only.
+read from this process's environment into the gateway's memory only. The run's services
+share one set of bounds (limits.py): a flood on their sockets costs this process a fixed
+number of threads, descriptors and buffered bytes, whatever the container sends.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socketserver
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from orchestrator.contract.services import Service
 from orchestrator.errors import InfraError, UserError
+from orchestrator.gateway.limits import BUFFERED, CONNECTIONS, Limits, Listener
 from orchestrator.gateway.proxy import Handler, Route
 from orchestrator.gateway.tally import Tally
 from orchestrator.sandbox import ContainerSpec, Mount
@@ -58,18 +60,15 @@ def check_environment(services: list[Service], environ: Mapping[str, str] | None
         )
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = False
-    block_on_close = True  # server_close() waits for the answers in flight
-    allow_reuse_address = False
-    request_queue_size = 128  # a full unix backlog refuses a connect at once (EAGAIN)
-
-
 class Gateway:
     """The services of one run stage. `start()`, `attach(spec)`, run it, `stop()`, `figures()`."""
 
     def __init__(
-        self, services: list[Service], timeout_s: float, environ: Mapping[str, str] | None = None
+        self,
+        services: list[Service],
+        timeout_s: float,
+        environ: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         gone = missing(services, env)
@@ -80,6 +79,7 @@ class Gateway:
             upstreams = {s.name: s.resolved(env) for s in services}
         except ValueError as e:
             raise InfraError(f"the gateway cannot start: {e} (from upstream_env)") from None
+        self.limits = limits or Limits(CONNECTIONS, BUFFERED)
         self.routes = [
             Route(
                 s,
@@ -87,11 +87,12 @@ class Gateway:
                 self.tallies[s.name],
                 {h: env[e] for h, e in s.headers.items()},
                 timeout_s,
+                self.limits,
             )
             for s in services
         ]
         self.folder: Path | None = None
-        self._servers: list[tuple[_Server, threading.Thread]] = []
+        self._servers: list[tuple[Listener, threading.Thread]] = []
 
     def start(self) -> None:
         """Bind every service's socket and serve it (OSError when the host refuses)."""
@@ -106,7 +107,7 @@ class Gateway:
         for route in self.routes:
             handler = type("H", (Handler,), {"route": route, "timeout": route.timeout_s})
             path = sockets / route.service.name
-            server = _Server(str(path), handler)
+            server = Listener(str(path), handler, self.limits)
             os.chmod(path, 0o666)  # the parent folder (0700) keeps the host's other users out
             thread = threading.Thread(
                 target=server.serve_forever, args=(0.1,), name=f"gateway-{route.service.name}"
@@ -125,14 +126,16 @@ class Gateway:
         return replace(spec, mounts=(*spec.mounts, mount), env=env)
 
     def stop(self) -> None:
-        """Stop serving, cut upstreams still streaming, wait for the handlers, remove the folder."""
+        """Stop serving, cut connections and upstreams still open, wait for the workers, remove
+        the folder."""
         for server, _thread in self._servers:
             server.shutdown()
+        for server, thread in self._servers:
+            server.server_close()  # connections still in the backlog are refused
+            thread.join(timeout=5)
         for route in self.routes:
             route.close()
-        for server, thread in self._servers:
-            server.server_close()
-            thread.join(timeout=5)
+        self.limits.close()
         self._servers.clear()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

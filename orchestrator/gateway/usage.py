@@ -7,14 +7,23 @@ parsed counts as no usage (the request itself is still counted).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
-
-from orchestrator.gateway.tally import Usage
 
 MAX_JSON = 16 * 1024**2
 """Most bytes of a plain JSON answer kept for reading its usage."""
 MAX_LINE = 1024**2
 """Longest server-sent event line kept."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    """Input tokens, cache writes and reads included."""
+    output_tokens: int = 0
+    cache_write: int = 0
+    cache_read: int = 0
+    model: str | None = None
 
 
 class UsageReader:
@@ -38,13 +47,13 @@ class UsageReader:
         self._buf = bytearray(rest)
         for line in lines:
             if line.startswith(b"data:"):
-                self._event(_loads(bytes(line[5:])))
+                self._event(loads(bytes(line[5:])))
         if len(self._buf) > MAX_LINE:
             self._buf.clear()
 
     def usage(self) -> Usage:
         if not self.stream and not self._too_big:
-            body = _loads(bytes(self._buf))
+            body = loads(bytes(self._buf))
             if isinstance(body, dict):
                 self._take(body.get("usage"), body.get("model"))
         c = self._counts
@@ -76,15 +85,8 @@ class UsageReader:
                 self._counts[key] = value
 
 
-def _loads(data: bytes) -> Any:
+def loads(data: bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError:
         return None
-
-
-def request_model(body: bytes) -> str | None:
-    """The `model` a Messages request names (for its price before the answer comes)."""
-    data = _loads(body)
-    model = data.get("model") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else None
