@@ -151,6 +151,7 @@ def start_run(
     leftovers = _Leftovers()
     executor = build_executor(contract, root, tag, sandbox, leftovers)
     executor.check(contract)
+    agent = build_agent(contract, folder, say)  # its refusals (keys, patches, images) come first
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
     dirty = ws.git("status", "--porcelain", "--", *contract.implementation.paths).decode().strip()
@@ -167,7 +168,7 @@ def start_run(
         ledger=ledger,
         workspace=ws,
         executor=executor,
-        agent=build_agent(contract, folder, say),
+        agent=agent,
         say=say,
         backoff=backoff,
         inventory=inventory,

@@ -35,8 +35,9 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
     "GIT_TERMINAL_PROMPT": "0",
 }
-LOCK_TRIES = 6
+LOCK_TRIES = 10
 LOCK_PAUSE_S = 0.2
+"""update_ref waits 0.2 s, 0.4 s, ... between tries: 9 s in all, past STALE_LOCK_S."""
 STALE_LOCK_S = 5.0
 """A ref lock older than this is a killed process's: a git update holds one for milliseconds."""
 
@@ -129,20 +130,18 @@ class Workspace:
                 lock.unlink()
 
     def clear_stale_locks(self) -> int:
-        """At a night's start, under the run's own lock: every stale lock on this run's refs."""
+        """At a night's start, under the run's own lock: every lock on this run's refs, whatever
+        its age. Only this run's process updates them, and it holds the run's lock: a lock there
+        now is a killed process's (a supervisor that resumes at once finds it seconds old)."""
         cleared = 0
-        refs = [self.branch_ref]
-        listed = self.git("for-each-ref", "--format=%(refname)", f"refs/autoresearch/{self.tag}/")
-        refs += listed.decode().split()
         common = Path(self.git("rev-parse", "--git-common-dir").decode().strip())
         common = common if common.is_absolute() else self.root / common
         folder = common / "refs" / "autoresearch" / self.tag
-        locks = [common / f"{self.branch_ref}.lock", *folder.glob("*.lock")]
+        locks = [common / f"{self.branch_ref}.lock", *folder.rglob("*.lock")]
         for lock in locks:
             with contextlib.suppress(FileNotFoundError):
-                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
-                    lock.unlink()
-                    cleared += 1
+                lock.unlink()
+                cleared += 1
         return cleared
 
     def rev(self, ref: str) -> str | None:

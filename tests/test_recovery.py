@@ -193,3 +193,69 @@ def test_verify_judges_the_claim_a_drifted_level_is_not_a_lost_win(tmp_path: Pat
     (check,) = verify(open_run(repo, "drift", sandbox, say=lambda _m: None, with_agent=False))
     assert check.now == 7.0 and check.parent_now == 13.0 and check.gain_now == 6.0
     assert check.reproduces and check.drift == 3.0
+
+
+def test_a_resume_at_once_clears_the_lock_a_kill_just_left(
+    repo: Path, tmp_path: Path, sandbox
+) -> None:
+    """A supervisor restarts a killed night within a second: the locks its ref updates left are
+    seconds old, and no live git of this run can hold them (the run's own lock is held)."""
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-lower.patch", "impl.py", IMPL, IMPROVED)
+    said: list[str] = []
+    run = start_run(repo, "now", contract_for(patches), "test", sandbox, say=said.append,
+                    backoff=Backoff(0.1, 0.5))  # fmt: skip
+    fresh = [repo / ".git" / "refs" / "heads" / "autoresearch" / "now.lock",
+             repo / ".git" / "refs" / "autoresearch" / "now" / "exp-0001.lock"]  # fmt: skip
+    for lock in fresh:  # a kill inside git's ref update, a moment ago
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text("")
+    assert run.execute() == "the agent has nothing more to propose"
+    e = run.ledger.get(1)
+    assert e is not None and e.status == "keep" and e.merged
+    assert git(repo, "show", "autoresearch/now:impl.py") == IMPROVED
+    assert any("removed 2 stale git lock(s)" in m for m in said), said
+
+
+REFUSALS: dict[str, tuple[dict[str, object], str]] = {
+    "empty patches folder": ({"agent": {"kind": "replay", "patches": "{empty}"}}, "holds no patch files"),
+    "no patches folder": ({"agent": {"kind": "replay", "patches": "/nonexistent/patches"}}, "patches"),
+    "no Claude key": ({"agent": {"kind": "anthropic"}}, "ANTHROPIC_API_KEY is not set"),
+    "no key for an agent service": (
+        {"agent": {"kind": "command", "command": "true",
+                   "services": [{"kind": "openai", "headers": {"authorization": "NO_SUCH_KEY_VAR"}}]}},
+        "NO_SUCH_KEY_VAR .* is not set"),
+    "no such agent image": (
+        {"agent": {"kind": "command", "command": "true", "services": [], "image": "no/such-image:1"}},
+        "agent.image no/such-image:1 is not present"),
+    "no key for a run's service": (
+        {"sandbox.services": [{"name": "llm", "kind": "anthropic", "upstream": "http://127.0.0.1:9",
+                               "headers": {"x-api-key": "NO_SUCH_KEY_VAR"}, "paths": ["/v1/messages"]}]},
+        "NO_SUCH_KEY_VAR .* is not set"),
+    "a space in no file": (
+        {"implementation.paths": ["impl.py", "bench2.py"],
+         "agent": {"kind": "tuner", "space": {"OFFSET": {"type": "float", "low": 0, "high": 1}}}},
+        "say which file holds it"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_every_refusal_comes_before_the_run_folder_and_branch(
+    case: str, repo: Path, tmp_path: Path, sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused start leaves nothing: no run folder, no branch, the tag free for the next try."""
+    from orchestrator.errors import ContractError
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    over, said = REFUSALS[case]
+    (tmp_path / "empty").mkdir()
+    over = json.loads(json.dumps(over).replace("{empty}", str(tmp_path / "empty")))
+    with pytest.raises((UserError, ContractError), match=said):
+        start_run(repo, "refused", contract_for(tmp_path / "patches", **over), "test", sandbox,
+                  say=lambda _m: None)  # fmt: skip
+    assert not (repo / ".autoresearch" / "refused").exists()
+    assert "autoresearch/refused" not in git(repo, "branch", "--list", "autoresearch/*")
+    patches = tmp_path / "patches"
+    make_patch(patches, "01-lower.patch", "impl.py", IMPL, IMPROVED)
+    run = start_run(repo, "refused", contract_for(patches), "test", sandbox, say=lambda _m: None)
+    assert run.execute() == "the agent has nothing more to propose"  # the same tag, next try

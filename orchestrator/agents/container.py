@@ -106,6 +106,8 @@ class AgentContainer:
         self._lock = threading.Lock()
         self._image_lock = threading.Lock()
         self._image_ready = False
+        if cfg.image != AGENT_IMAGE:  # refused before the run is made; the default is built
+            self._ensure_image()
 
     def cancel(self) -> None:
         """Kill every container in flight. Each run has a sandbox of its own, never reopened:

@@ -15,7 +15,7 @@ import ast
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CategoricalParam, FloatParam, IntParam, TunerAgentConfig
@@ -75,6 +75,7 @@ class Tuner:
 
         self.optuna = optuna
         self._lock = threading.Lock()
+        self._study_lock = threading.Lock()
         self.cfg = cfg
         self.say = say
         single = [p for p in contract.implementation.paths if not any(c in p for c in "*?[")]
@@ -88,8 +89,15 @@ class Tuner:
                 )
             self.files[name] = f
         self.dists = {name: self._distribution(p) for name, p in cfg.space.items()}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.run_dir = run_dir
+        self._sampler = self._make_sampler(cfg)
+        self._direction: Literal["minimize", "maximize"] = (
+            "minimize" if contract.metric.goal == "min" else "maximize"
+        )
+        self._study: Any = None
+
+    def _make_sampler(self, cfg: TunerAgentConfig) -> Any:
+        optuna = self.optuna
         samplers: dict[str, Callable[[], Any]] = {
             # trials still in flight (slots, pipelining) count as poor results: no duplicates
             "tpe": lambda: optuna.samplers.TPESampler(seed=cfg.seed, constant_liar=True),
@@ -97,18 +105,28 @@ class Tuner:
             "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=cfg.seed),
         }
         try:
-            sampler = samplers[cfg.sampler]()
+            return samplers[cfg.sampler]()
         except ImportError:
             raise ContractError(
                 "agent.sampler = 'cmaes' needs the cmaes package — `pip install cmaes`, or use tpe"
             ) from None
-        self.study = optuna.create_study(
-            study_name="autoresearch",
-            storage=f"sqlite:///{run_dir / 'tuner.sqlite'}",
-            load_if_exists=True,
-            direction="minimize" if contract.metric.goal == "min" else "maximize",
-            sampler=sampler,
-        )
+
+    @property
+    def study(self) -> Any:
+        """The study in the run folder, made or opened when first used: building the tuner
+        writes nothing, so a run refused after it leaves no folder behind."""
+        with self._study_lock:
+            if self._study is None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
+                self._study = self.optuna.create_study(
+                    study_name="autoresearch",
+                    storage=f"sqlite:///{self.run_dir / 'tuner.sqlite'}",
+                    load_if_exists=True,
+                    direction=self._direction,
+                    sampler=self._sampler,
+                )
+            return self._study
 
     def _distribution(self, p: FloatParam | IntParam | CategoricalParam) -> Any:
         d = self.optuna.distributions

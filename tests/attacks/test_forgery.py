@@ -43,6 +43,10 @@ def reference(limit):
     return sum(all(n % d for d in range(2, int(n**0.5) + 1)) for n in range(2, limit))
 
 
+def as_slow(limit):  # the baseline's algorithm, trusted: timed beside the candidate
+    return sum(all(n % d for d in range(2, n)) for n in range(2, limit))
+
+
 rng = harness.rng()
 limits = [size + rng.randrange(0, 40) for size in (2000, 3000, 4000, 5000)]  # fresh, comparable
 for limit in limits:
@@ -50,14 +54,17 @@ for limit in limits:
     if type(got) is not int or got != reference(limit):
         print(f"wrong answer for {limit}: {got}")
         sys.exit(1)
-samples, best = [], dict.fromkeys(limits, float("inf"))
+samples, best, slow = [], dict.fromkeys(limits, float("inf")), dict.fromkeys(limits, float("inf"))
 for _ in range(6):
     for limit in limits:
         t0 = time.perf_counter()
         count_primes(limit)
-        samples.append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        as_slow(limit)
+        t2 = time.perf_counter()
+        samples.append((t1 - t0) * 1000)
         best[limit] = min(best[limit], samples[-1])
-
+        slow[limit] = min(slow[limit], (t2 - t1) * 1000)
 
 class Failures:
     n = 0
@@ -69,7 +76,9 @@ class Failures:
 
 code = pytest.main(["-q", "-p", "no:cacheprovider", "check_primes.py"], plugins=[Failures()])
 print(f"latency_median_ms: {statistics.median(samples):.4f}")
-print(f"latency_ms: {sum(best.values()):.4f}")  # each size's best run, summed: steady under load
+# Each size's best run, summed, per 100 ms of the trusted copy's (paired: the box's load
+# cancels). The baseline scores ~100, the honest change ~1: min_improvement 40 is far from both.
+print(f"latency_ms: {100 * sum(best.values()) / sum(slow.values()):.4f}")
 print(f"tests_failed: {Failures.n if code in (0, 1) else 99}")
 '''
 CHECK = """from primes import count_primes
@@ -207,7 +216,7 @@ def _contract(patches: Path, **over: object) -> Contract:
     data = {
         "implementation": {"paths": ["pkg/**", "conftest.py"]},
         "evaluator": {"command": "PYTHONPATH=pkg python bench.py", "paths": ["bench.py", "check_primes.py"]},
-        "metric": {"name": "latency_ms", "goal": "min", "min_improvement": 8.0,
+        "metric": {"name": "latency_ms", "goal": "min", "min_improvement": 40.0,
                    "constraints": ["tests_failed == 0"]},
         "budget": {"seconds": 30, "parallel": 1, "pipeline": 0, "baseline_repeats": 1},
         "sandbox": {"memory": "256m", "pids": 64},

@@ -1,0 +1,43 @@
+"""`make test` sets up gVisor and Chromium or fails: a set-up that cannot happen is never a
+silent skip of the tests that need it, unless a person opts out by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _fake_bin(tmp_path: Path) -> Path:
+    """A PATH where no engine answers, no browser exists and the user is not root."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in (("docker", "exit 1"), ("id", "echo 1000")):
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    (fake / "grep").symlink_to("/bin/grep")
+    return fake
+
+
+@pytest.mark.parametrize(("script", "opt_out"), [("ensure-runsc", "AUTORESEARCH_TEST_WITHOUT_RUNSC"),
+                                                 ("ensure-chromium", "AUTORESEARCH_TEST_WITHOUT_CHROMIUM")])  # fmt: skip
+def test_a_failed_set_up_fails_make_test_unless_opted_out(
+    script: str, opt_out: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_TEST_WITHOUT")}
+    env["PATH"] = str(_fake_bin(tmp_path))
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/bash", str(SCRIPTS / script), *args], env={**env, **extra},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    required = run("--required")
+    assert required.returncode == 1, required.stderr
+    assert opt_out in required.stderr and len(required.stderr.strip().splitlines()) == 1
+    assert run("--required", **{opt_out: "1"}).returncode == 0  # opted out by name
+    assert run().returncode == 0  # `make engine`: optional, said
+    assert "skip" in run().stderr
