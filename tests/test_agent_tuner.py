@@ -107,3 +107,43 @@ def test_auto_picks_claude_with_a_key_else_the_tuner(
     assert isinstance(build_agent(contract, tmp_path / "run"), Tuner)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
     assert isinstance(build_agent(contract, tmp_path / "run"), AnthropicAgent)
+
+
+def test_in_parallel_a_winner_whose_lines_conflict_is_reapplied_on_the_new_best(
+    knobs: Path, sandbox
+) -> None:
+    """Four slots: every proposal rewrites the same two lines, so each win that lands while
+    others ran makes theirs conflict. The tuner's change is an assignment: it is made again on
+    the new best and confirmed there, never discarded as a conflict."""
+    from orchestrator.contract.load import build_contract
+    from orchestrator.night import Backoff
+    from orchestrator.runs import start_run
+
+    slow_when_good = (
+        "import time\nfrom impl import score\ntime.sleep(max(0.0, 2 * (2 - score())))\n"
+    )
+    (knobs / "bench.py").write_text(slow_when_good + BENCH)  # a better one lands later: stale
+    git(knobs, "commit", "-qam", "better candidates take longer")
+    contract = build_contract({
+        "implementation": {"paths": ["impl.py"]},
+        "evaluator": {"command": "python bench.py", "paths": ["bench.py"]},
+        "metric": {"name": "score", "goal": "min"},
+        "budget": {"seconds": 30, "max_experiments": 8, "parallel": 4, "pipeline": 0},
+        "agent": {"kind": "tuner", "sampler": "random", "space": {  # every value beats 18
+            "X": {"type": "float", "low": 2, "high": 4}, "Y": {"type": "int", "low": 1, "high": 3}}},
+    }, {}, "test")  # fmt: skip
+    run = start_run(knobs, "par", contract, "test", sandbox, say=lambda _m: None,
+                    backoff=Backoff(0.1, 0.5))  # fmt: skip
+    run.execute()
+    exps = run.ledger.experiments()[1:]
+    assert not [e.reason for e in exps if "conflicts" in (e.reason or "")]
+    again = [e for e in exps if (run.ledger.exp_dir(e.id) / "diff.rebased.1.patch").exists()]
+    assert again, [(e.id, e.status, e.reason) for e in exps]  # stale winners were made again
+    for e in again:
+        assert e.status in ("keep", "discard") and e.metric is not None  # confirmed on the new best
+    best = min(e.metric for e in exps if e.status == "keep" and e.merged)
+    shown = git(knobs, "show", "autoresearch/par:impl.py")
+    from orchestrator.agents.tuner import read_constant
+
+    x, y = read_constant(shown, "X"), read_constant(shown, "Y")
+    assert (x - 3.0) ** 2 + (y - 2) ** 2 == pytest.approx(best, abs=1e-4)  # the branch is the best

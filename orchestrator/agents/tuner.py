@@ -167,6 +167,7 @@ class Tuner:
         for name, value in params.items():
             path = scratch / self.files[name]
             path.write_text(write_constant(path.read_text(), name, value))
+        trial.set_user_attr("changed", sorted(changed))  # what `reapply` makes again
         if not changed:
             raise ProposalRefused(
                 f"tuner trial #{trial.number} repeats the best values", "(no change)"
@@ -175,6 +176,26 @@ class Tuner:
         return Proposal(
             desc, f"{self.cfg.sampler} trial #{trial.number} over {', '.join(self.cfg.space)}"
         )
+
+    def reapply(self, experiment: int, scratch: Path) -> bool:
+        """Write the values `experiment` changed again into `scratch`, a copy of a newer best
+        (its lines conflicted with a change merged meanwhile; the same assignment still
+        applies, as a rebase would apply its diff). False when no trial of it is known."""
+        with self._lock:
+            trial = next((t for t in self.study.get_trials(deepcopy=False)
+                          if t.user_attrs.get("experiment") == experiment), None)  # fmt: skip
+        if trial is None:
+            return False
+        try:
+            changed = trial.user_attrs.get("changed", list(trial.params))
+            for name, value in trial.params.items():
+                if name not in changed:
+                    continue
+                path = scratch / self.files[name]
+                path.write_text(write_constant(path.read_text(), name, value))
+        except (OSError, KeyError, ValueError, SyntaxError):
+            return False  # the new best no longer holds that constant
+        return True
 
     def _trial_for(self, experiment: int, current: dict[str, Any]) -> Any:
         states = (self.optuna.trial.TrialState.RUNNING,)

@@ -104,7 +104,8 @@ class Night:
         self.proposals = Proposals(agent=agent, **shared, **retry)  # type: ignore[arg-type]
         self.proposers = Proposers(self.proposals, self.wake)
         self.exhausted: str | None = None
-        self.merges = Merges(band=self.judge.band, **shared)  # type: ignore[arg-type]
+        reapply = getattr(agent, "reapply", None)  # an agent whose change is an assignment
+        self.merges = Merges(band=self.judge.band, reapply=reapply, **shared)  # type: ignore[arg-type]
 
     def note(self, event: str, message: str, **fields: object) -> None:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""

@@ -4,15 +4,20 @@ A winner forked from the best that is still the best fast-forwards the run
 branch to a commit of its exact tree with provenance trailers. A winner whose
 base went stale (parallel work merged meanwhile) is replayed on the new best and
 must win again there before it merges; a conflict, or a base that keeps moving,
-overturns it into a discard. Concluding is idempotent: a resumed night that finds
+overturns it into a discard. An agent whose proposal is a whole assignment (the
+tuner's parameter values) may make the same change again on the new best instead
+of a conflict (`reapply`): that too must win there. Concluding is idempotent: a resumed night that finds
 the merge already made records it, never makes it twice.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from orchestrator.contract.model import Contract
+from orchestrator.errors import ProposalRefused
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
 from orchestrator.night import Note
@@ -20,6 +25,10 @@ from orchestrator.workspace import Workspace
 
 MAX_REBASES = 3
 """A winner whose base keeps moving is rebased at most this many times."""
+
+Reapply = Callable[[int, Path], bool]
+"""The agent's `reapply(experiment, scratch)`: make experiment's change again in `scratch`, a
+copy of the new best; False when it cannot."""
 
 
 class Merges:
@@ -31,9 +40,10 @@ class Merges:
         workspace: Workspace,
         note: Note,
         band: Callable[[], float],
+        reapply: Reapply | None = None,
     ) -> None:
         self.contract, self.ledger, self.ws = contract, ledger, workspace
-        self.note, self.band = note, band
+        self.note, self.band, self.reapply = note, band, reapply
 
     def conclude(self, exp: Experiment) -> int | None:
         """Carry a decided experiment to `done`, merging a winner; the id of a rebased winner
@@ -85,7 +95,7 @@ class Merges:
         since = ", ".join(f"#{e.id}" for e in self.ledger.experiments() if e.merged_sha in landed)
         if exp.rebases >= MAX_REBASES:
             why = f"won, but the best moved {MAX_REBASES + 1} times while it ran (last: {since})"
-        elif (rebased := self.ws.rebase(exp.commit_sha, head, exp.id)) is None:
+        elif (rebased := self._replay(exp, head)) is None:
             why = (
                 f"won, but its change conflicts with {since or 'the new best'}, merged while it ran"
             )
@@ -107,6 +117,23 @@ class Merges:
             "overturned", f"experiment {exp.id}: discard — {why}", experiment=exp.id, reason=why
         )
         return False
+
+    def _replay(self, exp: Experiment, head: str) -> tuple[str, str] | None:
+        """The winner's change on `head`: a three-way merge, else the agent's own re-making
+        of it (validated and frozen like any proposal); None when neither can."""
+        assert exp.commit_sha is not None
+        rebased = self.ws.rebase(exp.commit_sha, head, exp.id)
+        if rebased is not None or self.reapply is None:
+            return rebased
+        with tempfile.TemporaryDirectory(prefix="autoresearch-reapply-") as tmp:
+            self.ws.export(head, Path(tmp))
+            if not self.reapply(exp.id, Path(tmp)):
+                return None
+            message = self.ws.git("log", "-1", "--format=%B", exp.commit_sha).decode()
+            try:
+                return self.ws.freeze(Path(tmp), head, message, exp.id)
+            except ProposalRefused:
+                return None  # e.g. the new best holds those values already
 
     def _merge(self, exp: Experiment) -> str:
         """Fast-forward the run branch (at the candidate's parent) to its tree, with provenance."""
