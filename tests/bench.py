@@ -23,7 +23,14 @@ from orchestrator.contract.model import DEFAULT_IMAGE
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from orchestrator.sandbox.docker import DockerSandbox
-from tests import bench_proposers, bench_scale, bench_screen
+from tests import (
+    bench_gateway,
+    bench_proposers,
+    bench_scale,
+    bench_screen,
+    bench_suites,
+    bench_tuner,
+)
 from tests.conftest import IMPL, make_patch, make_repo
 
 EXPERIMENTS = 20
@@ -376,8 +383,11 @@ def main() -> int:
           f"| {info.duty_cycle:.1%} | ≥ 95% |")  # fmt: skip
 
     bench_proposers.section()
+    bench_tuner.section()
     bench_screen.section()
     bench_scale.section()
+    bench_gateway.section()
+    bench_suites.section()
 
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
         local_s, ray_s, extra_ms = ray_dispatch(Path(tmp))

@@ -189,6 +189,8 @@ def flood(tmp: Path, sandbox: Any, runtime: str = "runc") -> dict[str, Any]:
 def section(runtime: str = "runc") -> None:
     from orchestrator.sandbox.docker import DockerSandbox
 
+    os.environ.setdefault("GATEWAY_TEST_KEY", "unused")  # the service's key: never sent anywhere
+
     with tempfile.TemporaryDirectory() as tmp:
         got = flood(Path(tmp), DockerSandbox(), runtime)
     before, peak, after, probe = got["before"], got["peak"], got["after"], got["probe"]
@@ -209,5 +211,4 @@ def section(runtime: str = "runc") -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("GATEWAY_TEST_KEY", "unused")
     section()

@@ -15,6 +15,10 @@ candidate is a new tree and a discard (equal score, more code).
   waited for (the agent's command, git): what the other tenants of a loaded box do not move.
 - Prompt: the length of the prompt file the command agent is given at #1000 vs #50.
 
+Two nights: every candidate a discard (the history grows by misses), and every candidate
+a keep (each scores better than the last: the history grows by wins, the case a tuner or
+steady small gains make).
+
     python -m tests.bench_scale [experiments]
 """
 
@@ -30,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -59,15 +64,17 @@ class InstantExecutor:
 
     assigns_gpus = False
 
-    def __init__(self) -> None:
+    def __init__(self, every_keep: bool = False) -> None:
         self.rss: dict[int, int] = {}
         self.cpu: dict[int, float] = {}
+        self.every_keep = every_keep
 
     def run(self, attempt: Attempt) -> ContainerResult:
         self.rss[attempt.experiment] = rss_bytes()
         t = os.times()  # this process's threads and the processes it waited for (agent, git)
         self.cpu[attempt.experiment] = t.user + t.system + t.children_user + t.children_system
-        return ContainerResult(0, False, False, 0.01, 50 * 1024**2, 0.01, "score: 1\n")
+        score = -attempt.experiment if self.every_keep else 1  # each later one better: a keep
+        return ContainerResult(0, False, False, 0.01, 50 * 1024**2, 0.01, f"score: {score}\n")
 
     def slots(self, contract: Contract) -> int | None:
         return 1
@@ -111,26 +118,33 @@ def _watch(url: str, stop: threading.Event, every_s: float) -> None:
             assert b"status-filter" in page.read()
 
 
-def scale_night(tmp: Path, experiments: int) -> dict[str, float]:
+def scale_night(tmp: Path, experiments: int, every_keep: bool = False) -> dict[str, float]:
     repo = make_repo(tmp / "repo", {"impl.py": IMPL})
     prompts = tmp / "prompts"
     prompts.mkdir()
+    # A discard night's ideas are new comment lines; a keep night's rewrite one constant, so
+    # the best's files keep their size and what grows in the prompt is the history alone.
+    change = (
+        "sed -i 's/^OFFSET = .*/OFFSET = '$AUTORESEARCH_EXPERIMENT'.5/' impl.py"
+        if every_keep
+        else 'echo "# idea $AUTORESEARCH_EXPERIMENT" >> impl.py'
+    )
     agent = (
-        f'wc -c < "$AUTORESEARCH_PROMPT" > {prompts}/$AUTORESEARCH_EXPERIMENT; '
-        'echo "# idea $AUTORESEARCH_EXPERIMENT" >> impl.py; '
-        'echo "DESCRIPTION: comment number $AUTORESEARCH_EXPERIMENT"; '
-        'echo "HYPOTHESIS: a comment changes nothing, measured to be sure"'
+        f'wc -c < "$AUTORESEARCH_PROMPT" > {prompts}/$AUTORESEARCH_EXPERIMENT; {change}; '
+        'echo "DESCRIPTION: idea number $AUTORESEARCH_EXPERIMENT"; '
+        'echo "HYPOTHESIS: a small change, measured to be sure"'
     )
     contract = build_contract(
         {"implementation": {"paths": ["impl.py"]},
          "evaluator": {"command": "echo score: 1", "isolation": "shared"},
          "metric": {"name": "score", "goal": "min"},
          "agent": {"kind": "command", "command": agent, "timeout_s": 600, "on_host": True},
-         "budget": {"parallel": 1, "pipeline": 1, "baseline_repeats": 1,
+         # every keep: each proposal from the latest best (a pipelined one would conflict)
+         "budget": {"parallel": 1, "pipeline": 0 if every_keep else 1, "baseline_repeats": 1,
                     "max_experiments": experiments, "seconds": 60}},
         {}, "bench",
     )  # fmt: skip
-    executor = InstantExecutor()
+    executor = InstantExecutor(every_keep)
     with mock.patch.object(runs, "build_executor", lambda *_a: executor):
         night = runs.start_run(repo, "scale", contract, "bench", None, say=lambda _m: None,
                                backoff=Backoff(1, 5))  # fmt: skip
@@ -149,6 +163,8 @@ def scale_night(tmp: Path, experiments: int) -> dict[str, float]:
     wall = time.perf_counter() - t0
     exps = [e for e in night.ledger.experiments() if e.id > 0]
     assert len(exps) == experiments, len(exps)
+    keeps = sum(1 for e in exps if e.status == "keep")
+    assert not every_keep or keeps == experiments, (keeps, experiments)
     ends = sorted(e.finished for e in exps if e.finished is not None)
     cycles = [b - a for a, b in itertools.pairwise(ends)]
     window = min(100, len(cycles) // 3)
@@ -161,27 +177,39 @@ def scale_night(tmp: Path, experiments: int) -> dict[str, float]:
     prompt_late = int((prompts / str(experiments)).read_text())
     return {"wall": wall, "first": first, "last": last, "rss": grown, "early": early,
             "p_early": prompt_early, "p_late": prompt_late, "cpu_first": cpu_first,
-            "cpu_last": cpu_last}  # fmt: skip
+            "cpu_last": cpu_last, "keeps": keeps}  # fmt: skip
 
 
 def section(experiments: int = EXPERIMENTS) -> None:
     print(f"\nscale: a {experiments}-experiment night, the command agent, a no-op evaluator "
           "(an in-process instant executor: the orchestrator's own cost)")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
-        r = scale_night(Path(tmp), experiments)
     n = experiments
-    print("| measure | result | target |")
-    print("| --- | --- | --- |")
-    print(f"| orchestrator RSS growth, experiment {r['early']:.0f} → {n} | "
-          f"{r['rss'] / 1024**2:.1f} MB | < 50 MB |")  # fmt: skip
-    print(f"| median cycle time, last 100 vs first 100 ({r['last'] * 1000:.0f} ms vs "
-          f"{r['first'] * 1000:.0f} ms) | {r['last'] / r['first']:.2f}× | ≤ 1.1× |")  # fmt: skip
-    print(f"| median CPU per experiment (the orchestrator's threads, its agent and git processes), "
-          f"last 100 vs first 100 ({r['cpu_last'] * 1000:.0f} ms vs {r['cpu_first'] * 1000:.0f} ms) | "
-          f"{r['cpu_last'] / r['cpu_first']:.2f}× | ≤ 1.1× |")  # fmt: skip
-    print(f"| prompt at #{n} vs #{r['early']:.0f} ({r['p_late']:.0f} vs {r['p_early']:.0f} "
-          f"chars) | {r['p_late'] / r['p_early']:.2f}× | ≤ 1.5× |")  # fmt: skip
-    print(f"(the night took {r['wall']:.0f} s)")
+    print("| measure | every one a discard | every one a keep | target |")
+    print("| --- | --- | --- | --- |")
+    nights = []
+    for every_keep in (False, True):
+        with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
+            nights.append(scale_night(Path(tmp), experiments, every_keep))
+    miss, keep = nights
+    early = f"{miss['early']:.0f}"
+
+    def row(what: str, cell: Callable[[dict[str, float]], str], target: str) -> None:
+        print(f"| {what} | {cell(miss)} | {cell(keep)} | {target} |")
+
+    row(f"orchestrator RSS growth, experiment {early} → {n}",
+        lambda r: f"{r['rss'] / 1024**2:.1f} MB", "< 50 MB")  # fmt: skip
+    row("median cycle time, last 100 vs first 100",
+        lambda r: f"{r['last'] / r['first']:.2f}× ({r['last'] * 1000:.0f} ms vs "
+                  f"{r['first'] * 1000:.0f} ms)", "≤ 1.1×")  # fmt: skip
+    row("median CPU per experiment (the orchestrator's threads, its agent and git), last 100 "
+        "vs first 100", lambda r: f"{r['cpu_last'] / r['cpu_first']:.2f}× "
+                                  f"({r['cpu_last'] * 1000:.0f} ms vs {r['cpu_first'] * 1000:.0f} ms)",
+        "≤ 1.1×")  # fmt: skip
+    row(f"prompt at #{n} vs #{early}",
+        lambda r: f"{r['p_late'] / r['p_early']:.2f}× ({r['p_late']:.0f} vs {r['p_early']:.0f} chars)",
+        "≤ 1.5×")  # fmt: skip
+    row("keeps", lambda r: f"{r['keeps']:.0f}", "—")
+    row("the night took", lambda r: f"{r['wall']:.0f} s", "—")
 
 
 if __name__ == "__main__":
