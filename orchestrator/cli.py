@@ -296,7 +296,8 @@ def doctor(
         cfg: Any = TypeAdapter(ExecutorConfig).validate_python(table)
     except ValidationError as e:
         raise ContractError(f"--executor: {e.errors()[0]['msg']} — check the flags") from None
-    results = cfg.checks(contract.sandbox.image if contract is not None else DEFAULT_IMAGE)
+    checks = cfg.load(cfg.checker)
+    results = checks(cfg, contract.sandbox.image if contract is not None else DEFAULT_IMAGE)
     if contract is not None and contract_file is not None:
         results.append(isolation_check(contract))
         results += gateway_checks(contract)

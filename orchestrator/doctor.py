@@ -12,11 +12,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.contract.model import DEFAULT_IMAGE, FORGEABLE, Contract
 from orchestrator.contract.model import Sandbox as SandboxLimits
 from orchestrator.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from orchestrator.executors.config import LocalExecutorConfig, RayExecutorConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ def _gpus() -> Check:
         )
     names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
     return Check("gpus", True, f"{len(gpus)} via NVML ({names})", required=False)
+
+
+def local_checks(cfg: LocalExecutorConfig, image: str) -> list[Check]:
+    """`executor.kind = "local"` (its `checker`): this machine's checks."""
+    return checks(image)
 
 
 def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
@@ -328,6 +336,11 @@ def audit_sandbox(echo: Callable[[str], None], limits: SandboxLimits | None = No
     for item in items:
         echo(item.line())
     return all(i.ok for i in items)
+
+
+def ray_checks(cfg: RayExecutorConfig, image: str) -> list[Check]:
+    """`executor.kind = "ray"` (its `checker`): the cluster's checks."""
+    return cluster_checks(cfg.address, image, cfg.node_sandbox)
 
 
 def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[Check]:

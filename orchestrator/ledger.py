@@ -378,4 +378,7 @@ class Ledger:
     def write_results_tsv(self) -> Path:
         """results.tsv brought up to date: the finished experiments it lacks, appended
         (`results_tsv.py`: never a doubled or torn row, whatever moment a kill hits)."""
-        return results_tsv.append(self)
+        with self._lock:
+            info = self.run()
+            metric = results_tsv.metric_name(info.contract if info else None)
+            return results_tsv.append(self.dir / results_tsv.NAME, self.db, metric)

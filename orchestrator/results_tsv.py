@@ -7,7 +7,8 @@ the file longer than the ledger says (a row it does not know of, or part of
 one): the next append first cuts the file back to the size the ledger knows,
 so no row is ever doubled or left torn. A file shorter than that, or missing,
 is rebuilt whole from the ledger. Only the night's process writes it (it holds
-the run lock); the work per experiment does not grow with the night.
+the run lock); the work per experiment does not grow with the night. The ledger
+calls in with its connection, under its own lock; this module knows no Ledger.
 """
 
 from __future__ import annotations
@@ -16,12 +17,8 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orchestrator import sanitize
-
-if TYPE_CHECKING:
-    from orchestrator.ledger import Ledger
 
 TABLE = """CREATE TABLE IF NOT EXISTS tsv_row (
     experiment INTEGER PRIMARY KEY,
@@ -40,10 +37,13 @@ def atomic_write(path: Path, text: str) -> Path:
     return path
 
 
-def header(ledger: Ledger) -> str:
-    info = ledger.run()
-    name = json.loads(info.contract)["metric"]["name"] if info else "metric"
-    return f"commit\t{sanitize.field(name)}\tmemory_gb\tstatus\tdescription\n"
+def metric_name(contract: str | None) -> str:
+    """The metric's name in a run's contract JSON; "metric" before the run is recorded."""
+    return json.loads(contract)["metric"]["name"] if contract is not None else "metric"
+
+
+def header(metric: str) -> str:
+    return f"commit\t{sanitize.field(metric)}\tmemory_gb\tstatus\tdescription\n"
 
 
 def line(row: sqlite3.Row) -> str:
@@ -65,36 +65,32 @@ _COLUMNS = (
 )
 
 
-def append(ledger: Ledger) -> Path:
-    """Bring results.tsv up to date with the ledger: the finished experiments it lacks, appended."""
-    path = ledger.dir / NAME
-    db = ledger.db
-    with ledger._lock:
-        db.execute(TABLE)
-        last = db.execute("SELECT MAX(line), MAX(end_byte) FROM tsv_row").fetchone()
-        lines, known = (last[0] or 0), last[1]
-        head = header(ledger)
-        known = len(head.encode()) if known is None else known
-        size = path.stat().st_size if path.exists() else -1
-        if size < known:  # missing, or cut short by hand: whole from the ledger
-            known = rebuild(ledger, head).stat().st_size
-        elif size > known:  # a kill after a write, before the ledger knew of it
-            os.truncate(path, known)
-        new = db.execute(
-            f"SELECT {_COLUMNS} FROM experiment e LEFT JOIN tsv_row t ON t.experiment = e.id "
-            "WHERE e.phase = 'done' AND t.experiment IS NULL ORDER BY e.finished, e.id"
-        ).fetchall()
-        if not new:
-            return path
-        records, data = [], b""
-        for i, row in enumerate(new, lines + 1):
-            data += line(row).encode()
-            records.append((row["id"], i, known + len(data)))
-        _append_bytes(path, data)
-        with db:  # only now does the ledger know the file holds them
-            db.executemany(
-                "INSERT INTO tsv_row (experiment, line, end_byte) VALUES (?,?,?)", records
-            )
+def append(path: Path, db: sqlite3.Connection, metric: str) -> Path:
+    """Bring results.tsv at `path` up to date with the ledger's connection `db`: the finished
+    experiments it lacks, appended. The caller holds the ledger's lock."""
+    db.execute(TABLE)
+    last = db.execute("SELECT MAX(line), MAX(end_byte) FROM tsv_row").fetchone()
+    lines, known = (last[0] or 0), last[1]
+    head = header(metric)
+    known = len(head.encode()) if known is None else known
+    size = path.stat().st_size if path.exists() else -1
+    if size < known:  # missing, or cut short by hand: whole from the ledger
+        known = rebuild(path, db, head).stat().st_size
+    elif size > known:  # a kill after a write, before the ledger knew of it
+        os.truncate(path, known)
+    new = db.execute(
+        f"SELECT {_COLUMNS} FROM experiment e LEFT JOIN tsv_row t ON t.experiment = e.id "
+        "WHERE e.phase = 'done' AND t.experiment IS NULL ORDER BY e.finished, e.id"
+    ).fetchall()
+    if not new:
+        return path
+    records, data = [], b""
+    for i, row in enumerate(new, lines + 1):
+        data += line(row).encode()
+        records.append((row["id"], i, known + len(data)))
+    _append_bytes(path, data)
+    with db:  # only now does the ledger know the file holds them
+        db.executemany("INSERT INTO tsv_row (experiment, line, end_byte) VALUES (?,?,?)", records)
     return path
 
 
@@ -109,11 +105,10 @@ def _append_bytes(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def rebuild(ledger: Ledger, head: str | None = None) -> Path:
+def rebuild(path: Path, db: sqlite3.Connection, head: str) -> Path:
     """The whole file from the rows the ledger says it holds, in their order (atomically);
     the sizes the ledger records are those of the new file."""
-    head = head if head is not None else header(ledger)
-    rows = ledger.db.execute(
+    rows = db.execute(
         f"SELECT {_COLUMNS} FROM experiment e JOIN tsv_row t ON t.experiment = e.id ORDER BY t.line"
     ).fetchall()
     text, ends, size = head, [], len(head.encode())
@@ -121,6 +116,6 @@ def rebuild(ledger: Ledger, head: str | None = None) -> Path:
         text += line(r)
         size += len(line(r).encode())
         ends.append((size, r["id"]))
-    with ledger.db:
-        ledger.db.executemany("UPDATE tsv_row SET end_byte=? WHERE experiment=?", ends)
-    return atomic_write(ledger.dir / NAME, text)
+    with db:
+        db.executemany("UPDATE tsv_row SET end_byte=? WHERE experiment=?", ends)
+    return atomic_write(path, text)

@@ -32,6 +32,7 @@ from orchestrator.night import Backoff, Say
 from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.sandbox.seccomp import default_profile
+from orchestrator.schema import resolve
 from orchestrator.workspace import Workspace, remove_tree
 
 RUNS_DIR = ".autoresearch"
@@ -61,8 +62,11 @@ def default_tag(root: Path, today: dt.date | None = None) -> str:
 
 
 def build_agent(contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-    """The contract's agent (its `[agent]` member builds it)."""
-    return contract.agent.build(contract, run_dir, say)
+    """The contract's agent, made by the `builder` its `[agent]` member names (for `auto`, the
+    member it picks on this machine)."""
+    member = contract.agent.pick()
+    agent: Agent = resolve(member.builder)(member, contract, run_dir, say)
+    return agent
 
 
 class _Leftovers:
@@ -79,8 +83,14 @@ class _Leftovers:
 def build_executor(
     contract: Contract, root: Path, tag: str, sandbox: SandboxBackend | None, leftovers: _Leftovers
 ) -> Executor:
-    """The contract's executor over `sandbox` (None: the executor's own default)."""
-    return contract.executor.build(RunFolder(tag, run_dir(root, tag), root), leftovers, sandbox)
+    """The contract's executor over `sandbox` (None: the executor's own default), made by the
+    `builder` its `[executor]` member names.
+
+    Raises UserError when what the executor needs is not installed (Ray)."""
+    member = contract.executor
+    folder = RunFolder(tag, run_dir(root, tag), root)
+    executor: Executor = member.load(member.builder)(member, folder, leftovers, sandbox)
+    return executor
 
 
 def _copy_readonly(root: Path, paths: list[str], dest: Path) -> None:

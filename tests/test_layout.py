@@ -56,6 +56,55 @@ def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
     return deps
 
 
+def _every_import(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every package module `name` names in an import anywhere: inside functions (a lazy
+    import still ties the two files), for type checking only, relative ones resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            subs = {f"{base}.{a.name}" for a in node.names}
+            found.update(subs & known if subs <= known else {base, *(subs & known)})
+    return {m for m in found if m in known and m != name}
+
+
+def _cycle(graph: dict[str, set[str]], skip: str = "") -> list[str] | None:
+    """One cycle of `graph`, or None."""
+    seen: dict[str, int] = {}  # 1 = on the path, 2 = done
+    path: list[str] = []
+
+    def walk(n: str) -> list[str] | None:
+        seen[n] = 1
+        path.append(n)
+        for d in sorted(graph[n]):
+            if seen.get(d) == 1 and d != skip:
+                return [*path[path.index(d) :], d]
+            if d not in seen and (found := walk(d)):
+                return found
+        path.pop()
+        seen[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in seen and (found := walk(n)):
+            return found
+    return None
+
+
+def test_no_file_imports_another_that_imports_it_back() -> None:
+    """The house as `farm-studio look` draws it: one arrow per import, lazy and type-only ones
+    too (a builder named by a string is no arrow); no circle."""
+    mods = _modules()
+    cycle = _cycle({n: _every_import(n, p, set(mods)) for n, p in mods.items()})
+    assert cycle is None, "import circle: " + " → ".join(cycle or [])
+
+
 def test_no_import_cycle_in_the_package() -> None:
     mods = _modules()
     graph = {n: _top_level_imports(n, p, set(mods)) for n, p in mods.items()}

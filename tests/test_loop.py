@@ -228,9 +228,10 @@ def test_an_agent_kind_is_one_union_member_the_none_agent_measures_the_baseline(
     from orchestrator.agents.config import AGENT_KINDS
     from orchestrator.agents.none import NoAgent
     from orchestrator.flags import contract_flags
+    from orchestrator.runs import build_agent
 
     contract = contract_for(Path("unused"), **{"agent": {"kind": "none"}})
-    assert isinstance(contract.agent.build(contract, repo, print), NoAgent)
+    assert isinstance(build_agent(contract, repo, print), NoAgent)
     assert "none" in AGENT_KINDS
 
     @contract_flags

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import AnthropicAgentConfig, Price
@@ -25,6 +25,9 @@ from orchestrator.agents.context import render_dynamic, render_full_history, ren
 from orchestrator.agents.editor import Editor
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 from orchestrator.experiment import experiment_dir
+
+if TYPE_CHECKING:
+    from orchestrator.contract.model import Contract
 
 SYSTEM = """You improve a software project by proposing ONE focused change per experiment.
 A trusted evaluator scores each change in a sandbox; better scores are kept, the rest discarded.
@@ -82,6 +85,13 @@ def cost_of(usage: dict[str, int], price: Price | None) -> float | None:
         + usage.get("cache_write", 0) * price.cache_write
         + usage.get("cache_read", 0) * price.cache_read
     ) / 1e6
+
+
+def build(
+    cfg: AnthropicAgentConfig, contract: Contract, run_dir: Path, say: Callable[[str], None]
+) -> AnthropicAgent:
+    """`agent.kind = "anthropic"` (its `builder`)."""
+    return AnthropicAgent(cfg, say=say)
 
 
 class AnthropicAgent:

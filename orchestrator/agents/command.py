@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
@@ -45,6 +46,9 @@ from orchestrator.agents.services import refused_key, token_figures
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 from orchestrator.gateway.server import cost
 from orchestrator.sandbox.disk import Workdir
+
+if TYPE_CHECKING:
+    from orchestrator.contract.model import Contract
 
 INSTRUCTIONS = """
 
@@ -85,6 +89,13 @@ ON_HOST_WARNING = (
     "warning: agent.on_host = true — the agent command runs on this host, with this host's "
     "environment and keys, outside the sandbox; leave it unset to run it in a container"
 )
+
+
+def build(
+    cfg: CommandAgentConfig, contract: Contract, run_dir: Path, say: Callable[[str], None]
+) -> CommandAgent:
+    """`agent.kind = "command"` (its `builder`)."""
+    return CommandAgent(cfg, say=say, run_dir=run_dir)
 
 
 class CommandAgent:

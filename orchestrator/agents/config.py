@@ -1,8 +1,9 @@
 """The `[agent]` table of a contract: which proposer, and its settings.
 
-A discriminated union on `kind` (STYLE.md #3). Each member's `build()` makes
-its agent lazily, importing the agent's own file only then: the replay agent
-never imports the SDK, the tuner never needs a key. The CLI's `--agent`
+A discriminated union on `kind` (STYLE.md #3). Each member names the function
+that builds its agent (`builder`, 'module:function'); `runs.build_agent` imports
+it only then: the replay agent never imports the SDK, the tuner never needs a
+key, and this module imports no agent (they import it). The CLI's `--agent`
 choices and the contract's error messages come from the union (`AGENT_KINDS`),
 so a new kind is one new file in `agents/` plus one member here.
 """
@@ -10,39 +11,42 @@ so a new kind is one new file in `agents/` plus one member here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from orchestrator.agents.prices import DEFAULT_PRICES as DEFAULT_PRICES
 from orchestrator.agents.prices import Price as Price
-from orchestrator.agents.services import with_defaults
+from orchestrator.agents.services import default_llm, with_defaults
 from orchestrator.errors import ContractError
 from orchestrator.schema import Model as _Model
+from orchestrator.schema import Size
 
 if TYPE_CHECKING:
-    from orchestrator.agents import Agent
-    from orchestrator.contract.model import Contract
     from orchestrator.contract.services import Service
 
-Say = Callable[[str], None]
+
+class _Member(_Model):
+    builder: ClassVar[str]
+    """'module:function' that makes this kind's agent from (this member, the contract, the run
+    folder, say); imported only when a run builds it (`runs.build_agent`)."""
+
+    def pick(self) -> _Member:
+        """The member that builds the agent on this machine now: itself (`auto` picks one)."""
+        return self
 
 
-class ReplayAgentConfig(_Model):
+class ReplayAgentConfig(_Member):
     kind: Literal["replay"] = "replay"
+    builder: ClassVar[str] = "orchestrator.agents.replay:build"
     patches: Path
     """Folder of `git diff` patches, applied in name order, one per experiment."""
 
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        from orchestrator.agents.replay import ReplayAgent
 
-        return ReplayAgent(self.patches)
-
-
-class AnthropicAgentConfig(_Model):
+class AnthropicAgentConfig(_Member):
     kind: Literal["anthropic"] = "anthropic"
+    builder: ClassVar[str] = "orchestrator.agents.anthropic:build"
     model: str = "claude-sonnet-5-5"
     max_tokens: int = Field(default=16000, gt=0)
     """Most output tokens per API call (thinking included)."""
@@ -65,11 +69,6 @@ class AnthropicAgentConfig(_Model):
     """Our retries of an error event in mid-stream (the SDK does not retry those)."""
     stream_retry_delay_s: float = Field(default=2.0, ge=0)
     """First pause before such a retry; doubles each time, up to 30 s."""
-
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        from orchestrator.agents.anthropic import AnthropicAgent
-
-        return AnthropicAgent(self, say=say)
 
     @model_validator(mode="after")
     def _thinking_has_no_temperature(self) -> AnthropicAgentConfig:
@@ -110,19 +109,15 @@ PARAM_TYPES: tuple[str, ...] = tuple(
 )
 
 
-class TunerAgentConfig(_Model):
+class TunerAgentConfig(_Member):
     kind: Literal["tuner"] = "tuner"
+    builder: ClassVar[str] = "orchestrator.agents.tuner:Tuner"
     space: dict[str, Param] = Field(min_length=1)
     """Module-level constants of the implementation and the values they may take."""
     sampler: Literal["tpe", "random", "cmaes"] = "tpe"
     seed: int = 0
     one_at_a_time: bool = False
     """Change one constant per experiment (round robin), the others stay at the best's values."""
-
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        from orchestrator.agents.tuner import Tuner
-
-        return Tuner(self, contract, run_dir, say=say)
 
     @model_validator(mode="after")
     def _bounds(self) -> TunerAgentConfig:
@@ -136,27 +131,19 @@ class TunerAgentConfig(_Model):
         return self
 
 
-def _size(value: object) -> object:
-    from orchestrator.contract.model import parse_size  # the contract imports this module
-
-    return parse_size(value)
-
-
-_Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
-
-
 def _services(entries: list[Any] | None) -> list[Any] | None:
     return None if entries is None else with_defaults(entries)
 
 
 if TYPE_CHECKING:
     AgentServices = list[Service] | None
-else:  # the contract's services import this module: Service is read when a contract is
+else:  # entries stay tables until `with_defaults` fills in each kind's defaults, then validates
     AgentServices = Annotated[list[Any] | None, AfterValidator(_services)]
 
 
-class CommandAgentConfig(_Model):
+class CommandAgentConfig(_Member):
     kind: Literal["command"] = "command"
+    builder: ClassVar[str] = "orchestrator.agents.command:build"
     command: str = Field(min_length=1)
     """Shell command run in the agent's copy of the best commit. The prompt comes on its stdin,
     unless the command names `{prompt_file}`: that is replaced by the prompt file's path (and
@@ -183,22 +170,17 @@ class CommandAgentConfig(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     """More variables for the container, literal values only (`ANTHROPIC_MODEL = "..."`)."""
     cpus: float = Field(default=2.0, gt=0)
-    memory: _Size = 4 * 1024**3
+    memory: Size = 4 * 1024**3
     """The container's memory limit (bytes, or '4g'); a command killed by it is refused."""
     pids: int = Field(default=512, ge=8)
     """Most processes and threads at once; a command that fails at it is refused."""
-    tmpfs: _Size = 1024**3
+    tmpfs: Size = 1024**3
     """The in-memory /tmp, the CLI's home (settings, caches)."""
-    disk: _Size = 2 * 1024**3
+    disk: Size = 2 * 1024**3
     """Most bytes the agent's copy may hold (the best commit and its throwaway git history
     included): a filesystem of its own, where the host allows one; a copy that fills it is
     refused."""
     runtime: Literal["runc", "runsc"] = "runc"
-
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        from orchestrator.agents.command import CommandAgent
-
-        return CommandAgent(self, say=say, run_dir=run_dir)
 
     @model_validator(mode="after")
     def _one_way_to_name_the_api(self) -> CommandAgentConfig:
@@ -212,14 +194,12 @@ class CommandAgentConfig(_Model):
 
     def ways_out(self) -> list[Service]:
         """The services the container reaches: those declared, or the default `llm`."""
-        from orchestrator.agents.services import default_llm
-
         if self.services is not None:
             return list(self.services)
         return [default_llm(self.base_url, self.key_env)]
 
 
-class AutoAgentConfig(_Model):
+class AutoAgentConfig(_Member):
     """Claude when ANTHROPIC_API_KEY is set, else the tuner when a space is declared."""
 
     kind: Literal["auto"] = "auto"
@@ -227,7 +207,7 @@ class AutoAgentConfig(_Model):
     tuner: TunerAgentConfig | None = None
 
     def pick(self) -> AnthropicAgentConfig | TunerAgentConfig:
-        """The member `auto` stands for on this machine now."""
+        """The member `auto` stands for on this machine now (it has no builder of its own)."""
         if os.environ.get("ANTHROPIC_API_KEY"):
             return self.anthropic
         if self.tuner is not None:
@@ -238,19 +218,12 @@ class AutoAgentConfig(_Model):
             "--agent replay --patches DIR"
         )
 
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        return self.pick().build(contract, run_dir, say)
 
-
-class NoneAgentConfig(_Model):
+class NoneAgentConfig(_Member):
     """Proposes nothing: the run measures the baseline (and its noise) and stops."""
 
     kind: Literal["none"] = "none"
-
-    def build(self, contract: Contract, run_dir: Path, say: Say = print) -> Agent:
-        from orchestrator.agents.none import NoAgent
-
-        return NoAgent()
+    builder: ClassVar[str] = "orchestrator.agents.none:build"
 
 
 AgentConfig = Annotated[

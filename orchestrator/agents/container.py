@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator import harness
 from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.limits import PidsWatch
 from orchestrator.agents.services import PLACEHOLDER_KEYS, container_env, gateway_view, prelude
 from orchestrator.contract.model import Sandbox
 from orchestrator.errors import ImageAbsent, UserError
 from orchestrator.gateway.server import check_environment, serving
-from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount
 from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.seccomp import default_profile
@@ -153,7 +153,7 @@ class AgentContainer:
             command=entry + shlex.quote(f"{script}\n{command}") + linger,
             budget_s=self.cfg.timeout_s,
             limits=lim,
-            mounts=(Mount(inbox, INBOX), Mount(HARNESS_DIR, HARNESS)),
+            mounts=(Mount(inbox, INBOX), Mount(harness.mounted(), HARNESS)),
             env={**self.cfg.env, **env, **container_env(self.services), "HOME": "/tmp"},
             labels={ROLE_LABEL: "agent", RUN_LABEL: run_id},
             seccomp=default_profile(),

@@ -7,9 +7,22 @@ of an agent kind: this file plus `NoneAgentConfig` in `config.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.agents import Context, Proposal
+
+if TYPE_CHECKING:
+    from orchestrator.agents.config import NoneAgentConfig
+    from orchestrator.contract.model import Contract
+
+
+def build(
+    cfg: NoneAgentConfig, contract: Contract, run_dir: Path, say: Callable[[str], None]
+) -> NoAgent:
+    """`agent.kind = "none"` (its `builder`): what any kind's builder is called with."""
+    return NoAgent()
 
 
 class NoAgent:

@@ -2,8 +2,9 @@
 
 A leaf module (it imports nothing of the package but the pydantic base): the contract's
 services (contract/services.py) and the agents' configuration (config.py) both read it,
-and neither may import the other at load time. Model names of the two vendors do not
-collide, so one table serves a Messages API and an OpenAI-compatible one alike.
+and the services import nothing else of the agents (the configuration names them, never
+the other way). Model names of the two vendors do not collide, so one table serves a
+Messages API and an OpenAI-compatible one alike.
 """
 
 from __future__ import annotations

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.agents import Context, Proposal
 from orchestrator.errors import ContractError, ProposalRefused
+
+if TYPE_CHECKING:
+    from orchestrator.agents.config import ReplayAgentConfig
+    from orchestrator.contract.model import Contract
+
+
+def build(
+    cfg: ReplayAgentConfig, contract: Contract, run_dir: Path, say: Callable[[str], None]
+) -> ReplayAgent:
+    """`agent.kind = "replay"` (its `builder`)."""
+    return ReplayAgent(cfg.patches)
 
 
 class ReplayAgent:

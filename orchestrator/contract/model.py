@@ -8,7 +8,6 @@ directory).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
@@ -18,6 +17,8 @@ from orchestrator.agents.config import AgentConfig, AutoAgentConfig
 from orchestrator.contract.services import Services
 from orchestrator.executors.config import ExecutorConfig, LocalExecutorConfig
 from orchestrator.schema import Model as _Model
+from orchestrator.schema import Size
+from orchestrator.schema import parse_size as parse_size
 
 DEFAULT_IMAGE = "autoresearch/python:3.11"
 FORGEABLE = (
@@ -27,22 +28,6 @@ FORGEABLE = (
 )
 """Said wherever a score of a shared-mode run is shown: the run's first line, doctor,
 status and the report."""
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_size(value: object) -> object:
-    """'2g', '512m', '1.5GiB' or a plain byte count → bytes (int)."""
-    if isinstance(value, str):
-        m = _SIZE.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a size; write e.g. '512m' or '2g'")
-        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    return value
-
-
-Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 def _repo_relative(value: str) -> str:

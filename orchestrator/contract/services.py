@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from orchestrator.agents.config import DEFAULT_PRICES, Price
+from orchestrator.agents.prices import DEFAULT_PRICES, Price
 from orchestrator.schema import Model as _Model
 
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")

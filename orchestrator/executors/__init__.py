@@ -10,7 +10,6 @@ sends each one to a node that advertises a free sandbox slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
     from orchestrator.contract.model import Contract
     from orchestrator.executors.attempt import Attempt
     from orchestrator.sandbox import ContainerResult
-
-Leftover = Callable[[Path, OSError], None]
-"""Told of a work folder that could not be removed (it goes to the run's event log)."""
 
 
 @dataclass(frozen=True)

@@ -22,25 +22,24 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from orchestrator import harness
 from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.executors import isolation
 from orchestrator.executors.handover import hand_over
 from orchestrator.gateway.server import serving
-from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
 from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.workspace import remove_paths, remove_tree, unpack
 
-if TYPE_CHECKING:
-    from orchestrator.executors import Leftover
-
 ATTEMPT_LABEL = "autoresearch.attempt"
 """Names one try of an experiment (Ray): its container's label and its work folders' prefix."""
 OWNER_FILE = "owner"
+
+Leftover = Callable[[Path, OSError], None]
+"""Told of a work folder that could not be removed (it goes to the run's event log)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +216,7 @@ def _shared_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> Containe
     mounts = _mounts(disk.path, "/workspace", trusted.evaluator, c.evaluator.paths)
     mounts += _data(c.evaluator.data, trusted)
     mounts.append(Mount(disk.results, "/results", read_only=False))
-    mounts.append(Mount(HARNESS_DIR, isolation.HARNESS))  # the library; nothing kept apart
+    mounts.append(Mount(harness.mounted(), isolation.HARNESS))  # the library; nothing kept apart
     return _spec(
         attempt, disk, isolation.shared_command(c.evaluator.command), c.budget.seconds, mounts
     )

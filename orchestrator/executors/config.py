@@ -1,56 +1,49 @@
 """The `[executor]` table of a contract: where attempts run.
 
-A discriminated union on `kind` (STYLE.md #3). Each member's `build()` makes
-its executor lazily: the local one never imports Ray. A new executor is one
-new file in `executors/` plus one member here.
+A discriminated union on `kind` (STYLE.md #3). Each member names, as
+'module:function', the function that builds its executor (`builder`) and the
+one that makes its `doctor` checks (`checker`); they are imported only when
+called (`runs.build_executor`, `autoresearch doctor`): the local executor never
+imports Ray, and this module imports no executor (they import it). A new
+executor is one new file in `executors/` plus one member here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator
 
 from orchestrator.errors import UserError
-from orchestrator.schema import Model
-
-if TYPE_CHECKING:
-    from orchestrator.doctor import Check
-    from orchestrator.executors import Executor, Leftover, RunFolder
-    from orchestrator.sandbox import SandboxBackend
+from orchestrator.schema import Model, resolve
 
 
-class LocalExecutorConfig(Model):
+class _Member(Model):
+    builder: ClassVar[str]
+    """'module:function' that makes the executor from (this member, the run's `RunFolder`, the
+    `Leftover` callback, the sandbox or None for the executor's own default)."""
+    checker: ClassVar[str]
+    """'module:function' that `doctor` calls with (this member, the sandbox image): its checks."""
+
+    def load(self, where: str) -> Any:
+        """What `where` (its `builder` or `checker`) names, imported now."""
+        return resolve(where)
+
+
+class LocalExecutorConfig(_Member):
     """This machine's Docker engine."""
 
     kind: Literal["local"] = "local"
-
-    def build(
-        self, folder: RunFolder, leftover: Leftover, sandbox: SandboxBackend | None = None
-    ) -> Executor:
-        """The executor over `sandbox` (None: this machine's Docker engine).
-
-        Raises EngineUnavailable when no engine answers.
-        """
-        from orchestrator.executors.local import LocalExecutor
-
-        if sandbox is None:
-            from orchestrator.sandbox.docker import DockerSandbox
-
-            sandbox = DockerSandbox()
-        return LocalExecutor(sandbox, folder, leftover)
-
-    def checks(self, image: str) -> list[Check]:
-        """`doctor`: this machine's engine, image, runtimes, GPUs and key."""
-        from orchestrator.doctor import checks
-
-        return checks(image)
+    builder: ClassVar[str] = "orchestrator.executors.local:build"
+    checker: ClassVar[str] = "orchestrator.doctor:local_checks"
 
 
-class RayExecutorConfig(Model):
+class RayExecutorConfig(_Member):
     """The nodes of a Ray cluster (`pip install 'autoresearch-orchestrator[ray]'`)."""
 
     kind: Literal["ray"] = "ray"
+    builder: ClassVar[str] = "orchestrator.executors.ray:build"
+    checker: ClassVar[str] = "orchestrator.doctor:ray_checks"
 
     address: str | None = None
     """The head's HOST:PORT (or `ray://HOST:PORT`); unset = RAY_ADDRESS or the cluster on this host."""
@@ -65,26 +58,14 @@ class RayExecutorConfig(Model):
             raise ValueError(f"node_sandbox {v!r} must be 'module:callable'")
         return v
 
-    def build(
-        self, folder: RunFolder, leftover: Leftover, sandbox: SandboxBackend | None = None
-    ) -> Executor:
-        """Join the cluster (each node brings its own sandbox; `sandbox` is not used).
-
-        Raises UserError when Ray is not installed or no cluster answers.
-        """
+    def load(self, where: str) -> Any:
+        """Raises UserError when Ray is not installed (the builder's module imports it)."""
         try:
-            from orchestrator.executors.ray import RayExecutor
+            return resolve(where)
         except ImportError as e:
             raise UserError(
                 f"executor 'ray' needs Ray ({e}) — pip install 'autoresearch-orchestrator[ray]'"
             ) from None
-        return RayExecutor(self, folder)
-
-    def checks(self, image: str) -> list[Check]:
-        """`doctor --executor ray`: each node with sandbox slots, its engine and image."""
-        from orchestrator.doctor import cluster_checks
-
-        return cluster_checks(self.address, image, self.node_sandbox)
 
 
 ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="kind")]

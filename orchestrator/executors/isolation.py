@@ -26,9 +26,9 @@ import shlex
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from orchestrator import harness
 from orchestrator.contract.paths import matches_any
 from orchestrator.errors import InfraError
-from orchestrator.harness import HARNESS_DIR
 from orchestrator.sandbox import Mount, Worker
 from orchestrator.workspace import remove_paths, unpack
 
@@ -129,7 +129,7 @@ def worker(candidate: str) -> Worker:
 
 
 def mounts(view: Path) -> list[Mount]:
-    return [Mount(view, TRUSTED_ROOT), Mount(HARNESS_DIR, HARNESS)]
+    return [Mount(view, TRUSTED_ROOT), Mount(harness.mounted(), HARNESS)]
 
 
 def tmpfs(c: Contract, trusted: tuple[int, int], implementation: list[str]) -> dict[str, str]:

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orchestrator.contract.model import Contract
 from orchestrator.errors import EngineUnavailable, ImageAbsent, ImageMissing, InfraError
-from orchestrator.executors import Leftover, RunFolder
-from orchestrator.executors.attempt import Attempt, Trusted, Workdirs, perform
+from orchestrator.executors import RunFolder
+from orchestrator.executors.attempt import Attempt, Leftover, Trusted, Workdirs, perform
 from orchestrator.gateway.server import check_environment
 from orchestrator.sandbox import ContainerResult, SandboxBackend
+
+if TYPE_CHECKING:
+    from orchestrator.executors.config import LocalExecutorConfig
+
+
+def build(
+    cfg: LocalExecutorConfig, folder: RunFolder, leftover: Leftover, sandbox: SandboxBackend | None
+) -> LocalExecutor:
+    """`executor.kind = "local"` (its `builder`): the executor over `sandbox` (None: this
+    machine's Docker engine).
+
+    Raises EngineUnavailable when no engine answers.
+    """
+    if sandbox is None:
+        from orchestrator.sandbox.docker import DockerSandbox
+
+        sandbox = DockerSandbox()
+    return LocalExecutor(sandbox, folder, leftover)
 
 
 class LocalExecutor:

@@ -38,10 +38,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, UserError
 from orchestrator.executors import RunFolder
-from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt
+from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Leftover
 from orchestrator.executors.config import RayExecutorConfig
 from orchestrator.executors.ray_node import facts_on_node, reap_on_node, run_on_node
-from orchestrator.sandbox import ContainerResult
+from orchestrator.sandbox import ContainerResult, SandboxBackend
 
 SLOT = "autoresearch_slot"
 """The custom resource a node advertises, one unit per experiment it may run at once."""
@@ -139,6 +139,17 @@ def capacity(slots: int, gpus: int, per_experiment: int) -> int:
 
 
 # -- on the driver --------------------------------------------------------
+def build(
+    cfg: RayExecutorConfig, folder: RunFolder, leftover: Leftover, sandbox: SandboxBackend | None
+) -> RayExecutor:
+    """`executor.kind = "ray"` (its `builder`): join the cluster (each node brings its own
+    sandbox; `sandbox` is not used).
+
+    Raises UserError when no cluster answers.
+    """
+    return RayExecutor(cfg, folder)
+
+
 class RayExecutor:
     """Executor over a Ray cluster; the driver (this process) must be able to join it."""
 

@@ -43,7 +43,7 @@ from .modules import RemoteModule, fill_module
 from .peer import Gone, Peer
 from .seeding import follow_seeding
 from .shared import Shared
-from .standins import ask
+from .standins import ask, pickled_by
 from .text import CandidateGone, CandidateText
 from .trusted import TrustedSide
 
@@ -69,6 +69,14 @@ def connection() -> Peer:
             peer = Peer(sock, TrustedSide(root), call + GRACE_S if call > 0 else None, shared)
             _connection = (os.getpid(), peer)
         return _connection[1]
+
+
+def from_candidate_pickle(data: bytes) -> Any:
+    """What a pickled stand-in loads as: the candidate loads its own bytes (never loaded here)."""
+    return ask(connection(), "unpickle", data=connection().encode(data))
+
+
+pickled_by(from_candidate_pickle)
 
 
 def _connect(path: str, wait_s: float) -> socket.socket:

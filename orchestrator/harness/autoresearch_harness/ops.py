@@ -14,12 +14,11 @@ import pickle
 import time
 import traceback
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import names
 
 if TYPE_CHECKING:
-    from .candidate import CandidateSide
     from .peer import Peer
 
 
@@ -42,6 +41,13 @@ object may share its state, as groupby's groups do): the trusted side gets the s
 values in the same order, in fewer trips."""
 
 
+class Side(Protocol):
+    """What an op reads of the candidate's side of a session (`candidate.py`'s CandidateSide)."""
+
+    ahead: set[int]
+    """Reference ids of the iterators that may be read ahead of the trusted side (`_read`)."""
+
+
 class Held:
     """A value that crosses by reference even when it is plain data (see MUTABLE)."""
 
@@ -55,7 +61,7 @@ def as_attribute(value: Any) -> Any:
     return Held(value) if type(value) in MUTABLE else value
 
 
-def _dunder(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
+def _dunder(side: Side, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
             r: dict[str, Any]) -> Any:  # fmt: skip
     if name == "__class_getitem__":
         return t.__class_getitem__(*a)
@@ -69,7 +75,7 @@ def _dunder(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k:
     return raw.__get__(t, type(t))(*a, **k) if hasattr(raw, "__get__") else raw(t, *a, **k)
 
 
-def _method(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
+def _method(side: Side, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
             r: dict[str, Any]) -> Any:  # fmt: skip
     via = r.get("via")
     if via is None or not _trusted_sub(t):
@@ -83,7 +89,7 @@ def _method(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k:
     return getattr(owner, name)(t, *a, **k)
 
 
-def _next_values(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any],
+def _next_values(side: Side, peer: Peer, t: Any, name: str, a: list[Any],
                  k: dict[str, Any], r: dict[str, Any]) -> Any:  # fmt: skip
     n = r.get("n")
     return _read(t, n if type(n) is int and 0 < n <= 1024 else 1, r.get("target") in side.ahead)
@@ -111,7 +117,7 @@ def _read(t: Any, count: int, ahead: bool) -> dict[str, Any]:
     return {"values": values, "done": False}
 
 
-def _call_op(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
+def _call_op(side: Side, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
              r: dict[str, Any]) -> Any:  # fmt: skip
     result = t(*a, **k)
     if _readable_ahead(type(result)) and _plain(a) and _plain(list(k.values())):
@@ -155,7 +161,7 @@ def _plain(values: Any, depth: int = 0) -> bool:
     return False
 
 
-def _subclass(side: CandidateSide, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
+def _subclass(side: Side, peer: Peer, t: Any, name: str, a: list[Any], k: dict[str, Any],
               r: dict[str, Any]) -> Any:  # fmt: skip
     """A subclass of the candidate's class `t` whose members are the trusted subclass's."""
     ns: dict[str, Any] = {}

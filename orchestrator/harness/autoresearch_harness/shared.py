@@ -27,12 +27,9 @@ import collections
 import itertools
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import values, wire
-
-if TYPE_CHECKING:
-    from .peer import Peer
 
 LIMIT = 10_000
 """Largest container (top-level items) that is shared; a larger one crosses as a copy."""
@@ -43,6 +40,14 @@ released one may also name it, decoded later, perhaps on another thread)."""
 
 _HELD_ONLY_HERE = 3
 """sys.getrefcount of a container the registry alone holds (registry, loop variable, argument)."""
+
+
+class Codec(Protocol):
+    """What the shared containers use of a session (`peer.py`'s Peer): its values' encoding."""
+
+    def encode(self, value: Any) -> Any: ...
+
+    def decode(self, data: Any, text: type[str] = str) -> Any: ...
 
 
 class Shared:
@@ -65,7 +70,7 @@ class Shared:
         return bool(self._objects)
 
     # -- encoding ----------------------------------------------------------
-    def share(self, peer: Peer, value: Any) -> Any:
+    def share(self, peer: Codec, value: Any) -> Any:
         """`value` encoded as a shared container if it is one that may be (the trusted side's
         arguments), else as plain data."""
         if not self.origin or type(value) not in values.SHAREABLE or len(value) > LIMIT:
@@ -83,7 +88,7 @@ class Shared:
             self._prints[sid] = _fingerprint(value, self._marker)
             return {"$sh": [sid, body]}
 
-    def tag(self, peer: Peer, value: Any) -> Any:
+    def tag(self, peer: Codec, value: Any) -> Any:
         """A container this side shares as the encoding hook sees it (anywhere in a value): the
         trusted side's again with its contents (the candidate may have let its copy go), the
         candidate's copy as `[id]`; None for any other container."""
@@ -106,7 +111,7 @@ class Shared:
         self._objects[sid], self._index[id(value)] = value, sid
         return sid
 
-    def _contents(self, peer: Peer, value: Any) -> Any:
+    def _contents(self, peer: Codec, value: Any) -> Any:
         """The container's items, encoded (this container itself is not a reference to itself)."""
         if type(value) is bytearray:
             return peer.encode(bytes(value))
@@ -115,7 +120,7 @@ class Shared:
         return peer.encode(list(value))
 
     # -- decoding -----------------------------------------------------------
-    def resolve(self, peer: Peer, body: Any) -> Any:
+    def resolve(self, peer: Codec, body: Any) -> Any:
         """The container `{"$sh": body}` names: this side's own, or a copy made or refreshed."""
         if not (isinstance(body, list) and body and type(body[0]) is int):
             raise wire.WireError("a shared container is [id] or [id, kind, items]")
@@ -144,7 +149,7 @@ class Shared:
             return made
 
     # -- what goes with every message ----------------------------------------
-    def outgoing(self, peer: Peer) -> dict[str, Any]:
+    def outgoing(self, peer: Codec) -> dict[str, Any]:
         """The new contents of each shared container that changed, and (the candidate) the copies
         no one holds any more, released."""
         if not self._objects:
@@ -175,7 +180,7 @@ class Shared:
                 out["unshared"] = released
         return out
 
-    def incoming(self, peer: Peer, frame: dict[str, Any]) -> None:
+    def incoming(self, peer: Codec, frame: dict[str, Any]) -> None:
         """Write what the other side says changed into this side's containers, before the
         message's values are decoded; forget what the candidate released."""
         synced = frame.get("synced")

@@ -26,6 +26,7 @@ import collections
 import collections.abc
 import datetime
 import types
+from collections.abc import Callable
 from typing import Any
 
 from .peer import Gone, Peer
@@ -42,6 +43,9 @@ PROBES = frozenset(
 DATA_DUNDERS = frozenset(("__name__", "__qualname__", "__module__", "__version__", "__members__",
                           "__annotations__", "__all__", "__slots__"))  # fmt: skip
 """Dunder attributes read from the candidate (other dunders are absent on a stand-in)."""
+
+_loader: list[Callable[[bytes], Any]] = []
+"""What a pickled stand-in loads with (`pickled_by`)."""
 
 
 class CandidateLies(CandidateError):
@@ -217,7 +221,7 @@ class Instance:
         data = ask(peer, "pickle", target=hid, protocol=protocol)
         if type(data) is not bytes:
             raise TypeError("the candidate did not pickle its object")
-        return (from_candidate_pickle, (data,))
+        return (_loader[0], (data,))
 
     def __copy__(self) -> Any:
         peer, hid = ref(self)
@@ -228,11 +232,11 @@ class Instance:
         return ask(peer, "copy", target=hid, deep=True)
 
 
-def from_candidate_pickle(data: bytes) -> Any:
-    """What a pickled stand-in loads as: the candidate loads its own bytes (never loaded here)."""
-    from .hook import connection
-
-    return ask(connection(), "unpickle", data=connection().encode(data))
+def pickled_by(loader: Callable[[bytes], Any]) -> None:
+    """Stand-ins pickle as a call of `loader` on the candidate's own pickle bytes: the hook's
+    `from_candidate_pickle`, registered when the hook is imported (only the hook's session makes
+    stand-ins, and pickle imports the hook by name to load one)."""
+    _loader[:] = [loader]
 
 
 def make_instance(peer: Peer, cls: type, extra: Any) -> Any:
