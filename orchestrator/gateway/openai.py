@@ -15,11 +15,10 @@ gateway makes `UsageReader(content_type)` for an answer, it makes this instead.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from orchestrator.contract.services import Service
-from orchestrator.gateway.usage import MAX_JSON, MAX_LINE, Usage, UsageReader
+from orchestrator.gateway.usage import BodyReader, Usage, UsageReader
 
 
 class Reader(Protocol):
@@ -35,34 +34,15 @@ def reader_for(service: Service, content_type: str) -> Reader:
     return UsageReader(content_type)
 
 
-class OpenAIUsageReader:
-    """Fed an answer's body in chunks; `usage()` at the end."""
+class OpenAIUsageReader(BodyReader):
+    """An OpenAI-compatible answer; `usage()` at the end."""
 
     def __init__(self, content_type: str) -> None:
-        self.stream = "text/event-stream" in content_type.lower()
-        self._buf = bytearray()
-        self._too_big = False
+        super().__init__(content_type)
         self._usage: dict[str, Any] = {}
-        self._model: str | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        if self._too_big:
-            return
-        self._buf += chunk
-        if not self.stream:
-            self._too_big = len(self._buf) > MAX_JSON
-            return
-        *lines, rest = self._buf.split(b"\n")
-        self._buf = bytearray(rest)
-        for line in lines:
-            if line.startswith(b"data:"):
-                self._take(_loads(bytes(line[5:])))
-        if len(self._buf) > MAX_LINE:
-            self._buf.clear()
 
     def usage(self) -> Usage:
-        if not self.stream and not self._too_big:
-            self._take(_loads(bytes(self._buf)))
+        self._take(self._whole())
         u = self._usage
         responses = "input_tokens" in u or "output_tokens" in u
         inp = _count(u, "input_tokens" if responses else "prompt_tokens")
@@ -75,6 +55,9 @@ class OpenAIUsageReader:
             cache_read=min(cached, inp),
             model=self._model,
         )
+
+    def _event(self, data: Any) -> None:
+        self._take(data)
 
     def _take(self, data: Any) -> None:
         """A body, an event or a chunk: its `usage` (or its `response`'s) is the total so far."""
@@ -91,10 +74,3 @@ class OpenAIUsageReader:
 def _count(usage: dict[str, Any], key: str) -> int:
     value = usage.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _loads(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None

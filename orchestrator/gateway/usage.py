@@ -26,14 +26,15 @@ class Usage:
     model: str | None = None
 
 
-class UsageReader:
-    """Fed an answer's body in chunks; `usage()` at the end."""
+class BodyReader:
+    """An answer's body fed in chunks: each server-sent event's data to `_event` as it
+    streams, or the whole JSON body (`_whole`, at the end); at most MAX_JSON bytes of a JSON
+    body and MAX_LINE of an event are ever held."""
 
     def __init__(self, content_type: str) -> None:
         self.stream = "text/event-stream" in content_type.lower()
         self._buf = bytearray()
         self._too_big = False
-        self._counts: dict[str, int] = {}
         self._model: str | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -51,11 +52,25 @@ class UsageReader:
         if len(self._buf) > MAX_LINE:
             self._buf.clear()
 
+    def _whole(self) -> Any:
+        """The JSON body (None for a stream, a body too big, or one that is no JSON)."""
+        return None if self.stream or self._too_big else loads(bytes(self._buf))
+
+    def _event(self, data: Any) -> None:
+        raise NotImplementedError
+
+
+class UsageReader(BodyReader):
+    """A Messages API answer; `usage()` at the end."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(content_type)
+        self._counts: dict[str, int] = {}
+
     def usage(self) -> Usage:
-        if not self.stream and not self._too_big:
-            body = loads(bytes(self._buf))
-            if isinstance(body, dict):
-                self._take(body.get("usage"), body.get("model"))
+        body = self._whole()
+        if isinstance(body, dict):
+            self._take(body.get("usage"), body.get("model"))
         c = self._counts
         write, read = c.get("cache_creation_input_tokens", 0), c.get("cache_read_input_tokens", 0)
         return Usage(
