@@ -240,10 +240,18 @@ class Workspace:
             err = proc.stderr.decode(errors="replace").strip()
             raise WorkspaceError(f"git merge-tree failed in {self.root}: {err}")
         tree = proc.stdout.decode().split()[0]
-        message = self.git("log", "-1", "--format=%B", candidate).decode()
+        message = self.message(candidate)
         commit = self.git("commit-tree", tree, "-p", onto, "-m", message).decode().strip()
         self.update_ref(self.candidate_ref(experiment), commit)
         return commit, self.diff(onto, commit)
+
+    def message(self, commit: str) -> str:
+        """The commit message of `commit`."""
+        return self.git("log", "-1", "--format=%B", commit).decode()
+
+    def landed(self, since: str, head: str) -> set[str]:
+        """The commits on `head` that `since` does not hold (what merged meanwhile)."""
+        return set(self.git("rev-list", f"{since}..{head}").decode().split())
 
     def tree(self, commit: str) -> str:
         return self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()

@@ -91,7 +91,7 @@ class Merges:
         best moved too often) and is a discard now.
         """
         assert exp.commit_sha is not None
-        landed = set(self.ws.git("rev-list", f"{exp.parent}..{head}").decode().split())
+        landed = self.ws.landed(exp.parent, head)
         since = ", ".join(f"#{e.id}" for e in self.ledger.experiments() if e.merged_sha in landed)
         if exp.rebases >= MAX_REBASES:
             why = f"won, but the best moved {MAX_REBASES + 1} times while it ran (last: {since})"
@@ -129,7 +129,7 @@ class Merges:
             self.ws.export(head, Path(tmp))
             if not self.reapply(exp.id, Path(tmp)):
                 return None
-            message = self.ws.git("log", "-1", "--format=%B", exp.commit_sha).decode()
+            message = self.ws.message(exp.commit_sha)
             try:
                 return self.ws.freeze(Path(tmp), head, message, exp.id)
             except ProposalRefused:
