@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from orchestrator import __version__, sanitize
 from orchestrator.contract.load import build_contract, read_contract_file
 from orchestrator.contract.model import DEFAULT_IMAGE, Contract
-from orchestrator.errors import ContractError
+from orchestrator.errors import ContractError, UserError
 from orchestrator.executors.config import EXECUTOR_KINDS, ExecutorConfig
 from orchestrator.flags import RAY_ADDRESS_HELP, contract_flags, load_contract
 from orchestrator.init import KINDS
@@ -163,9 +164,27 @@ def log(ctx: click.Context, tag: str) -> None:
     from orchestrator.morning.summary import reasoning_trail
 
     ledger, contract, _ws = _opened(ctx, tag)
-    click.echo(
-        sanitize.terminal(reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name))
-    )
+    trail = reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name)
+    notes = [f"steered at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(at))}: {text}"
+             for at, text in ledger.steering()]  # fmt: skip
+    click.echo(sanitize.terminal("\n".join([trail, *notes])))
+
+
+@main.command()
+@click.argument("tag")
+@click.argument("text")
+@click.pass_context
+def steer(ctx: click.Context, tag: str, text: str) -> None:
+    """Tell every later proposal of run TAG something (a new idea, a constraint, "stop trying
+    X"), while it runs or before `resume`; kept in its ledger and shown by `log`."""
+    from orchestrator.agents.context import STEER_CHARS
+
+    note = "".join(ch for ch in " ".join(text.split()) if ch.isprintable())  # one plain line
+    if not note or len(note) > STEER_CHARS:
+        raise UserError(f"a steering note is 1 to {STEER_CHARS} characters (this one: {len(note)})")
+    ledger, _contract, _ws = _opened(ctx, tag)
+    ledger.steer(note)
+    click.echo(f"run {tag}: every proposal started from now on reads this note")
 
 
 @main.command()

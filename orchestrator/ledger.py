@@ -351,6 +351,14 @@ class Ledger:
             detail,
         )
 
+    def steer(self, text: str) -> None:
+        """A person's note to every later proposal (`autoresearch steer`), kept with its time."""
+        self.event("steer", text)
+
+    def steering(self) -> list[tuple[float, str]]:
+        """The notes a person gave while the night ran: (time, text), oldest first."""
+        return [(e["ts"], e["detail"]) for e in self.events("steer")]
+
     def experiments(self) -> list[Experiment]:
         """Every experiment by id; finished rows are built once (`rows.py`), so a read costs
         what is in flight, not the night's length."""

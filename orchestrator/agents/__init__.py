@@ -31,6 +31,9 @@ class Context:
     """Log tails of failed experiments, by id (untrusted text)."""
     run_dir: Path | None = None
     """The run folder, for agents that keep state (the tuner's study)."""
+    steering: list[tuple[float, str]] = field(default_factory=list)
+    """Notes the person running the night gave since it started (`autoresearch steer`):
+    (time, text), oldest first."""
 
 
 @dataclass(frozen=True)

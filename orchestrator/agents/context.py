@@ -9,6 +9,7 @@ it), under a label that says what they are.
 from __future__ import annotations
 
 import re
+import time
 
 from orchestrator.agents import Context
 from orchestrator.contract.model import Contract
@@ -17,6 +18,10 @@ from orchestrator.experiment import IN_FLIGHT, Experiment, baseline_metric
 TAIL_CHARS = 2000
 RECENT_FAILURES = 3
 """How many of the latest failures an agent is shown the log tail of."""
+STEER_NOTES = 20
+STEER_CHARS = 2000
+"""The latest steering notes shown, and the most of each (a note is checked against the same
+bound when it is given)."""
 
 
 def fence_untrusted(text: str, label: str, limit: int = TAIL_CHARS) -> str:
@@ -181,10 +186,25 @@ def render_dynamic(ctx: Context, full: str = "") -> str:
         longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
         fence = "`" * max(3, longest + 1)
         parts.append(f"## {path}\n{fence}\n{text}\n{fence}\n")
+    if ctx.steering:
+        parts.append(render_steering(ctx.steering))
     parts.append("# History\n")
     goal = ctx.contract.metric.goal
     parts.append(render_history(ctx.history, ctx.tails, goal=goal, full=full) or "(none yet)")
     return "\n".join(parts)
+
+
+def render_steering(notes: list[tuple[float, str]]) -> str:
+    """What the person running the night said since it began, the latest STEER_NOTES."""
+    shown = notes[-STEER_NOTES:]
+    lines = ["# Steering (written by the human while this night runs; newest last — where it "
+             "differs from the direction, it wins)\n"]  # fmt: skip
+    if len(notes) > len(shown):
+        lines.append(f"({len(notes) - len(shown)} earlier notes not shown)")
+    for at, text in shown:
+        when = time.strftime("%H:%M UTC", time.gmtime(at))
+        lines.append(f"- {when}: {text[:STEER_CHARS]}")
+    return "\n".join(lines) + "\n"
 
 
 def render_prompt(ctx: Context, full: str = "") -> str:

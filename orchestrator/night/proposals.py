@@ -188,7 +188,8 @@ class Proposals:
             if tail:
                 tails[e.id] = tail
         files = self.ws.implementation_files(best)
-        return Context(n, self.contract, self._direction(), best, exps, files, tails, self.run_dir)
+        return Context(n, self.contract, self._direction(), best, exps, files, tails, self.run_dir,
+                       self.ledger.steering())  # fmt: skip
 
     def _tail(self, exp_id: int) -> str:
         """The end of what the evaluator and the candidate printed (both untrusted text)."""
