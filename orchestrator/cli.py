@@ -77,11 +77,30 @@ def run(ctx: click.Context, /, contract_file: Path | None, tag: str | None, **fl
 @click.argument("tag")
 @click.pass_context
 def resume(ctx: click.Context, tag: str) -> None:
-    """Continue run TAG after a crash or kill: nothing lost, nothing merged twice."""
-    from orchestrator.runs import open_run
+    """Continue run TAG after a crash or kill (nothing lost, nothing merged twice), or start
+    proposals again in a night a person paused."""
+    from orchestrator.runs import is_live, open_run
 
     root = _root(ctx)
+    ledger, _contract, _ws = _opened(ctx, tag)
+    if ledger.paused():
+        ledger.pause(False)
+        if is_live(ledger.dir):
+            click.echo(f"run {tag}: proposals start again")
+            return
     _terminal.night(lambda: open_run(root, tag, None, say=say), tag)
+
+
+@main.command()
+@click.argument("tag")
+@click.pass_context
+def pause(ctx: click.Context, tag: str) -> None:
+    """Start no new proposal in run TAG (what is in flight finishes) until `resume TAG`."""
+    ledger, _contract, _ws = _opened(ctx, tag)
+    ledger.pause(True)
+    click.echo(
+        f"run {tag}: no new proposals; what is in flight finishes — `autoresearch resume {tag}` goes on"
+    )
 
 
 @main.command()
@@ -211,6 +230,7 @@ def accept(ctx: click.Context, tag: str, experiment: int | None) -> None:
 def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
     """Re-run the merged commits of run TAG (or just COMMIT): do their metrics reproduce?"""
     from orchestrator.morning.verify import verify as do_verify
+    from orchestrator.morning.verify import verify_line
     from orchestrator.runs import open_run
 
     night = open_run(_root(ctx), tag, None, say=say, with_agent=False)
@@ -222,23 +242,6 @@ def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
         click.echo(verify_line(c))
     if not all(c.reproduces for c in checks):
         raise SystemExit(1)
-
-
-def verify_line(c: Any) -> str:
-    """One merged win: does it still beat its parent by more than the band; and the drift."""
-    now = "-" if c.now is None else f"{c.now:.6g}"
-    gain = "-" if c.gain_now is None else f"{c.gain_now:.6g}"
-    drift = "" if c.drift is None else f"  (level drift {c.drift:+.6g})"
-    verdict = (
-        "reproduces: still beats its parent"
-        if c.reproduces
-        else f"DIFFERS: no longer beats its parent {c.why}".rstrip()
-    )
-    return (
-        f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  "
-        f"beats its parent by {gain} (recorded {c.gain_recorded:.6g}, band ±{c.band:.3g})  "
-        f"{verdict}{drift}"
-    )
 
 
 @main.command()

@@ -355,6 +355,16 @@ class Ledger:
         """A person's note to every later proposal (`autoresearch steer`), kept with its time."""
         self.event("steer", text)
 
+    def pause(self, paused: bool) -> None:
+        """A person stops (or starts again) new proposals (`autoresearch pause` / `resume`)."""
+        self.event("pause" if paused else "unpause", "by a person")
+
+    def paused(self) -> bool:
+        rows = self._query(
+            "SELECT kind FROM event WHERE kind IN ('pause', 'unpause') ORDER BY id DESC LIMIT 1"
+        )
+        return bool(rows) and rows[0]["kind"] == "pause"
+
     def steering(self) -> list[tuple[float, str]]:
         """The notes a person gave while the night ran: (time, text), oldest first."""
         return [(e["ts"], e["detail"]) for e in self.events("steer")]

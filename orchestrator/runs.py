@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -248,6 +249,16 @@ def read_run(root: Path, tag: str) -> tuple[Ledger, Contract, Workspace]:
             f"validates ({where}: {first['msg']}) — finish it with that version, or start a new tag"
         ) from None
     return ledger, contract, Workspace(root, tag, contract.implementation)
+
+
+def is_live(folder: Path) -> bool:
+    """Whether a process is running the run in `folder` now (it holds the run's lock)."""
+    try:
+        with (folder / "lock").open("a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    return False
 
 
 def open_run(

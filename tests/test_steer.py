@@ -57,3 +57,41 @@ def test_a_note_is_one_line_of_bounded_length(repo: Path, tmp_path: Path, start)
     with pytest.raises(subprocess.CalledProcessError):
         subprocess.run([*CLI, "--repo", str(repo), "steer", "nosuchrun", "x"], check=True,
                        capture_output=True)  # fmt: skip
+
+
+def test_pause_holds_new_proposals_and_resume_starts_them_again(
+    repo: Path, tmp_path: Path, start
+) -> None:
+    """A person pauses a running night from another terminal: what is in flight finishes and
+    is recorded, no proposal starts; `resume` on the live night starts them again."""
+    import threading
+    import time
+
+    pause = " ".join([*CLI, "--repo", str(repo), "pause", "t"])
+    agent = (  # experiment 1's agent is where the person pauses the night
+        f'if [ "$AUTORESEARCH_EXPERIMENT" = 1 ]; then {pause}; fi; '
+        'echo "# idea $AUTORESEARCH_EXPERIMENT" >> impl.py'
+    )
+    contract = contract_for(Path("x"), agent={"kind": "command", "command": agent, "on_host": True},
+                            **{"budget.max_experiments": 3, "budget.pipeline": 0})  # fmt: skip
+    run = start(contract)
+    seen: dict[str, object] = {}
+
+    def person() -> None:
+        deadline = time.monotonic() + 120
+        while not run.ledger.paused() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(4)  # experiment 1 ends meanwhile; nothing new may start
+        seen["while paused"] = [e.id for e in run.ledger.experiments()]
+        out = subprocess.run([*CLI, "--repo", str(repo), "resume", "t"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        seen["resume"] = (out.returncode, out.stdout + out.stderr)
+
+    helper = threading.Thread(target=person)
+    helper.start()
+    assert run.execute() == "max experiments reached (3)"
+    helper.join()
+    assert seen["while paused"] == [0, 1]
+    assert seen["resume"] == (0, "run t: proposals start again\n")
+    assert [e.id for e in run.ledger.experiments()] == [0, 1, 2, 3]
+    assert [e["kind"] for e in run.ledger.events() if "pause" in e["kind"]] == ["pause", "unpause"]

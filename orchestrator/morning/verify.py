@@ -103,3 +103,20 @@ def _combined(night: Night, values: list[float | None]) -> float | None:
         return None
     got = combine([{"v": v} for v in values if v is not None], night.contract.metric.aggregate)
     return got.get("v")
+
+
+def verify_line(c: Check) -> str:
+    """One merged win: does it still beat its parent by more than the band; and the drift."""
+    now = "-" if c.now is None else f"{c.now:.6g}"
+    gain = "-" if c.gain_now is None else f"{c.gain_now:.6g}"
+    drift = "" if c.drift is None else f"  (level drift {c.drift:+.6g})"
+    verdict = (
+        "reproduces: still beats its parent"
+        if c.reproduces
+        else f"DIFFERS: no longer beats its parent {c.why}".rstrip()
+    )
+    return (
+        f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  "
+        f"beats its parent by {gain} (recorded {c.gain_recorded:.6g}, band ±{c.band:.3g})  "
+        f"{verdict}{drift}"
+    )

@@ -104,6 +104,7 @@ class Night:
         self.proposals = Proposals(agent=agent, **shared, **retry)  # type: ignore[arg-type]
         self.proposers = Proposers(self.proposals, self.wake)
         self.exhausted: str | None = None
+        self._paused = False
         reapply = getattr(agent, "reapply", None)  # an agent whose change is an assignment
         self.merges = Merges(band=self.judge.band, reapply=reapply, **shared)  # type: ignore[arg-type]
 
@@ -246,7 +247,16 @@ class Night:
             self.wake.wait(POLL_S)
 
     def _propose_more(self) -> None:
-        """Start proposals while there is room: slots that will want work, within the budget."""
+        """Start proposals while there is room: slots that will want work, within the budget;
+        none while a person has paused the night (what is in flight goes on)."""
+        paused = self.ledger.paused()
+        if paused != self._paused:
+            self._paused = paused
+            self.note("paused" if paused else "unpaused",
+                      "paused by a person: no new proposals; what is in flight finishes"
+                      if paused else "resumed by a person: proposals start again")  # fmt: skip
+        if paused:
+            return
         while self._room():
             self.proposers.start(self.proposals.reserve())
 
