@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator import results_tsv
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, experiment_dir
+from orchestrator.notebook import Notebook
 from orchestrator.rows import Rows
 from orchestrator.sandbox import ContainerResult
 
@@ -105,7 +106,7 @@ _ADDED = {
 }
 
 
-class Ledger:
+class Ledger(Notebook):
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
         self.path = run_dir / "ledger.sqlite"
@@ -350,24 +351,6 @@ class Ledger:
             kind,
             detail,
         )
-
-    def steer(self, text: str) -> None:
-        """A person's note to every later proposal (`autoresearch steer`), kept with its time."""
-        self.event("steer", text)
-
-    def pause(self, paused: bool) -> None:
-        """A person stops (or starts again) new proposals (`autoresearch pause` / `resume`)."""
-        self.event("pause" if paused else "unpause", "by a person")
-
-    def paused(self) -> bool:
-        rows = self._query(
-            "SELECT kind FROM event WHERE kind IN ('pause', 'unpause') ORDER BY id DESC LIMIT 1"
-        )
-        return bool(rows) and rows[0]["kind"] == "pause"
-
-    def steering(self) -> list[tuple[float, str]]:
-        """The notes a person gave while the night ran: (time, text), oldest first."""
-        return [(e["ts"], e["detail"]) for e in self.events("steer")]
 
     def experiments(self) -> list[Experiment]:
         """Every experiment by id; finished rows are built once (`rows.py`), so a read costs

@@ -34,6 +34,9 @@ class Context:
     steering: list[tuple[float, str]] = field(default_factory=list)
     """Notes the person running the night gave since it started (`autoresearch steer`):
     (time, text), oldest first."""
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    """What earlier proposals noted for the others (kept ideas, ideas ruled out and why):
+    (experiment, text), oldest first."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Proposal:
     agent_s: float | None = None
     """How long the agent itself worked (its process), without starting its container or
     waiting its turn; None when it cannot tell (the whole proposal's time is used)."""
+    notes: tuple[str, ...] = ()
+    """What this proposal found that the others should know (the shared notes)."""
 
 
 class Agent(Protocol):

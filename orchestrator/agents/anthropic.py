@@ -46,6 +46,12 @@ SUBMIT_TOOL = {
         "properties": {
             "description": {"type": "string", "description": "One line: what changed."},
             "hypothesis": {"type": "string", "description": "Why this should improve the metric."},
+            "notes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Up to 3 notes for the other proposers working beside you: an "
+                "idea worth trying, or one you ruled out and why.",
+            },
         },
         "required": ["description", "hypothesis"],
     },
@@ -176,8 +182,8 @@ class AnthropicAgent:
             )
             results, submitted = self._run_tools(message.content, editor, ctx)
             if submitted is not None:
-                desc, hyp = submitted
-                return Proposal(desc, hyp, cost_of(usage, self.price), dict(usage))
+                desc, hyp, notes = submitted
+                return Proposal(desc, hyp, cost_of(usage, self.price), dict(usage), notes=notes)
             if (
                 sum(usage[k] for k in ("input", "output", "cache_write", "cache_read"))
                 > self.cfg.max_tokens_per_proposal
@@ -202,7 +208,7 @@ class AnthropicAgent:
 
     def _run_tools(
         self, content: list[Any], editor: Editor, ctx: Context
-    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+    ) -> tuple[list[dict[str, Any]], tuple[str, str, tuple[str, ...]] | None]:
         results: list[dict[str, Any]] = []
         for block in content:
             if getattr(block, "type", None) != "tool_use":
@@ -221,7 +227,9 @@ class AnthropicAgent:
                     )
                     continue
                 if desc:
-                    return results, (desc, str(args.get("hypothesis", "")).strip())
+                    notes = args.get("notes")
+                    kept = tuple(str(n) for n in notes) if isinstance(notes, list) else ()
+                    return results, (desc, str(args.get("hypothesis", "")).strip(), kept)
                 results.append(
                     {
                         "type": "tool_result",

@@ -56,7 +56,9 @@ INSTRUCTIONS = """
 
 Make ONE focused change to the implementation files in the current directory that should
 improve the metric. Do not touch other files. When done, print one line
-`DESCRIPTION: <what changed>` and one line `HYPOTHESIS: <why it should help>`.
+`DESCRIPTION: <what changed>` and one line `HYPOTHESIS: <why it should help>`, and, for
+the other proposers, up to three lines `NOTE: <what you found: an idea worth trying, or
+one ruled out and why>`.
 """
 GUARD = Path(__file__).with_name("guard.py")
 """Kills the command's whole process group when the orchestrator dies (see guard.py)."""
@@ -254,6 +256,7 @@ class CommandAgent:
             cost_usd=cost_usd,
             usage=usage,
             agent_s=ran_s,
+            notes=tuple(_notes(text)),
         )
 
 
@@ -265,6 +268,12 @@ def _fields(text: str) -> dict[str, str]:
         if key.strip() in fields and value.strip():
             fields[key.strip()] = value.strip()
     return fields
+
+
+def _notes(text: str) -> list[str]:
+    """The `NOTE: ...` lines a CLI printed, for the other proposers."""
+    return [v.strip() for k, _, v in (ln.partition(":") for ln in text.splitlines())
+            if k.strip() in ("NOTE", "NOTES") and v.strip()]  # fmt: skip
 
 
 def _spent(figures: dict[str, float]) -> tuple[float | None, dict[str, int]]:

@@ -20,6 +20,11 @@ RECENT_FAILURES = 3
 """How many of the latest failures an agent is shown the log tail of."""
 STEER_NOTES = 20
 STEER_CHARS = 2000
+NOTES_SHOWN = 20
+"""The latest of the proposers' shared notes an agent is shown."""
+NOTES_EACH = 3
+NOTE_CHARS = 500
+"""The most notes one proposal keeps, and the most of each."""
 """The latest steering notes shown, and the most of each (a note is checked against the same
 bound when it is given)."""
 
@@ -188,6 +193,8 @@ def render_dynamic(ctx: Context, full: str = "") -> str:
         parts.append(f"## {path}\n{fence}\n{text}\n{fence}\n")
     if ctx.steering:
         parts.append(render_steering(ctx.steering))
+    if ctx.notes:
+        parts.append(render_notes(ctx.notes, ctx.history))
     parts.append("# History\n")
     goal = ctx.contract.metric.goal
     parts.append(render_history(ctx.history, ctx.tails, goal=goal, full=full) or "(none yet)")
@@ -205,6 +212,23 @@ def render_steering(notes: list[tuple[float, str]]) -> str:
         when = time.strftime("%H:%M UTC", time.gmtime(at))
         lines.append(f"- {when}: {text[:STEER_CHARS]}")
     return "\n".join(lines) + "\n"
+
+
+def render_notes(notes: list[tuple[int, str]], history: list[Experiment]) -> str:
+    """The proposers' shared notes, the latest NOTES_SHOWN, each with how its experiment went."""
+    status = {e.id: e.status or e.phase for e in history}
+    shown = notes[-NOTES_SHOWN:]
+    lines = ["# Notes the proposers left for each other (written by agents like you; the "
+             "experiment's outcome in brackets)\n"]  # fmt: skip
+    if len(notes) > len(shown):
+        lines.append(f"({len(notes) - len(shown)} earlier notes not shown)")
+    lines += [f"- #{n} [{status.get(n, '?')}]: {text}" for n, text in shown]
+    return "\n".join(lines) + "\n"
+
+
+def one_line(text: str) -> str:
+    """`text` as one line of printable characters."""
+    return "".join(ch for ch in " ".join(str(text).split()) if ch.isprintable())
 
 
 def render_prompt(ctx: Context, full: str = "") -> str:

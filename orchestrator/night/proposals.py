@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.agents import Agent, Context, Proposal
-from orchestrator.agents.context import RECENT_FAILURES, TAIL_CHARS
+from orchestrator.agents.context import (
+    NOTE_CHARS,
+    NOTES_EACH,
+    RECENT_FAILURES,
+    TAIL_CHARS,
+    one_line,
+)
 from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, ProposalRefused
 from orchestrator.experiment import Experiment
@@ -95,6 +101,9 @@ class Proposals:
                 self.ledger.abandon(n)
                 return None
             self.ledger.cost(n, proposal.cost_usd, proposal.usage)
+            for text in proposal.notes[:NOTES_EACH]:
+                if line := one_line(text)[:NOTE_CHARS]:
+                    self.ledger.note(n, line)
             try:
                 hidden = self.contract.hidden
                 commit, diff = self.ws.freeze(scratch, best, proposal.description, n, hidden)
@@ -189,7 +198,7 @@ class Proposals:
                 tails[e.id] = tail
         files = self.ws.implementation_files(best)
         return Context(n, self.contract, self._direction(), best, exps, files, tails, self.run_dir,
-                       self.ledger.steering())  # fmt: skip
+                       self.ledger.steering(), self.ledger.notes())  # fmt: skip
 
     def _tail(self, exp_id: int) -> str:
         """The end of what the evaluator and the candidate printed (both untrusted text)."""
