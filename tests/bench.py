@@ -28,6 +28,7 @@ from tests import (
     bench_proposers,
     bench_scale,
     bench_screen,
+    bench_search,
     bench_suites,
     bench_tuner,
 )
@@ -384,6 +385,7 @@ def main() -> int:
 
     bench_proposers.section()
     bench_tuner.section()
+    bench_search.section()
     bench_screen.section()
     bench_scale.section()
     bench_gateway.section()

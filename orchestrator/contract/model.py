@@ -276,6 +276,25 @@ class Screen(_Model):
     the metric's units; None = the noise band of the full runs."""
 
 
+class GreedySearch(_Model):
+    """Every proposal starts from the night's best (the default: one hill, climbed)."""
+
+    kind: Literal["greedy"] = "greedy"
+
+
+class TreeSearch(_Model):
+    """Each proposal starts from a parent chosen among the baseline and every experiment that
+    was measured (kept or not) by UCB: how good its score is against how often it was tried
+    (night/search.py). A candidate that beats the night's best merges (its exact tree)."""
+
+    kind: Literal["tree"] = "tree"
+    c: float = Field(default=1.0, ge=0)
+    """Exploration weight: 0 = always the best-scoring node; larger = untried nodes sooner."""
+
+
+SearchConfig = Annotated[GreedySearch | TreeSearch, Field(discriminator="kind")]
+
+
 class Contract(_Model):
     direction: RepoPath | None = None
     """The human-written Markdown brief the agent reads."""
@@ -290,6 +309,8 @@ class Contract(_Model):
     score: Score | None = None
     screen: Screen | None = None
     executor: ExecutorConfig = LocalExecutorConfig()
+    search: SearchConfig = GreedySearch()
+    """`[search]`: where each proposal starts (`greedy`, the default, or `tree`)."""
     review: Literal["none", "flagged"] = "flagged"
     """`flagged` (default): a winner whose proposal makes a known tampering move (an exit hook,
     a patched clock, a planted conftest.py...) is held for a person (`autoresearch accept`)

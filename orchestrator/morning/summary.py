@@ -245,6 +245,8 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
     """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
     base = baseline_metric(exps)
     waits = held(exps)
+    made_by = {sha: x.id for x in exps for sha in (x.commit_sha, x.merged_sha) if sha}
+    made_by.setdefault(exps[0].parent if exps else "", 0)  # the commit the night started at
     blocks = []
     for e in exps:
         outcome = e.status or f"({e.phase})"
@@ -264,6 +266,8 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
         ]
         if e.hypothesis and e.id:
             lines.append(f"  hypothesis: {sanitize.field(e.hypothesis)}")
+        if e.id and e.parent in made_by:  # the tree a tree search grows, one edge a block
+            lines.append(f"  from:       #{made_by[e.parent]}")
         stat = diff_stat(experiment_dir(ledger_dir, e.id) / "diff.patch")
         if stat:
             lines.append(f"  files:      {stat}")

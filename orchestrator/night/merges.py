@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.contract.model import Contract
+from orchestrator.contract.model import Contract, TreeSearch
 from orchestrator.errors import ProposalRefused
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
@@ -62,7 +62,9 @@ class Merges:
             )
             self.ledger.write_results_tsv()
             return None
-        if exp.status == "keep" and exp.id > 0:
+        if exp.status == "keep" and exp.id > 0 and isinstance(self.contract.search, TreeSearch):
+            merged = self._merge_tree(exp)
+        elif exp.status == "keep" and exp.id > 0:
             assert exp.commit_sha is not None
             head = self.ws.best()
             if self.ws.is_merge_of(head, exp.commit_sha, exp.parent):
@@ -135,7 +137,17 @@ class Merges:
             except ProposalRefused:
                 return None  # e.g. the new best holds those values already
 
-    def _merge(self, exp: Experiment) -> str:
+    def _merge_tree(self, exp: Experiment) -> str:
+        """Tree search: a winner beat the night's best on its own tree, whichever node it
+        started from; that exact tree goes onto the run branch (once: a resumed night finds
+        the head already holds it)."""
+        assert exp.commit_sha is not None
+        head = self.ws.best()
+        if self.ws.tree(head) == self.ws.tree(exp.commit_sha):
+            return head
+        return self._merge(exp, onto=head)
+
+    def _merge(self, exp: Experiment, onto: str | None = None) -> str:
         """Fast-forward the run branch (at the candidate's parent) to its tree, with provenance."""
         assert exp.commit_sha is not None
         base = self.ledger.get(0)
@@ -151,4 +163,5 @@ class Merges:
             "Autoresearch-Image": info.image_id or self.contract.sandbox.image,
             "Autoresearch-Evaluator": info.evaluator_hash,
         }
-        return self.ws.merge(exp.commit_sha, exp.parent, exp.description, exp.hypothesis, trailers)
+        return self.ws.merge(exp.commit_sha, onto or exp.parent, exp.description, exp.hypothesis,
+                             trailers)  # fmt: skip

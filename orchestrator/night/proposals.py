@@ -30,6 +30,7 @@ from orchestrator.errors import InfraError, ProposalRefused
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
 from orchestrator.night import Note
+from orchestrator.night.search import parent_for
 from orchestrator.night.tampering import screen
 from orchestrator.workspace import Workspace, remove_paths, remove_tree
 
@@ -77,14 +78,18 @@ class Proposals:
         return Proposed(0, dispatch=True)
 
     def reserve(self) -> int:
-        """The next experiment's row, forked from the best now (phase `proposing`)."""
+        """The next experiment's row (phase `proposing`), forked from the best now, or from the
+        parent the tree search picks (`search.py`)."""
         n = self.ledger.next_id()
-        self.ledger.begin(n, self.ws.best())
+        self.ledger.begin(n, self._parent())
         return n
 
     def restart(self, n: int) -> None:
-        """A proposal a kill interrupted: asked again under its id, from the best now."""
-        self.ledger.reparent(n, self.ws.best())
+        """A proposal a kill interrupted: asked again under its id, from a parent chosen now."""
+        self.ledger.reparent(n, self._parent())
+
+    def _parent(self) -> str:
+        return parent_for(self.contract, self.ledger.experiments(), self.ws.best())
 
     def make(self, n: int, cancelled: threading.Event) -> Proposed | None:
         """Ask the agent for experiment `n` (a row in phase `proposing`) and freeze its edit;
