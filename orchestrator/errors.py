@@ -66,6 +66,8 @@ class ProposalRefused(Exception):
         self.description = description
         self.cost_usd = cost_usd
         self.usage = usage or {}
+        self.by: str | None = None
+        """Which member of a portfolio made the refused proposal."""
 
 
 class Cancelled(Exception):

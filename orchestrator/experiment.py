@@ -69,6 +69,8 @@ class Experiment:
     """Known tampering moves its proposal makes (night/tampering.py); [] when none."""
     tree: str | None = None
     """The candidate's git tree: a later candidate with the same tree is not run again."""
+    agent: str | None = None
+    """Which member of a portfolio proposed it (`agent.kind = "portfolio"`); None otherwise."""
 
     @property
     def holds_best(self) -> bool:

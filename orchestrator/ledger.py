@@ -102,6 +102,7 @@ _ADDED = {
         "node TEXT",
         "flags TEXT",
         "tree TEXT",
+        "agent TEXT",
     ),
 }
 
@@ -234,10 +235,13 @@ class Ledger(Notebook):
             reason, time.time(), exp_id,
         )  # fmt: skip
 
-    def cost(self, exp_id: int, cost_usd: float | None, usage: dict[str, int]) -> None:
-        """What proposing experiment `exp_id` cost (recorded even when it is refused)."""
-        sql = "UPDATE experiment SET cost_usd=?, usage=? WHERE id=?"
-        self._write(sql, cost_usd, json.dumps(usage), exp_id)
+    def cost(
+        self, exp_id: int, cost_usd: float | None, usage: dict[str, int], agent: str | None = None
+    ) -> None:
+        """What proposing experiment `exp_id` cost (recorded even when it is refused), and which
+        member of a portfolio proposed it."""
+        sql = "UPDATE experiment SET cost_usd=?, usage=?, agent=COALESCE(?, agent) WHERE id=?"
+        self._write(sql, cost_usd, json.dumps(usage), agent, exp_id)
 
     def total_cost(self) -> float:
         return float(self._query("SELECT COALESCE(SUM(cost_usd), 0) FROM experiment")[0][0])

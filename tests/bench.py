@@ -386,6 +386,7 @@ def main() -> int:
     bench_proposers.section()
     bench_tuner.section()
     bench_search.section()
+    bench_search.portfolio_section()
     bench_screen.section()
     bench_scale.section()
     bench_gateway.section()

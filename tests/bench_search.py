@@ -58,7 +58,7 @@ class Stepper:
         """Nothing is ever in flight."""
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
-        x = int((scratch / "impl.py").read_text().split("=")[1])
+        x = int((scratch / "impl.py").read_text().splitlines()[0].split("=")[1])
         step = self.rng.choice([-1, 1, 2])
         (scratch / "impl.py").write_text(f"X = {min(29, max(0, x + step))}\n")
         return Proposal(f"X {step:+d}")
@@ -75,7 +75,7 @@ class Landscape(InstantExecutor):
         with tarfile.open(fileobj=io.BytesIO(attempt.tree)) as tar:
             member = tar.extractfile("impl.py")
             assert member is not None
-            x = int(member.read().decode().split("=")[1])
+            x = int(member.read().decode().splitlines()[0].split("=")[1])
         out = f"score: {self.scores[x]}\n"
         return ContainerResult(0, False, False, 0.01, 50 * 1024**2, 0.01, out)
 
@@ -121,5 +121,67 @@ def section(seeds: int = SEEDS) -> None:
     print(f"tree better than greedy on {better} of {seeds} seeds")
 
 
+class Useless:
+    """Changes nothing that matters: a comment."""
+
+    in_turn = False
+
+    def cancel(self) -> None:
+        """Nothing is ever in flight."""
+
+    def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        with (scratch / "impl.py").open("a") as f:
+            f.write(f"# note {ctx.experiment}\n")
+        return Proposal("a comment")
+
+
+class Climber(Stepper):
+    """Always one step on: every proposal from the best is a win."""
+
+    def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
+        x = int((scratch / "impl.py").read_text().splitlines()[0].split("=")[1])
+        text = (scratch / "impl.py").read_text().replace(f"X = {x}", f"X = {min(29, x + 1)}", 1)
+        (scratch / "impl.py").write_text(text)
+        return Proposal("X +1")
+
+
+def portfolio_night(tmp: Path, slots: int, proposals: int = 20) -> float:
+    """The share of the first `proposals` that went to the member that yields."""
+    from orchestrator.agents.portfolio import Portfolio
+
+    repo = make_repo(tmp / f"portfolio-{slots}", {"impl.py": "X = 0\n"})
+    contract = build_contract({
+        "implementation": {"paths": ["impl.py"]},
+        "evaluator": {"command": "true", "isolation": "shared"},
+        "metric": {"name": "score", "goal": "min"},
+        "budget": {"parallel": slots, "pipeline": 0, "baseline_repeats": 1,
+                   "max_experiments": proposals, "seconds": 60},
+        "agent": {"kind": "none"},
+    }, {}, "bench")  # fmt: skip
+    scores = list(range(30, 0, -1))  # X = 0 scores 30; every step on is better
+    agent = Portfolio([("useless", Useless()), ("climber", Climber(0))], "min", 1.0)
+    with (
+        mock.patch.object(runs, "build_executor", lambda *_a: Landscape(scores)),
+        mock.patch.object(runs, "build_agent", lambda *_a: agent),
+    ):
+        run = runs.start_run(repo, "pf", contract, "bench", None, say=lambda _m: None,
+                             backoff=Backoff(1, 5))  # fmt: skip
+    run.execute()
+    by = [e.agent for e in run.ledger.experiments() if e.id > 0][:proposals]
+    return by.count("climber") / len(by)
+
+
+def portfolio_section() -> None:
+    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
+        shares = {slots: portfolio_night(Path(tmp), slots) for slots in (1, 4)}
+    print("\nportfolio: a member whose every proposal wins and one whose proposals change nothing "
+          "(UCB1 on improvement per sandbox-second)")  # fmt: skip
+    print("| slots | the useful member's share of the first 20 proposals | target |")
+    print("| --- | --- | --- |")
+    for slots, share in shares.items():
+        print(f"| {slots} | {share:.0%} | most (> 50%) |")
+
+
 if __name__ == "__main__":
     section()
+    portfolio_section()

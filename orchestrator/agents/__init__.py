@@ -54,6 +54,8 @@ class Proposal:
     waiting its turn; None when it cannot tell (the whole proposal's time is used)."""
     notes: tuple[str, ...] = ()
     """What this proposal found that the others should know (the shared notes)."""
+    by: str | None = None
+    """Which member of a portfolio made it (recorded as the experiment's `agent`)."""
 
 
 class Agent(Protocol):

@@ -226,13 +226,36 @@ class NoneAgentConfig(_Member):
     builder: ClassVar[str] = "orchestrator.agents.none:build"
 
 
+PortfolioMember = Annotated[
+    ReplayAgentConfig | AnthropicAgentConfig | TunerAgentConfig | CommandAgentConfig,
+    Field(discriminator="kind"),
+]
+
+
+class PortfolioAgentConfig(_Member):
+    """Several agents; each proposal goes to one, by a bandit rule on what each yielded
+    (agents/portfolio.py)."""
+
+    kind: Literal["portfolio"] = "portfolio"
+    builder: ClassVar[str] = "orchestrator.agents.portfolio:build"
+    members: list[PortfolioMember] = Field(min_length=2)
+    """`[[agent.members]]`: each a whole `[agent]` table of its own kind."""
+    explore: float = Field(default=1.0, ge=0)
+    """How much an untried or rarely tried member is favoured (UCB1's weight)."""
+
+    def labels(self) -> list[str]:
+        """Each member's name in the ledger and on screen: its place and kind (`1-tuner`)."""
+        return [f"{i}-{m.kind}" for i, m in enumerate(self.members, start=1)]
+
+
 AgentConfig = Annotated[
     ReplayAgentConfig
     | AnthropicAgentConfig
     | TunerAgentConfig
     | CommandAgentConfig
     | AutoAgentConfig
-    | NoneAgentConfig,
+    | NoneAgentConfig
+    | PortfolioAgentConfig,
     Field(discriminator="kind"),
 ]
 

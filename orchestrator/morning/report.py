@@ -288,7 +288,9 @@ def _cards(d: dict[str, Any]) -> str:
         ("accelerator-hours", f"{d['accelerator_hours']:.2f}"),
         ("cost (agent and services)", f"${d['cost_usd']:.2f}"),
         ("duty cycle", duty),
-    ]
+        *((f"agent {m['member']}", f"{m['share']:.0%} of proposals · {m['kept']} kept · gain "
+           f"{m['gain']:.3g}") for m in d.get("agents", [])),
+    ]  # fmt: skip
     return "".join(
         f"<div class='card'><span class='muted'>{_esc(k)}</span><b>{_esc(v)}</b></div>"
         for k, v in cards

@@ -89,7 +89,28 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
     head = _headline(info, exps, metric, goal, base)
     warn = [FORGEABLE] if contract.forgeable else []
     wait = waiting(info.tag, exps)
-    return "\n".join([*warn, head, *lines, *([wait] if wait else [])])
+    members = [_member_line(m) for m in agent_yields(exps, contract)]
+    return "\n".join([*warn, head, *lines, *([wait] if wait else []), *members])
+
+
+def agent_yields(exps: list[Experiment], contract: Contract) -> list[dict[str, Any]]:
+    """A portfolio's members: each one's share of the proposals and what it yielded."""
+    from orchestrator.agents.config import PortfolioAgentConfig
+    from orchestrator.agents.portfolio import yields
+
+    if not isinstance(contract.agent, PortfolioAgentConfig):
+        return []
+    got = yields(exps, contract.metric.goal, contract.agent.labels())
+    total = sum(y.proposals for y in got.values()) or 1
+    return [{"member": m, "proposals": y.proposals, "share": y.proposals / total, "kept": y.kept,
+             "gain": y.gain, "gain_per_sandbox_s": y.per_s, "cost_usd": y.cost_usd}
+            for m, y in got.items()]  # fmt: skip
+
+
+def _member_line(m: dict[str, Any]) -> str:
+    return (f"agent {m['member']}: {m['proposals']} proposals ({m['share']:.0%}), {m['kept']} "
+            f"kept, gain {m['gain']:.6g} ({m['gain_per_sandbox_s']:.3g} per sandbox-second), "
+            f"${m['cost_usd']:.2f}")  # fmt: skip
 
 
 def _service_columns(contract: Contract) -> list[tuple[str, str]]:
@@ -188,6 +209,7 @@ def summary(
         "slots": info.slots,
         "duty_cycle": info.duty_cycle,
         "base_commit": info.base_commit,
+        "agents": agent_yields(exps, contract),
         "experiments": rows,
     }
 

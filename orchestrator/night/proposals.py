@@ -105,7 +105,7 @@ class Proposals:
             if proposal is None:
                 self.ledger.abandon(n)
                 return None
-            self.ledger.cost(n, proposal.cost_usd, proposal.usage)
+            self.ledger.cost(n, proposal.cost_usd, proposal.usage, proposal.by)
             for text in proposal.notes[:NOTES_EACH]:
                 if line := one_line(text)[:NOTE_CHARS]:
                     self.ledger.note(n, line)
@@ -119,7 +119,7 @@ class Proposals:
             if cancelled.is_set() and not e.cost_usd:  # stopped, and it spent nothing: no trace
                 self.ledger.abandon(n)
                 return None
-            self.ledger.cost(n, e.cost_usd, e.usage)
+            self.ledger.cost(n, e.cost_usd, e.usage, e.by)
             return self._refuse(n, e.reason, description=e.description or "(no proposal)")
         finally:
             remove_tree(scratch)
