@@ -40,8 +40,9 @@ ASK = (
     "{'content-type': 'application/json', 'x-api-key': 'x', 'anthropic-version': '2023-06-01'})).read()\""
 )
 """One Messages API call, as a CLI makes it (the gateway adds the key and counts the usage)."""
-SCORE = "python3 -c \"print('score:', -open('impl.py').read().count('# idea'))\""
-"""Each idea line is an improvement over the commit it forked from."""
+SCORE = "echo score: -$(grep -c '# idea' impl.py)"
+"""Each idea line is an improvement over the commit it forked from (no Python: the cores are
+not what is measured)."""
 
 
 @dataclass(frozen=True)
