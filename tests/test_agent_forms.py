@@ -59,7 +59,8 @@ elif name == "codex":
 else:
     prompt = open(args[args.index("--message-file") + 1]).read()
     may_write = True
-assert len(prompt) > 256 * 1024 and prompt.rstrip().endswith("`HYPOTHESIS: <why it should help>`."), len(prompt)
+assert len(prompt) > 256 * 1024 and "`HYPOTHESIS: <why it should help>`" in prompt, len(prompt)
+assert prompt.rstrip().endswith("ruled out and why>`."), prompt[-200:]  # whole, to its end
 
 
 def post(url, body, headers):

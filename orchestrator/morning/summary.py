@@ -267,8 +267,11 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
     """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
     base = baseline_metric(exps)
     waits = held(exps)
-    made_by = {sha: x.id for x in exps for sha in (x.commit_sha, x.merged_sha) if sha}
-    made_by.setdefault(exps[0].parent if exps else "", 0)  # the commit the night started at
+    made_by: dict[str, int] = {exps[0].parent: 0} if exps else {}  # where the night started
+    for x in exps:  # the first to make a commit names it (a duplicate can share its sha)
+        for sha in (x.commit_sha, x.merged_sha):
+            if sha:
+                made_by.setdefault(sha, x.id)
     blocks = []
     for e in exps:
         outcome = e.status or f"({e.phase})"
