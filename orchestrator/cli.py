@@ -196,9 +196,9 @@ def log(ctx: click.Context, tag: str) -> None:
 def steer(ctx: click.Context, tag: str, text: str) -> None:
     """Tell every later proposal of run TAG something (a new idea, a constraint, "stop trying
     X"), while it runs or before `resume`; kept in its ledger and shown by `log`."""
-    from orchestrator.agents.context import STEER_CHARS, one_line
+    from orchestrator.agents.context import STEER_CHARS
 
-    note = one_line(text)
+    note = sanitize.line(text)
     if not note or len(note) > STEER_CHARS:
         raise UserError(f"a steering note is 1 to {STEER_CHARS} characters (this one: {len(note)})")
     ledger, _contract, _ws = _opened(ctx, tag)

@@ -42,6 +42,12 @@ def field(text: str) -> str:
     return terminal(" ".join(text.split()), one_line=True)
 
 
+def line(text: str) -> str:
+    """One line of plain text for a prompt: whitespace runs become one space, control
+    characters are dropped (escaped, they would read as content)."""
+    return _CONTROL.sub("", " ".join(text.split()))
+
+
 def commit(text: str) -> str:
     """A commit message body that holds no trailer-shaped line and no control byte."""
     clean = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))

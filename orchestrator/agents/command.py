@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,17 +263,21 @@ class CommandAgent:
 def _fields(text: str) -> dict[str, str]:
     """The `DESCRIPTION: ...` and `HYPOTHESIS: ...` lines a CLI printed (the last of each)."""
     fields = {"DESCRIPTION": "", "HYPOTHESIS": ""}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in fields and value.strip():
-            fields[key.strip()] = value.strip()
+    fields.update((k, v) for k, v in _keyed(text) if k in fields)
     return fields
 
 
 def _notes(text: str) -> list[str]:
     """The `NOTE: ...` lines a CLI printed, for the other proposers."""
-    return [v.strip() for k, _, v in (ln.partition(":") for ln in text.splitlines())
-            if k.strip() in ("NOTE", "NOTES") and v.strip()]  # fmt: skip
+    return [v for k, v in _keyed(text) if k in ("NOTE", "NOTES")]
+
+
+def _keyed(text: str) -> Iterator[tuple[str, str]]:
+    """Each `KEY: value` line a CLI printed with a value, in order."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if value.strip():
+            yield key.strip(), value.strip()
 
 
 def _spent(figures: dict[str, float]) -> tuple[float | None, dict[str, int]]:

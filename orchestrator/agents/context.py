@@ -203,32 +203,24 @@ def render_dynamic(ctx: Context, full: str = "") -> str:
 
 def render_steering(notes: list[tuple[float, str]]) -> str:
     """What the person running the night said since it began, the latest STEER_NOTES."""
-    shown = notes[-STEER_NOTES:]
-    lines = ["# Steering (written by the human while this night runs; newest last — where it "
-             "differs from the direction, it wins)\n"]  # fmt: skip
-    if len(notes) > len(shown):
-        lines.append(f"({len(notes) - len(shown)} earlier notes not shown)")
-    for at, text in shown:
-        when = time.strftime("%H:%M UTC", time.gmtime(at))
-        lines.append(f"- {when}: {text[:STEER_CHARS]}")
-    return "\n".join(lines) + "\n"
+    rows = [f"- {time.strftime('%H:%M UTC', time.gmtime(at))}: {text[:STEER_CHARS]}"
+            for at, text in notes]  # fmt: skip
+    return _latest("# Steering (written by the human while this night runs; newest last — "
+                   "where it differs from the direction, it wins)", rows, STEER_NOTES)  # fmt: skip
 
 
 def render_notes(notes: list[tuple[int, str]], history: list[Experiment]) -> str:
     """The proposers' shared notes, the latest NOTES_SHOWN, each with how its experiment went."""
     status = {e.id: e.status or e.phase for e in history}
-    shown = notes[-NOTES_SHOWN:]
-    lines = ["# Notes the proposers left for each other (written by agents like you; the "
-             "experiment's outcome in brackets)\n"]  # fmt: skip
-    if len(notes) > len(shown):
-        lines.append(f"({len(notes) - len(shown)} earlier notes not shown)")
-    lines += [f"- #{n} [{status.get(n, '?')}]: {text}" for n, text in shown]
-    return "\n".join(lines) + "\n"
+    rows = [f"- #{n} [{status.get(n, '?')}]: {text}" for n, text in notes]
+    return _latest("# Notes the proposers left for each other (written by agents like you; "
+                   "the experiment's outcome in brackets)", rows, NOTES_SHOWN)  # fmt: skip
 
 
-def one_line(text: str) -> str:
-    """`text` as one line of printable characters."""
-    return "".join(ch for ch in " ".join(str(text).split()) if ch.isprintable())
+def _latest(heading: str, rows: list[str], most: int) -> str:
+    """A prompt section of the latest `most` rows, saying how many earlier ones it leaves out."""
+    left_out = [f"({len(rows) - most} earlier notes not shown)"] if len(rows) > most else []
+    return "\n".join([heading + "\n", *left_out, *rows[-most:]]) + "\n"
 
 
 def render_prompt(ctx: Context, full: str = "") -> str:

@@ -17,13 +17,13 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from orchestrator import sanitize
 from orchestrator.agents import Agent, Context, Proposal
 from orchestrator.agents.context import (
     NOTE_CHARS,
     NOTES_EACH,
     RECENT_FAILURES,
     TAIL_CHARS,
-    one_line,
 )
 from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, ProposalRefused
@@ -89,7 +89,7 @@ class Proposals:
         self.ledger.reparent(n, self._parent())
 
     def _parent(self) -> str:
-        return parent_for(self.contract, self.ledger.experiments(), self.ws.best())
+        return parent_for(self.contract, self.ledger.experiments, self.ws.best())
 
     def make(self, n: int, cancelled: threading.Event) -> Proposed | None:
         """Ask the agent for experiment `n` (a row in phase `proposing`) and freeze its edit;
@@ -107,7 +107,7 @@ class Proposals:
                 return None
             self.ledger.cost(n, proposal.cost_usd, proposal.usage, proposal.by)
             for text in proposal.notes[:NOTES_EACH]:
-                if line := one_line(text)[:NOTE_CHARS]:
+                if line := sanitize.line(str(text))[:NOTE_CHARS]:
                     self.ledger.note(n, line)
             try:
                 hidden = self.contract.hidden

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 
 from orchestrator.contract.model import Contract, TreeSearch
 from orchestrator.experiment import Experiment
 
 
-def parent_for(contract: Contract, experiments: list[Experiment], best: str) -> str:
-    """The commit the next proposal forks from; `best` is the run branch's head."""
+def parent_for(contract: Contract, read: Callable[[], list[Experiment]], best: str) -> str:
+    """The commit the next proposal forks from; `best` is the run branch's head, `read` the
+    ledger's experiments (read only by a tree search)."""
     search = contract.search
     if not isinstance(search, TreeSearch):
         return best
+    experiments = read()
     nodes = _nodes(experiments)
     if not nodes:
         return best
