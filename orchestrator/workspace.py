@@ -305,6 +305,10 @@ class Workspace:
             }
         return self._blob_cache[commit]
 
+    def added(self, parent: str, commit: str) -> tuple[str, ...]:
+        """The implementation files at `commit` that `parent` has not."""
+        return tuple(sorted(set(self._impl_blobs(commit)) - set(self._impl_blobs(parent))))
+
     def implementation_files(self, commit: str, limit: int = 200_000) -> dict[str, str]:
         """The text of each implementation file at `commit` (what an agent is shown)."""
         return {
@@ -342,11 +346,8 @@ class Workspace:
             changes = self._changes(parent, env)
             rules.validate(changes, self.impl, self._sizes, self._batch)
             tree = self.git("write-tree", env=env).decode().strip()
-        commit = (
-            self.git("commit-tree", tree, "-p", parent, "-m", sanitize.commit(message))
-            .decode()
-            .strip()
-        )
+        made = self.git("commit-tree", tree, "-p", parent, "-m", sanitize.commit(message))
+        commit = made.decode().strip()
         diff = self.diff(parent, commit)
         if (size := len(diff.encode())) > self.impl.max_diff_bytes:
             raise ProposalRefused(

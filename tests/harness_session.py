@@ -23,8 +23,8 @@ from orchestrator.harness import HARNESS_DIR
 
 class Session:
     def __init__(self, tmp: Path, files: dict[str, str], trusted_only: dict[str, str] | None = None,
-                 call_s: float = 20) -> None:  # fmt: skip
-        self.tmp, self.call_s = tmp, call_s
+                 call_s: float = 20, added: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.tmp, self.call_s, self.added = tmp, call_s, added
         self.ws, self.trusted = tmp / "ws", tmp / "trusted"
         for tree in (self.ws, self.trusted):
             for rel, text in files.items():
@@ -58,6 +58,7 @@ class Session:
             "PYTHONPATH": str(HARNESS_DIR),
             "AUTORESEARCH_TRUSTED_ROOT": str(self.trusted),
             "AUTORESEARCH_IMPLEMENTATION": json.dumps(self.files),
+            "AUTORESEARCH_ADDED": json.dumps(list(self.added)),
             "AUTORESEARCH_WORKER": str(self.sock),
             "AUTORESEARCH_BUDGET_S": "10",
             "AUTORESEARCH_CALL_S": f"{self.call_s:g}",

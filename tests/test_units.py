@@ -178,3 +178,33 @@ def test_the_orchestrators_own_figures_are_metrics_no_evaluator_can_print() -> N
         "score": 3.0, "sandbox.wall_s": 2.5, "sandbox.cpu_s": 1.25, "sandbox.peak_memory_mb": 64.0
     }  # fmt: skip
     assert "sandbox.cpu_s" not in measured(replace(r, cpu_s=None))
+
+
+def test_a_new_module_named_like_the_standard_librarys_is_flagged(tmp_path: Path) -> None:
+    from orchestrator.night.tampering import screen
+    from tests.conftest import contract_for
+
+    contract = contract_for(tmp_path)
+    new = "--- /dev/null\n+++ b/pkg/{}\n@@ -0,0 +1 @@\n+x = 1\n"
+    edited = "--- a/pkg/{0}\n+++ b/pkg/{0}\n@@ -1 +1 @@\n-x = 0\n+x = 1\n"
+    for path in ("statistics.py", "json/__init__.py"):
+        assert any("standard library" in f for f in screen(new.format(path), contract)), path
+    for diff in (new.format("helpers.py"), edited.format("types.py"), new.format("statistics.txt")):
+        assert screen(diff, contract) == [], diff
+
+
+def test_the_files_a_candidate_added_are_named_against_its_parent(tmp_path: Path) -> None:
+    from orchestrator.contract.model import Implementation
+    from orchestrator.workspace import Workspace
+    from tests.conftest import git, make_repo
+
+    repo = make_repo(tmp_path / "r", {"pkg/a.py": "A = 1\n", "bench.py": "x\n"})
+    parent = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "pkg" / "pytest.py").write_text("def main(*a):\n    return 0\n")
+    (repo / "notes.txt").write_text("outside the implementation\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "plant")
+    child = git(repo, "rev-parse", "HEAD").strip()
+    ws = Workspace(repo, "t", Implementation(paths=["pkg/**"]))
+    assert ws.added(parent, child) == ("pkg/pytest.py",)
+    assert ws.added(child, child) == () and ws.added(child, parent) == ()

@@ -53,6 +53,9 @@ class Attempt:
     gpus: tuple[str, ...] = ()
     """GPUs leased by the driver (local); a Ray node uses the ones Ray assigned instead."""
     seccomp: str | None = None
+    added: tuple[str, ...] = ()
+    """Implementation files the candidate added to the commit it started from: in harness mode
+    none of them may stand in for a module found elsewhere (`autoresearch_harness/hook.py`)."""
 
     @property
     def name(self) -> str:
@@ -239,7 +242,7 @@ def _harness_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> Contain
     env = {k: v for k, v in spec.env.items() if k != "AUTORESEARCH_SEED"}  # drawn inside
     return replace(
         spec,
-        env={**env, **isolation.environment(c, files)},
+        env={**env, **isolation.environment(c, files, attempt.added)},
         user=f"{uid}:{gid}",
         tmpfs=isolation.tmpfs(c, (uid, gid), files),
         worker=isolation.worker(c.sandbox.user),

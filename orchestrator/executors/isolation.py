@@ -113,7 +113,7 @@ def give_results_to(disk: Workdir, uid: int, gid: int) -> None:
 def command(evaluator_command: str) -> str:
     """The container's command: the trusted entry, which runs the evaluator's command."""
     boot = f"{HARNESS}/autoresearch_harness/boot.py"
-    return f"exec python3 -I {boot} {shlex.quote(evaluator_command)}"
+    return f"exec python3 -I -S {boot} {shlex.quote(evaluator_command)}"  # -S: no site to import
 
 
 def shared_command(evaluator_command: str) -> str:
@@ -147,10 +147,11 @@ def tmpfs(c: Contract, trusted: tuple[int, int], implementation: list[str]) -> d
     }
 
 
-def environment(c: Contract, files: list[str]) -> dict[str, str]:
+def environment(c: Contract, files: list[str], added: tuple[str, ...] = ()) -> dict[str, str]:
     return {
         "AUTORESEARCH_TRUSTED_ROOT": TRUSTED_ROOT,
         "AUTORESEARCH_IMPLEMENTATION": json.dumps(files),
+        "AUTORESEARCH_ADDED": json.dumps(sorted(set(added) & set(files))),
         "AUTORESEARCH_WORKER": SOCKET,
         "AUTORESEARCH_WORKSPACE": "/workspace",
         "AUTORESEARCH_PRIVATE": PRIVATE,

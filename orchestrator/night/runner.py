@@ -104,6 +104,7 @@ class Runner:
         assert exp.commit_sha is not None
         try:
             tree = self.ws.archive(exp.commit_sha)
+            added = self.ws.added(exp.parent, exp.commit_sha)
         except OSError as e:
             raise InfraError(f"exporting the candidate failed: {e}") from e
         return self.executor.run(
@@ -119,5 +120,6 @@ class Runner:
                 labels={"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)},
                 gpus=self.gpus,
                 seccomp=self.seccomp,
+                added=added,
             )
         )

@@ -11,6 +11,8 @@ a change that legitimately patches `time.sleep` in its own code is flagged too.
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import PurePosixPath
 
 from orchestrator.contract.model import Contract
 
@@ -41,13 +43,18 @@ def screen(diff: str, contract: Contract) -> list[str]:
     """The tampering moves the diff's added lines make (each named once, in a fixed order)."""
     added: list[str] = []
     planted: list[str] = []
+    named_like_stdlib: list[str] = []
+    previous = ""
     for line in diff.splitlines():
         if line.startswith("+++ "):
             path = line[4:].removeprefix("b/")
             if _PLANTED.search(path):
                 planted.append(path)
+            if previous == "--- /dev/null" and _stdlib_name(path):
+                named_like_stdlib.append(path)
         elif line.startswith("+"):
             added.append(line[1:])
+        previous = line
     text = "\n".join(added)
     flags = [name for name, pattern in _MOVES if pattern.search(text)]
     forged = _metric_lines(contract).search(text)
@@ -61,4 +68,15 @@ def screen(diff: str, contract: Contract) -> list[str]:
         flags.append(
             f"plants a file the interpreter or test runner loads ({', '.join(planted[:3])})"
         )
+    if named_like_stdlib:
+        flags.append(
+            f"adds a module named like the standard library's ({', '.join(named_like_stdlib[:3])})"
+        )
     return flags
+
+
+def _stdlib_name(path: str) -> bool:
+    """`pkg/statistics.py` or `pkg/json/__init__.py`: on a path where it would shadow the real one."""
+    p = PurePosixPath(path)
+    name = p.parent.name if p.name == "__init__.py" else p.stem if p.suffix == ".py" else ""
+    return name in sys.stdlib_module_names

@@ -380,3 +380,57 @@ def test_an_other_copy_of_a_module_of_the_implementation_is_refused(tmp_path: Pa
         assert "trusted/evil/__init__.py" in done.stderr
     finally:
         s.close()
+
+
+def test_a_candidates_file_never_stands_in_for_a_module_the_trusted_side_means(
+    tmp_path: Path,
+) -> None:
+    """`pkg/statistics.py` (a standard library name) or a new `pkg/pytest.py` (an installed
+    package) on the evaluator's path would answer the evaluator's own imports: its median,
+    its test run. Refused with one line; the project's own modules still import."""
+    forged = {"pkg/statistics.py": "def median(xs):\n    return 0.0001\n",
+              "pkg/pytest.py": "def main(*a, **k):\n    return 0\n",
+              "pkg/primes.py": "def count(n):\n    return n\n"}  # fmt: skip
+    s = Session(tmp_path, forged, added=("pkg/pytest.py", "pkg/statistics.py"))
+    try:
+        for module, other in (
+            ("statistics", "the standard library's statistics"),
+            ("pytest", "pytest"),
+        ):
+            done = s.run(f"""
+                import sys
+                sys.path.insert(0, "pkg")
+                import {module}
+                print("imported", {module}.__file__)
+            """)
+            assert done.returncode != 0 and "imported" not in done.stdout, (module, done.stdout)
+            assert f"pkg/{module}.py would shadow" in done.stderr and other in done.stderr, (
+                done.stderr
+            )
+        done = s.run("""
+            import sys
+            sys.path.insert(0, "pkg")
+            import primes
+            print("count", primes.count(3))
+        """)
+        assert done.stdout.split() == ["count", "3"], done.stderr
+    finally:
+        s.close()
+
+
+def test_a_file_the_project_had_keeps_its_name_even_where_a_copy_is_installed(
+    tmp_path: Path,
+) -> None:
+    """Not added by this candidate: the repository's own module wins over an installed copy, as
+    pytest's rootdir does; only a standard library name is never the candidate's."""
+    s = Session(tmp_path, {"evil/__init__.py": "WHO = 'candidate'"},
+                {"site/evil/__init__.py": "WHO = 'installed copy'"})  # fmt: skip
+    try:
+        done = s.run("""
+            import sys
+            sys.path.append("site")
+            print(__import__("evil").WHO)
+        """)
+        assert done.stdout.strip() == "candidate", done.stderr
+    finally:
+        s.close()

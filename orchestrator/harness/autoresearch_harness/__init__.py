@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .measure import Figures, window
 from .text import CandidateError, CandidateGone, CandidateText
+
+if TYPE_CHECKING:
+    from .measure import Figures, window
 
 __all__ = [
     "CandidateError",
@@ -44,6 +45,16 @@ __all__ = [
     "start",
     "window",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`window` and `Figures` load when first used: the hook imports this package in every
+    trusted Python, and most never measure."""
+    if name in ("window", "Figures"):
+        from . import measure
+
+        return getattr(measure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def seed() -> int:
@@ -100,7 +111,7 @@ def run(
     """
     if not os.environ.get("AUTORESEARCH_WORKER"):  # shared mode: here, as ourselves
         return _run_here(command, timeout=timeout, env=env, input=input)
-    from .hook import connection, request
+    from .session import connection, request
 
     peer = connection()
     result: dict[str, Any] = request(
@@ -120,6 +131,8 @@ def start(command: str | list[str], *, env: dict[str, str] | None = None) -> Any
     `.stdout.readline()`. Reach a service it starts over loopback (127.0.0.1).
     """
     if not os.environ.get("AUTORESEARCH_WORKER"):  # shared mode: here, as ourselves
+        import subprocess
+
         return subprocess.Popen(
             command,
             shell=isinstance(command, str),
@@ -128,7 +141,7 @@ def start(command: str | list[str], *, env: dict[str, str] | None = None) -> Any
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-    from .hook import connection, request
+    from .session import connection, request
 
     return request("start", command=command, env=connection().encode(env or {}))
 
@@ -140,6 +153,8 @@ def _run_here(
     env: dict[str, str] | None,
     input: bytes | None,
 ) -> dict[str, Any]:
+    import subprocess
+
     try:
         done = subprocess.run(
             command,

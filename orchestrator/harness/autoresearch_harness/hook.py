@@ -21,96 +21,37 @@ Configured by the environment `boot.py` sets: AUTORESEARCH_TRUSTED_ROOT (the
 trusted tree), AUTORESEARCH_IMPLEMENTATION (the implementation's files, JSON,
 repo-relative), AUTORESEARCH_WORKER (the worker's socket),
 AUTORESEARCH_BUDGET_S (how long to wait for it) and AUTORESEARCH_CALL_S (the
-per-call limit).
+per-call limit). It imports little (a trusted Python that never imports the
+candidate, a tool the evaluator runs, starts nearly as fast as without it):
+the session with the worker (`session.py`) is made at the first stand-in.
 """
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import values
-from .modules import RemoteModule, fill_module
-from .peer import Gone, Peer
 from .seeding import follow_seeding
-from .shared import Shared
-from .standins import ask, pickled_by
-from .text import CandidateGone, CandidateText
-from .trusted import TrustedSide
 
-_lock = threading.Lock()
-_connection: tuple[int, Peer] | None = None
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+
 _finder: CandidateFinder | None = None
-GRACE_S = 5.0
-"""How much longer than the per-call limit the trusted side waits before the worker counts as gone
-(the worker itself ends a call at the limit)."""
 
 
-def connection() -> Peer:
-    """This process's session with the candidate's worker (a new one after a fork)."""
-    global _connection
-    with _lock:
-        if _connection is None or _connection[0] != os.getpid():
-            path = os.environ.get("AUTORESEARCH_WORKER", "/exchange/worker.sock")
-            wait = float(os.environ.get("AUTORESEARCH_BUDGET_S", "60"))
-            call = float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0)
-            root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT", os.getcwd())
-            sock = _connect(path, wait)
-            shared = Shared(origin=True, text=CandidateText)
-            peer = Peer(sock, TrustedSide(root), call + GRACE_S if call > 0 else None, shared)
-            _connection = (os.getpid(), peer)
-        return _connection[1]
-
-
-def from_candidate_pickle(data: bytes) -> Any:
-    """What a pickled stand-in loads as: the candidate loads its own bytes (never loaded here)."""
-    return ask(connection(), "unpickle", data=connection().encode(data))
-
-
-pickled_by(from_candidate_pickle)
-
-
-def _connect(path: str, wait_s: float) -> socket.socket:
-    """Connect to the worker, waiting for it to come up (the engine starts it just after us)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(path)
-            return sock
-        except OSError:
-            sock.close()
-            if time.monotonic() > deadline:
-                raise CandidateGone(
-                    "CandidateGone", f"no candidate worker answers at {path}"
-                ) from None
-            time.sleep(0.01)
-
-
-def request(op: str, **fields: Any) -> Any:
-    """Ask the worker (the library's `run`, `start`); the answer decoded as candidate data."""
-    peer = connection()
-    try:
-        return peer.request(op, CandidateText, **fields)
-    except Gone as e:
-        raise CandidateGone("CandidateGone", str(e)) from None
-
-
-class CandidateFinder(importlib.abc.MetaPathFinder):
+class CandidateFinder:
     """Claims the names that resolve to implementation files (see the module docstring)."""
 
-    def __init__(self, root: str, files: set[str]) -> None:
+    def __init__(self, root: str, files: set[str], added: frozenset[str] = frozenset()) -> None:
         self.root = os.path.abspath(root)
         self.files = files
+        self.added = added
+        """The implementation files this candidate added (not in the commit it started from)."""
         self.leaves = {os.path.splitext(os.path.basename(f))[0] for f in files}
         for f in files:
             self.leaves.update(os.path.dirname(f).split("/"))
@@ -126,6 +67,8 @@ class CandidateFinder(importlib.abc.MetaPathFinder):
         origin = found.origin if found is not None else None
         rel = self.relative(origin) if origin else None
         if rel is not None and rel in self.files:
+            if "." not in name:
+                self._refuse_shadowing(name, rel, found)
             return self._spec(name, origin or "", rel, found)
         if path is None and origin is not None:
             ours = self._implementation(name)
@@ -136,6 +79,28 @@ class CandidateFinder(importlib.abc.MetaPathFinder):
                     "sys.path (PYTHONPATH, or pytest's rootdir), or remove the other copy"
                 )
         return None
+
+    def _refuse_shadowing(self, name: str, rel: str, found: Any) -> None:
+        """A top-level name the trusted side means for another module never loads the candidate's
+        file: a standard library name never, and a name importable elsewhere (an installed
+        package) not from a file this candidate added (`pkg/pytest.py` would answer the
+        evaluator's own `import pytest`)."""
+        other: str | None = None
+        if name in sys.stdlib_module_names:
+            other = f"the standard library's {name}"
+        elif rel in self.added:
+            here = os.path.dirname(found.origin)
+            if found.submodule_search_locations:
+                here = os.path.dirname(here)
+            rest = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != here]
+            elsewhere = importlib.machinery.PathFinder.find_spec(name, rest)
+            if elsewhere is not None:
+                other = elsewhere.origin or f"the module {name} found elsewhere"
+        if other is not None:
+            raise ImportError(
+                f"{name}: the implementation's {rel} would shadow {other} — the trusted side "
+                "never takes the candidate's file for another module (rename the file)"
+            )
 
     def relative(self, path: str) -> str | None:
         rel = os.path.relpath(os.path.abspath(path), self.root)
@@ -154,7 +119,8 @@ class CandidateFinder(importlib.abc.MetaPathFinder):
 
     def _spec(self, name: str, origin: str, rel: str, found: Any) -> importlib.machinery.ModuleSpec:
         package = rel.endswith("/__init__.py")
-        spec = importlib.machinery.ModuleSpec(name, _Loader(rel), origin=origin, is_package=package)
+        loader = cast("Loader", _Loader(rel))  # a loader by its methods: importlib.abc costs 10 ms
+        spec = importlib.machinery.ModuleSpec(name, loader, origin=origin, is_package=package)
         if package:
             spec.submodule_search_locations = list(found.submodule_search_locations or [])
         spec.has_location = True
@@ -162,23 +128,17 @@ class CandidateFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
     def __init__(self, rel: str) -> None:
         self.rel = rel
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        peer = connection()
-        path = [os.path.abspath(entry or os.getcwd()) for entry in sys.path]
-        try:
-            answer = ask(peer, "import", name=spec.name, file=self.rel, path=path)
-        except Gone as e:
-            raise CandidateGone("CandidateGone", str(e)) from None
-        if not (isinstance(answer, dict) and type(answer.get("hid")) is int):
-            raise ImportError(f"{spec.name}: the candidate's worker answered no module")
-        module = RemoteModule(spec.name)
-        fill_module(module, peer, answer)
-        peer.stand_in(answer["hid"], lambda: module, keep=True)
-        return module
+        # The session's machinery is imported at the first stand-in, not in every trusted
+        # Python (a tool the evaluator runs that never imports the candidate pays nothing):
+        # only the standard library and this package, which no candidate file can shadow.
+        from .session import stand_in_module
+
+        return stand_in_module(spec.name, self.rel)
 
     def exec_module(self, module: ModuleType) -> None:
         return None  # it ran where it was imported: on the candidate's side
@@ -230,12 +190,12 @@ def install(environ: Any = os.environ) -> CandidateFinder | None:
         if isinstance(finder, CandidateFinder):
             return finder
     files = set(json.loads(environ.get("AUTORESEARCH_IMPLEMENTATION", "[]")))
+    added = frozenset(json.loads(environ.get("AUTORESEARCH_ADDED", "[]")))
     root = os.path.abspath(root)
     if root not in sys.path:
         sys.path.insert(0, root)
-    values.text_types(CandidateText)
     follow_seeding()
-    _finder = CandidateFinder(root, files)
+    _finder = CandidateFinder(root, files, added)
     sys.meta_path.insert(0, _finder)
     sys.addaudithook(_audit(files, root))
     return _finder

@@ -14,8 +14,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from . import values, wire
-
 
 class RandomSync:
     """The shared stream's state on one side (see the module docstring)."""
@@ -44,6 +42,8 @@ class RandomSync:
         if state == self._seen:
             return {}
         self._seen = state
+        from . import values  # loaded by the session already: the hook imports this module bare
+
         return {"rng": values.encode(state)}
 
     def incoming(self, frame: dict[str, Any]) -> None:
@@ -53,6 +53,8 @@ class RandomSync:
             if not self.leader:
                 self.active, self._seen = False, None
             return
+        from . import values, wire  # as above
+
         state = values.decode(frame["rng"])
         try:
             random.setstate(state)
