@@ -33,6 +33,12 @@ def test_a_clis_notes_reach_the_later_proposals(repo: Path, tmp_path: Path, star
     assert f"({2 * 11 - NOTES_SHOWN} earlier notes not shown)" in last  # bounded
     assert "idea 11: comments never move the score" in last and "idea 1:" not in last
     assert len(run.ledger.notes()) == 2 * 12
+    from orchestrator.morning.report import write_report
+
+    page = (
+        write_report(run.ledger, run.ws, run.contract).read_text().split("<h2>Shared notes</h2>")[1]
+    )
+    assert "#12: idea 12: comments never move the score" in page and "\x1b" not in page
 
 
 @pytest.fixture

@@ -44,8 +44,11 @@ def test_only_the_tree_passes_the_valley(kind: str, tmp_path: Path, sandbox) -> 
     exps = run.ledger.experiments()
     best = min(e.metric for e in exps if e.status == "keep" and e.metric is not None)
     head = git(repo, "show", f"autoresearch/{kind}:impl.py")
+    status = subprocess.run([sys.executable, "-m", "orchestrator", "--repo", str(repo), "status", kind],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     if kind == "greedy":
         assert best == 5 and head == "X = 3\n"  # stuck on the local optimum
+        assert "search tree" not in status  # a chain: nothing to draw
         return
     assert best == 0 and head == "X = 8\n"  # the exact tree of the new best, on the branch
     discarded = {e.commit_sha: e.id for e in exps if e.status == "discard"}
@@ -55,3 +58,15 @@ def test_only_the_tree_passes_the_valley(kind: str, tmp_path: Path, sandbox) -> 
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     block = log.split("\n\n")[on_worse[0].id]
     assert f"from:       #{discarded[on_worse[0].parent]}" in block  # log draws the tree
+    # status and the report draw it: the node built on a worse commit sits under that commit
+    child, parent = on_worse[0].id, discarded[on_worse[0].parent]
+    drawn = status.split("search tree")[1].splitlines()
+    row = {int(line.split("#")[1].split()[0]): line for line in drawn if "#" in line}
+    assert row[child].index("#") > row[parent].index("#"), drawn  # indented under its parent
+    assert drawn.index(row[parent]) < drawn.index(row[child])
+    best_id = min((e for e in exps if e.holds_best), key=lambda e: e.metric or 0).id
+    assert f"#{best_id} keep 0 *  " in row[best_id], row[best_id]
+    from orchestrator.morning.report import write_report
+
+    page = write_report(run.ledger, run.ws, run.contract).read_text()
+    assert "<h2>The search tree</h2>" in page and f"#{child} " in page.split("The search tree")[1]

@@ -3,6 +3,7 @@ prompt, is kept in the ledger with its time, and `log` shows it."""
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,10 @@ def test_a_note_given_while_the_night_runs_reaches_the_next_proposal(
     log = subprocess.run([*CLI, "--repo", str(repo), "log", "t"], capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     assert "steered at" in log and NOTE in log
+    from orchestrator.morning.report import write_report
+
+    page = write_report(run.ledger, run.ws, run.contract).read_text()
+    assert "<h2>Steering</h2>" in page and html.escape(NOTE) in page.split("<h2>Steering</h2>")[1]
 
 
 def test_a_note_is_one_line_of_bounded_length(repo: Path, tmp_path: Path, start) -> None:

@@ -216,6 +216,21 @@ def _held(d: dict[str, Any]) -> str:
             f"— read its diff, then <code>autoresearch accept {_esc(d['tag'])} {first}</code></div>")  # fmt: skip
 
 
+def _grown(d: dict[str, Any]) -> str:
+    """The search tree (a tree search), what people steered, and the proposers' shared notes."""
+    parts = []
+    if d.get("tree"):
+        parts.append("<h2>The search tree</h2><p class='muted'>each experiment under the one it "
+                     "started from; * the best</p><pre class='tree'>" + _esc("\n".join(d["tree"])) + "</pre>")  # fmt: skip
+    if d.get("steering"):
+        items = "".join(f"<li>{_esc(when)}: {_esc(text)}</li>" for when, text in d["steering"])
+        parts.append(f"<h2>Steering</h2><ul>{items}</ul>")
+    if d.get("notes"):
+        items = "".join(f"<li>#{i}: {_esc(text)}</li>" for i, text in d["notes"])
+        parts.append(f"<h2>Shared notes</h2><ul>{items}</ul>")
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
 def render(
     data: dict[str, Any], png: bytes, final_diff: str, links: dict[int, dict[str, str]]
 ) -> str:
@@ -242,7 +257,7 @@ written {_esc(time.strftime("%Y-%m-%d %H:%M:%S"))}{f" · live: reloads every {RE
 <table id="experiments"><thead><tr><th>#</th><th>status</th><th>{_esc(d["metric"])}</th><th>Δ baseline</th>
 <th>change and hypothesis</th><th>reason</th><th>wall s</th><th>cost</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
-<h2>From the baseline to the best</h2>
+{_grown(d)}<h2>From the baseline to the best</h2>
 {final}
 <script>{SCRIPT}</script>
 </body></html>
@@ -303,6 +318,9 @@ def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
     assert info is not None
     exps = ledger.experiments()
     data = summary(info, exps, contract, overlaps(exps))
+    data["steering"] = [(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)), text)
+                        for at, text in ledger.steering()]  # fmt: skip
+    data["notes"] = ledger.notes()[-50:]  # the latest; `log` has them all
     png = ledger.dir / "progress.png"
     png_tmp = png.with_name(f".progress.{os.getpid()}.png")
     plot_progress(data, png_tmp)

@@ -8,6 +8,7 @@ from typing import Any
 from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metric, experiment_dir
+from orchestrator.morning import tree
 from orchestrator.night.stops import best_so_far
 
 
@@ -88,9 +89,24 @@ def status_table(info: RunInfo, exps: list[Experiment], contract: Contract) -> s
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     head = _headline(info, exps, metric, goal, base)
     warn = [FORGEABLE] if contract.forgeable else []
+    return "\n".join([*warn, head, *lines, *_footer(info, exps, contract)])
+
+
+def _footer(info: RunInfo, exps: list[Experiment], contract: Contract) -> list[str]:
+    """What waits for a person, each portfolio member's share, and the search tree."""
     wait = waiting(info.tag, exps)
     members = [_member_line(m) for m in agent_yields(exps, contract)]
-    return "\n".join([*warn, head, *lines, *([wait] if wait else []), *members])
+    grown = search_tree(exps, contract)
+    drawn = ["", "search tree (each experiment under the one it started from; * the best):", *grown]
+    return [*([wait] if wait else []), *members, *(drawn if grown else [])]
+
+
+def search_tree(exps: list[Experiment], contract: Contract) -> list[str]:
+    """The tree a tree search grew, drawn (a greedy night's is a chain: not drawn)."""
+    if contract.search.kind != "tree":
+        return []
+    kept = [e for e in exps if e.holds_best]
+    return tree.draw(exps, kept[-1].id if kept else None)
 
 
 def agent_yields(exps: list[Experiment], contract: Contract) -> list[dict[str, Any]]:
@@ -210,6 +226,7 @@ def summary(
         "duty_cycle": info.duty_cycle,
         "base_commit": info.base_commit,
         "agents": agent_yields(exps, contract),
+        "tree": search_tree(exps, contract),
         "experiments": rows,
     }
 
@@ -267,11 +284,7 @@ def reasoning_trail(exps: list[Experiment], ledger_dir: Path, metric: str) -> st
     """`autoresearch log`: one block per experiment — hypothesis, change, outcome."""
     base = baseline_metric(exps)
     waits = held(exps)
-    made_by: dict[str, int] = {exps[0].parent: 0} if exps else {}  # where the night started
-    for x in exps:  # the first to make a commit names it (a duplicate can share its sha)
-        for sha in (x.commit_sha, x.merged_sha):
-            if sha:
-                made_by.setdefault(sha, x.id)
+    made_by = tree.made_by(exps)
     blocks = []
     for e in exps:
         outcome = e.status or f"({e.phase})"
