@@ -306,8 +306,9 @@ class Workspace:
         return self._blob_cache[commit]
 
     def added(self, parent: str, commit: str) -> tuple[str, ...]:
-        """The implementation files at `commit` that `parent` has not."""
-        return tuple(sorted(set(self._impl_blobs(commit)) - set(self._impl_blobs(parent))))
+        """The implementation files at `commit` that `parent` has not (one git process)."""
+        out = self.git("diff-tree", "-r", "-z", "--name-only", "--diff-filter=A", parent, commit)
+        return tuple(p for p in out.decode().split("\0") if p and matches_any(p, self.impl.paths))
 
     def implementation_files(self, commit: str, limit: int = 200_000) -> dict[str, str]:
         """The text of each implementation file at `commit` (what an agent is shown)."""
