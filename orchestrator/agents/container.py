@@ -50,7 +50,8 @@ ROLE_LABEL = "autoresearch.role"
 RUN_LABEL = "autoresearch.agent-run"
 """Names one command's container, for the host to find its cgroup while it runs."""
 LINGER_S = 0.5
-"""How long the container outlives its command: its cgroup (the forks refused) is read by then."""
+"""How long the container outlives a command that failed: its cgroup (the forks refused, which
+explain a failure) is read by then. A command that succeeded ends its container at once."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class AgentContainer:
         _give(copy.path, lim.user)
         script = "\n".join(filter(None, [prelude(self.services), f"exec <{shlex.quote(stdin)}"]))
         entry = f"python3 -I {HARNESS}/autoresearch_harness/agent.py "
-        linger = f"; code=$?; sleep {LINGER_S:g}; exit $code"  # the host reads the last figures
+        linger = f'; code=$?; [ "$code" = 0 ] || sleep {LINGER_S:g}; exit $code'  # figures read
         run_id = uuid.uuid4().hex
         spec = ContainerSpec(
             workspace=copy.path,
