@@ -68,6 +68,8 @@ class ProposalRefused(Exception):
         self.usage = usage or {}
         self.by: str | None = None
         """Which member of a portfolio made the refused proposal."""
+        self.notes: tuple[str, ...] = ()
+        """Notes the agent left before it was refused (Claude's `note` tool): kept all the same."""
 
 
 class Cancelled(Exception):

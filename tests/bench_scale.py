@@ -1,5 +1,7 @@
 """`make bench`, scale: a 1,000-experiment night through the command agent, no-op evaluator.
 
+The every-keep night also runs on the real engine (each attempt a container).
+
 What is measured is the orchestrator's own work per experiment, so the attempts run
 on an in-process fake executor (the `Executor` protocol; it answers `score: 1` at
 once) instead of containers: propose (the command agent's process, its copy and
@@ -36,6 +38,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from orchestrator import runs
@@ -44,9 +47,11 @@ from orchestrator.contract.model import Contract
 from orchestrator.executors.attempt import Attempt
 from orchestrator.night import Backoff
 from orchestrator.sandbox import ContainerResult
+from orchestrator.sandbox.docker import DockerSandbox
 from tests.conftest import IMPL, make_repo
 
 EXPERIMENTS = 1000
+REAL_SCORE = "echo score: -$(sed -n 's/^OFFSET = //p' impl.py)"
 REFRESH_S = 15.0
 """How often the watching browser reloads the served report (the page's own period)."""
 
@@ -60,19 +65,24 @@ def rss_bytes() -> int:
 
 
 class InstantExecutor:
-    """An executor whose every attempt prints `score: 1` at once; it notes the RSS per attempt."""
+    """An executor whose every attempt prints `score: 1` at once (or, `every_keep`, a better
+    score each time); it notes the RSS per attempt. With `real`, the attempts go to the real
+    executor (containers) instead, noted the same way."""
 
     assigns_gpus = False
 
-    def __init__(self, every_keep: bool = False) -> None:
+    def __init__(self, every_keep: bool = False, real: Any = None) -> None:
         self.rss: dict[int, int] = {}
         self.cpu: dict[int, float] = {}
-        self.every_keep = every_keep
+        self.every_keep, self.real = every_keep, real
 
     def run(self, attempt: Attempt) -> ContainerResult:
         self.rss[attempt.experiment] = rss_bytes()
         t = os.times()  # this process's threads and the processes it waited for (agent, git)
         self.cpu[attempt.experiment] = t.user + t.system + t.children_user + t.children_system
+        if self.real is not None:
+            result: ContainerResult = self.real.run(attempt)
+            return result
         score = -attempt.experiment if self.every_keep else 1  # each later one better: a keep
         return ContainerResult(0, False, False, 0.01, 50 * 1024**2, 0.01, f"score: {score}\n")
 
@@ -86,16 +96,16 @@ class InstantExecutor:
         return "sha256:bench"
 
     def cancel(self) -> int:
-        return 0
+        return self.real.cancel() if self.real is not None else 0  # type: ignore[no-any-return]
 
     def reopen(self) -> None:
-        return None
+        return self.real.reopen() if self.real is not None else None  # type: ignore[no-any-return]
 
     def reap(self, *, everything: bool = False) -> int:
-        return 0
+        return self.real.reap(everything=everything) if self.real is not None else 0  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        return None
+        return self.real.close() if self.real is not None else None  # type: ignore[no-any-return]
 
 
 def _serve(repo: Path) -> tuple[subprocess.Popen[str], str]:
@@ -118,14 +128,16 @@ def _watch(url: str, stop: threading.Event, every_s: float) -> None:
             assert b"status-filter" in page.read()
 
 
-def scale_night(tmp: Path, experiments: int, every_keep: bool = False) -> dict[str, float]:
+def scale_night(
+    tmp: Path, experiments: int, every_keep: bool = False, real: bool = False
+) -> dict[str, float]:
     repo = make_repo(tmp / "repo", {"impl.py": IMPL})
     prompts = tmp / "prompts"
     prompts.mkdir()
     # A discard night's ideas are new comment lines; a keep night's rewrite one constant, so
     # the best's files keep their size and what grows in the prompt is the history alone.
     change = (
-        "sed -i 's/^OFFSET = .*/OFFSET = '$AUTORESEARCH_EXPERIMENT'.5/' impl.py"
+        "sed -i 's/^OFFSET = .*/OFFSET = '$((AUTORESEARCH_EXPERIMENT + 100))'.5/' impl.py"
         if every_keep
         else 'echo "# idea $AUTORESEARCH_EXPERIMENT" >> impl.py'
     )
@@ -136,7 +148,8 @@ def scale_night(tmp: Path, experiments: int, every_keep: bool = False) -> dict[s
     )
     contract = build_contract(
         {"implementation": {"paths": ["impl.py"]},
-         "evaluator": {"command": "echo score: 1", "isolation": "shared"},
+         # real: each kept change is a better score, measured in a container by the shell
+         "evaluator": {"command": REAL_SCORE if real else "echo score: 1", "isolation": "shared"},
          "metric": {"name": "score", "goal": "min"},
          "agent": {"kind": "command", "command": agent, "timeout_s": 600, "on_host": True},
          # every keep: each proposal from the latest best (a pipelined one would conflict)
@@ -144,7 +157,10 @@ def scale_night(tmp: Path, experiments: int, every_keep: bool = False) -> dict[s
                     "max_experiments": experiments, "seconds": 60}},
         {}, "bench",
     )  # fmt: skip
+    build = runs.build_executor
     executor = InstantExecutor(every_keep)
+    if real:
+        executor.real = build(contract, repo, "scale", DockerSandbox(), lambda *_a: None)
     with mock.patch.object(runs, "build_executor", lambda *_a: executor):
         night = runs.start_run(repo, "scale", contract, "bench", None, say=lambda _m: None,
                                backoff=Backoff(1, 5))  # fmt: skip
@@ -182,19 +198,22 @@ def scale_night(tmp: Path, experiments: int, every_keep: bool = False) -> dict[s
 
 def section(experiments: int = EXPERIMENTS) -> None:
     print(f"\nscale: a {experiments}-experiment night, the command agent, a no-op evaluator "
-          "(an in-process instant executor: the orchestrator's own cost)")  # fmt: skip
+          "(an in-process instant executor: the orchestrator's own cost; and every one a keep "
+          "on the real engine, each in a container)")  # fmt: skip
     n = experiments
-    print("| measure | every one a discard | every one a keep | target |")
-    print("| --- | --- | --- | --- |")
+    print(
+        "| measure | every one a discard | every one a keep | every one a keep, real engine | target |"
+    )
+    print("| --- | --- | --- | --- | --- |")
     nights = []
-    for every_keep in (False, True):
+    for every_keep, real in ((False, False), (True, False), (True, True)):
         with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
-            nights.append(scale_night(Path(tmp), experiments, every_keep))
-    miss, keep = nights
+            nights.append(scale_night(Path(tmp), experiments, every_keep, real))
+    miss = nights[0]
     early = f"{miss['early']:.0f}"
 
     def row(what: str, cell: Callable[[dict[str, float]], str], target: str) -> None:
-        print(f"| {what} | {cell(miss)} | {cell(keep)} | {target} |")
+        print(f"| {what} | {' | '.join(cell(r) for r in nights)} | {target} |")
 
     row(f"orchestrator RSS growth, experiment {early} → {n}",
         lambda r: f"{r['rss'] / 1024**2:.1f} MB", "< 50 MB")  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.agents.context import NOTES_SHOWN
 from tests.conftest import contract_for
-from tests.fake_anthropic import FakeAnthropic, edit, tool
+from tests.fake_anthropic import FakeAnthropic, edit, text, tool
 
 
 def test_a_clis_notes_reach_the_later_proposals(repo: Path, tmp_path: Path, start) -> None:
@@ -64,3 +64,24 @@ def test_claudes_submitted_notes_reach_the_next_proposal(api: FakeAnthropic, sta
     assert notes[0] == (1, "the offset is the whole score") and len(notes[1][1]) == 500
     second = api.requests[2]["messages"][0]["content"][0]["text"]
     assert "- #1 [keep]: the offset is the whole score" in second
+
+
+def test_claudes_note_tool_is_kept_even_without_a_submission(api: FakeAnthropic, start) -> None:
+    """The `note` tool: what it found reaches the next proposal though it never submitted."""
+    # the fourth note is over the limit of three; no submission: max_turns = 2 ends it
+    api.message(*[tool("note", text=f"finding {i}: the cache never hits") for i in range(4)])
+    api.message(text("I give up."))
+    api.message(edit("str_replace", path="impl.py", old_str="OFFSET = 10.0", new_str="OFFSET = 1.0"))
+    api.message(tool("submit", description="lower", hypothesis="-"))
+    agent = {"kind": "anthropic", "base_url": api.base_url, "stream_retry_delay_s": 0.01,
+             "max_turns": 2}  # fmt: skip
+    run = start(contract_for(Path("x"), agent=agent,
+                             **{"budget.max_experiments": 2, "budget.pipeline": 0}))  # fmt: skip
+    run.execute()
+    first = run.ledger.get(1)
+    assert first is not None and first.status == "refused", first
+    assert run.ledger.notes() == [(1, f"finding {i}: the cache never hits") for i in range(3)]
+    over = api.requests[1]["messages"][-1]["content"]
+    assert any(r.get("is_error") and "at most 3" in str(r.get("content")) for r in over), over
+    second = api.requests[2]["messages"][0]["content"][0]["text"]
+    assert "- #1 [refused]: finding 0: the cache never hits" in second

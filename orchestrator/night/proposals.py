@@ -106,9 +106,7 @@ class Proposals:
                 self.ledger.abandon(n)
                 return None
             self.ledger.cost(n, proposal.cost_usd, proposal.usage, proposal.by)
-            for text in proposal.notes[:NOTES_EACH]:
-                if line := sanitize.line(str(text))[:NOTE_CHARS]:
-                    self.ledger.note(n, line)
+            self._keep_notes(n, proposal.notes)
             try:
                 hidden = self.contract.hidden
                 commit, diff = self.ws.freeze(scratch, best, proposal.description, n, hidden)
@@ -120,6 +118,7 @@ class Proposals:
                 self.ledger.abandon(n)
                 return None
             self.ledger.cost(n, e.cost_usd, e.usage, e.by)
+            self._keep_notes(n, e.notes)
             return self._refuse(n, e.reason, description=e.description or "(no proposal)")
         finally:
             remove_tree(scratch)
@@ -217,6 +216,12 @@ class Proposals:
                 text = (d / name).read_text(errors="replace")[-2 * TAIL_CHARS :]
                 parts.append(f"--- printed by {label} ---\n{text}")
         return "\n".join(parts)
+
+    def _keep_notes(self, n: int, notes: tuple[str, ...]) -> None:
+        """The shared notes a proposal left: the first few, one bounded line each."""
+        for text in notes[:NOTES_EACH]:
+            if line := sanitize.line(str(text))[:NOTE_CHARS]:
+                self.ledger.note(n, line)
 
     def _refuse(self, n: int, reason: str, *, description: str) -> Proposed:
         self.note("refused", f"experiment {n}: refused — {reason}", experiment=n, reason=reason)
