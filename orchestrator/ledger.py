@@ -126,6 +126,7 @@ class Ledger(Notebook):
                 if col.split()[0] not in have:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col}")
         self.db.execute("CREATE INDEX IF NOT EXISTS experiment_tree ON experiment(tree)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS event_kind ON event(kind, ts)")  # notes, pauses
         self._rows = Rows()
 
     def close(self) -> None:
@@ -364,10 +365,11 @@ class Ledger(Notebook):
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The ledger's event rows (infrastructure retries, leftovers), oldest first."""
-        rows = self._query(
-            "SELECT * FROM event WHERE ? IS NULL OR kind = ? ORDER BY ts", kind, kind
-        )
-        return [dict(r) for r in rows]
+        if kind is None:
+            return [dict(r) for r in self._query("SELECT * FROM event ORDER BY ts")]
+        return [
+            dict(r) for r in self._query("SELECT * FROM event WHERE kind = ? ORDER BY ts", kind)
+        ]
 
     def get(self, exp_id: int) -> Experiment | None:
         rows = self._query("SELECT * FROM experiment WHERE id=?", exp_id)

@@ -26,6 +26,7 @@ from orchestrator.contract.load import check_against_repo
 from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
 from orchestrator.executors import Executor, RunFolder
+from orchestrator.folders import remove_tree
 from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
 from orchestrator.links import within
@@ -34,7 +35,7 @@ from orchestrator.night.driver import Night
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.sandbox.seccomp import default_profile
 from orchestrator.schema import resolve
-from orchestrator.workspace import Workspace, remove_tree
+from orchestrator.workspace import Workspace
 
 RUNS_DIR = ".autoresearch"
 

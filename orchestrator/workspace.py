@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from orchestrator import rules, sanitize
 from orchestrator.contract.model import Implementation
 from orchestrator.contract.paths import matches_any
 from orchestrator.errors import ProposalRefused, WorkspaceError
+from orchestrator.folders import unpack
 from orchestrator.rules import Change
 
 _GIT_ENV = {
@@ -53,21 +52,6 @@ def repo_root(start: Path) -> Path:
     return Path(proc.stdout.strip())
 
 
-def unpack(tree: bytes, dest: Path, *, writable_by_all: bool = False) -> None:
-    """Write a tar (a `git archive`, a bundle of trusted files) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
-        tar.extractall(dest, filter="tar")
-    if writable_by_all:
-        # The container's user is not us; the folder's parent is private (0700).
-        for dirpath, _dirnames, filenames in os.walk(dest):
-            os.chmod(dirpath, 0o777)
-            for name in filenames:
-                p = os.path.join(dirpath, name)
-                if not os.path.islink(p):
-                    os.chmod(p, os.stat(p).st_mode | 0o666)
-
-
 class Workspace:
     """Git operations of one run, on the repository at `root`."""
 
@@ -78,6 +62,7 @@ class Workspace:
         self.branch = f"autoresearch/{tag}"
         self.branch_ref = f"refs/heads/{self.branch}"
         self._blob_cache: dict[str, dict[str, bytes]] = {}
+        self._added: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # -- plumbing ---------------------------------------------------------
     def git(
@@ -306,7 +291,10 @@ class Workspace:
         return self._blob_cache[commit]
 
     def added(self, parent: str, commit: str) -> tuple[str, ...]:
-        """The implementation files at `commit` that `parent` has not (one git process)."""
+        """The implementation files at `commit` that `parent` has not (known from its freeze, or
+        one git process)."""
+        if (known := self._added.pop((parent, commit), None)) is not None:
+            return known
         out = self.git("diff-tree", "-r", "-z", "--name-only", "--diff-filter=A", parent, commit)
         return tuple(p for p in out.decode().split("\0") if p and matches_any(p, self.impl.paths))
 
@@ -346,6 +334,9 @@ class Workspace:
             self.git("--work-tree", str(scratch), "add", "-A", "--", ".", *keep, env=env)
             changes = self._changes(parent, env)
             rules.validate(changes, self.impl, self._sizes, self._batch)
+            new = tuple(
+                c.path for c in changes if c.status == "A" and matches_any(c.path, self.impl.paths)
+            )
             tree = self.git("write-tree", env=env).decode().strip()
         made = self.git("commit-tree", tree, "-p", parent, "-m", sanitize.commit(message))
         commit = made.decode().strip()
@@ -355,6 +346,9 @@ class Workspace:
                 f"diff is {size} bytes, over implementation.max_diff_bytes={self.impl.max_diff_bytes}"
             )
         self.update_ref(self.candidate_ref(experiment), commit)
+        if len(self._added) >= 64:  # one never run (a duplicate, a screened-out one)
+            del self._added[next(iter(self._added))]
+        self._added[(parent, commit)] = new  # asked for once, when it runs
         return commit, diff
 
     def _sizes(self, blobs: list[str]) -> list[int]:
@@ -376,25 +370,3 @@ class Workspace:
             old_mode, new_mode, _old, new_blob, status = meta.lstrip(":").split()
             out.append(Change(path, status[0], old_mode, new_mode, new_blob))
         return out
-
-
-def remove_paths(root: Path, rels: list[str] | tuple[str, ...]) -> None:
-    """Remove each repo-relative path (a file or a folder) under `root`, if it is there."""
-    for rel in rels:
-        path = root / rel
-        if path.is_dir() and not path.is_symlink():
-            remove_tree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def remove_tree(path: Path) -> None:
-    """rmtree that also clears read-only bits the sandbox may have left."""
-    if not path.exists():
-        return
-
-    def _onerror(func, p, _exc):  # type: ignore[no-untyped-def]
-        os.chmod(p, 0o700)
-        func(p)
-
-    shutil.rmtree(path, onerror=_onerror)

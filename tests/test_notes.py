@@ -71,7 +71,9 @@ def test_claudes_note_tool_is_kept_even_without_a_submission(api: FakeAnthropic,
     # the fourth note is over the limit of three; no submission: max_turns = 2 ends it
     api.message(*[tool("note", text=f"finding {i}: the cache never hits") for i in range(4)])
     api.message(text("I give up."))
-    api.message(edit("str_replace", path="impl.py", old_str="OFFSET = 10.0", new_str="OFFSET = 1.0"))
+    api.message(
+        edit("str_replace", path="impl.py", old_str="OFFSET = 10.0", new_str="OFFSET = 1.0")
+    )
     api.message(tool("submit", description="lower", hypothesis="-"))
     agent = {"kind": "anthropic", "base_url": api.base_url, "stream_retry_delay_s": 0.01,
              "max_turns": 2}  # fmt: skip

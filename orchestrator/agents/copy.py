@@ -29,8 +29,8 @@ from typing import NoReturn
 
 from orchestrator.errors import InfraError, ProposalRefused, UserError
 from orchestrator.executors.attempt import Workdirs, sweep
+from orchestrator.folders import remove_tree
 from orchestrator.sandbox.disk import Workdir
-from orchestrator.workspace import remove_tree
 
 _GIT_ID = [
     "-c",

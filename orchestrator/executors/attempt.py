@@ -28,11 +28,11 @@ from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.executors import isolation
 from orchestrator.executors.handover import hand_over
+from orchestrator.folders import remove_paths, remove_tree, unpack
 from orchestrator.gateway.server import serving
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
 from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
 from orchestrator.sandbox.owner import owner_alive, owner_id
-from orchestrator.workspace import remove_paths, remove_tree, unpack
 
 ATTEMPT_LABEL = "autoresearch.attempt"
 """Names one try of an experiment (Ray): its container's label and its work folders' prefix."""

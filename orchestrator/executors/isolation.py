@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 from orchestrator import harness
 from orchestrator.contract.paths import matches_any
 from orchestrator.errors import InfraError
+from orchestrator.folders import remove_paths, unpack
 from orchestrator.sandbox import Mount, Worker
-from orchestrator.workspace import remove_paths, unpack
 
 if TYPE_CHECKING:
     from orchestrator.contract.model import Contract

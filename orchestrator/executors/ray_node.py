@@ -21,8 +21,8 @@ import ray
 
 from orchestrator.errors import InfraError
 from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Trusted, Workdirs, perform, sweep
+from orchestrator.folders import remove_tree, unpack
 from orchestrator.sandbox import ContainerResult, SandboxBackend
-from orchestrator.workspace import remove_tree, unpack
 
 NODE_LABEL = "autoresearch.node"
 RUN_LABEL = "autoresearch.run"

@@ -30,6 +30,7 @@ from orchestrator.contract.model import Contract
 from orchestrator.errors import EngineUnavailable, InfraError, UserError
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
+from orchestrator.folders import remove_tree
 from orchestrator.gpus import Gpu, GpuInventory, Leases, NvmlInventory
 from orchestrator.ledger import Ledger
 from orchestrator.logs import EventLog
@@ -43,7 +44,7 @@ from orchestrator.night.sizes import lease_policy, sizes
 from orchestrator.night.slots import POLL_S, Slots
 from orchestrator.night.stops import stop_reason
 from orchestrator.sandbox.disk import unmount_below
-from orchestrator.workspace import Workspace, remove_tree
+from orchestrator.workspace import Workspace
 
 
 def _disk_full(e: BaseException) -> bool:

@@ -28,11 +28,12 @@ from orchestrator.agents.context import (
 from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, ProposalRefused
 from orchestrator.experiment import Experiment
+from orchestrator.folders import remove_paths, remove_tree
 from orchestrator.ledger import Ledger
 from orchestrator.night import Note
 from orchestrator.night.search import parent_for
 from orchestrator.night.tampering import screen
-from orchestrator.workspace import Workspace, remove_paths, remove_tree
+from orchestrator.workspace import Workspace
 
 
 @dataclass(frozen=True)
