@@ -10,6 +10,7 @@ too: what they keep is only what can no longer change.
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Callable
 
@@ -20,7 +21,8 @@ Query = Callable[..., list[sqlite3.Row]]
 
 class Rows:
     def __init__(self) -> None:
-        self._done: dict[int, Experiment] = {}
+        self._done: list[Experiment] = []
+        """The rows in phase `done`, by id (kept in order: a read never sorts the night)."""
         self._open: set[int] = set()
         self._seen = -1  # the highest id read so far
 
@@ -39,13 +41,16 @@ class Rows:
             e = Experiment.from_row(row)
             gone.discard(e.id)
             if e.phase == "done":
-                self._done[e.id] = e
+                bisect.insort(self._done, e, key=_id)  # nearly always at the end
             else:
                 still.append(e)
             self._seen = max(self._seen, e.id)
         # A dropped id stays watched: a later row may take it again (ids are MAX + 1).
         self._open = {e.id for e in still} | gone
-        return sorted([*self._done.values(), *still], key=_id)
+        out = list(self._done)
+        for e in sorted(still, key=_id):  # the few in flight, in their places
+            bisect.insort(out, e, key=_id)
+        return out
 
 
 def _id(e: Experiment) -> int:

@@ -114,6 +114,8 @@ class CommandAgent:
         self._live: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
         self._container: AgentContainer | None = None
+        self._lines: dict[int, str] = {}
+        """history.md's line of each finished experiment, made once (`render_full_history`)."""
         if cfg.on_host:
             say(ON_HOST_WARNING)
         else:
@@ -196,7 +198,8 @@ class CommandAgent:
         """Write the prompt and history into `inbox`, run the command on the copy; its output,
         the gateway's figures, and the seconds the command itself ran."""
         where = Path(INBOX) if self._container is not None else inbox
-        (inbox / "history.md").write_text(render_full_history(ctx.history) + "\n")
+        full = render_full_history(ctx.history, lines=self._lines)
+        (inbox / "history.md").write_text(full + "\n")
         prompt = render_prompt(ctx, full=str(where / "history.md")) + INSTRUCTIONS
         (inbox / "prompt.md").write_text(prompt)
         by_file = "{prompt_file}" in self.cfg.command

@@ -229,9 +229,24 @@ def render_prompt(ctx: Context, full: str = "") -> str:
 
 
 def render_full_history(
-    experiments: list[Experiment], first: int = 0, last: int | None = None
+    experiments: list[Experiment],
+    first: int = 0,
+    last: int | None = None,
+    lines: dict[int, str] | None = None,
 ) -> str:
-    """Experiments `first`..`last` one line each (no grouping): the history on request."""
+    """Experiments `first`..`last` one line each (no grouping): the history on request.
+    `lines` keeps the line of each finished experiment of one night (it never changes once
+    the baseline is measured), so a long night's history costs what is new."""
     base = baseline_metric(experiments)
     chosen = [e for e in experiments if e.id >= first and (last is None or e.id <= last)]
-    return "\n".join(history_line(e, base) for e in chosen)
+    if lines is None or base is None:
+        return "\n".join(history_line(e, base) for e in chosen)
+    out = []
+    for e in chosen:
+        line = lines.get(e.id) if e.phase == "done" else None
+        if line is None:
+            line = history_line(e, base)
+            if e.phase == "done":
+                lines[e.id] = line
+        out.append(line)
+    return "\n".join(out)
