@@ -414,3 +414,57 @@ def test_a_flagged_winner_is_held_for_review(tmp_path: Path, sandbox) -> None:
     assert done.returncode == 0, done.stderr  # a person read it and took it
     assert git(repo, "show", "main:impl.py") == better
     assert "Autoresearch-Held: 1" in git(repo, "log", "-1", "--format=%B", "main")
+
+
+def test_a_planted_module_never_answers_the_evaluators_own_imports(tmp_path: Path, sandbox) -> None:
+    """A candidate that adds `pkg/pytest.py` (on the evaluator's path) and breaks its function:
+    the evaluator's own `import pytest` would get the candidate's `main`, which says every test
+    passed. It is refused where it would be imported (the crash names both), end to end through
+    the container; the honest change after it is kept."""
+    impl = "def double(x):\n    return x * 2\n\n\nCOST = 10\n"
+    bench = textwrap.dedent("""
+        import sys
+
+        import pytest
+        from impl import COST
+
+        failed = pytest.main(["-q", "-p", "no:cacheprovider", "check_impl.py"])
+        print(f"score: {COST}")
+        print(f"tests_failed: {0 if failed == 0 else 1}")
+    """)
+    check = "from impl import double\n\n\ndef test_double():\n    assert double(2) == 4\n"
+    repo = make_repo(tmp_path / "project", {"bench.py": bench, "check_impl.py": check})
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "impl.py").write_text(impl)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "impl")
+    patches = tmp_path / "patches"
+    broken = impl.replace("x * 2", "x * 3").replace("COST = 10", "COST = 1")
+    make_patch(patches, "01-forged.patch", "pkg/impl.py", impl, broken)
+    planted = make_patch(
+        tmp_path / "p", "plant.patch", "pkg/pytest.py", "", "def main(*a, **k):\n    return 0\n"
+    )
+    plant = planted.read_text().replace(
+        "--- a/pkg/pytest.py", "new file mode 100644\n--- /dev/null", 1
+    )
+    forged = patches / "01-forged.patch"
+    forged.write_text(forged.read_text() + plant)
+    make_patch(
+        patches, "02-honest.patch", "pkg/impl.py", impl, impl.replace("COST = 10", "COST = 5")
+    )
+    contract = build_contract({
+        "implementation": {"paths": ["pkg/**"]},
+        "evaluator": {"command": "PYTHONPATH=pkg python bench.py", "paths": ["bench.py", "check_impl.py"]},
+        "metric": {"name": "score", "goal": "min", "constraints": ["tests_failed == 0"]},
+        "budget": {"seconds": 60, "parallel": 1, "pipeline": 0, "baseline_repeats": 1},
+        "agent": {"kind": "replay", "patches": str(patches)},
+    }, {}, "test")  # fmt: skip
+    run = start_run(repo, "plant", contract, "test", sandbox, say=lambda _m: None,
+                    backoff=Backoff(0.1, 0.5))  # fmt: skip
+    run.execute()
+    exps = {e.id: e for e in run.ledger.experiments()}
+    assert exps[0].status == "keep" and exps[0].metric == 10, exps[0]
+    assert exps[1].status == "crash", (exps[1].status, exps[1].reason)
+    log = (run.ledger.exp_dir(1) / "output.log").read_text()
+    assert "pkg/pytest.py would shadow" in log and "dist-packages/pytest" in log, log[-2000:]
+    assert exps[2].status == "keep" and exps[2].metric == 5, (exps[2].status, exps[2].reason)
