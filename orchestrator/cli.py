@@ -295,8 +295,8 @@ def doctor(
     from orchestrator.doctor import (
         audit_sandbox,
         gateway_checks,
-        installed_copies_check,
         isolation_check,
+        module_checks,
         project_image_check,
     )
 
@@ -326,8 +326,7 @@ def doctor(
         root = repo_root(contract_file.resolve().parent)
         image = project_image_check(contract, root)
         results += [image] if image else []
-        copies = installed_copies_check(contract, root)
-        results += [copies] if copies else []
+        results += module_checks(contract, root)
     for c in results:
         click.echo(c.line())
     if not all(c.ok for c in results if c.required):

@@ -159,18 +159,29 @@ _FIND = (
 )
 
 
-def installed_copies_check(contract: Contract, root: Path) -> Check | None:
-    """Whether the runs' image holds another copy of a module of the implementation (an installed
-    package of the same name): the harness never tests it in the candidate's stead, but say so."""
+def module_checks(contract: Contract, root: Path) -> list[Check]:
+    """What harness mode will make of the implementation's module names: one named like the
+    standard library's never loads for that name; another copy installed in the image is
+    never tested in the candidate's stead. Both inform (a run still starts)."""
     import subprocess
 
     from orchestrator.contract.paths import matches_any
-    from orchestrator.sandbox import project
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.executors.isolation import stdlib_named
 
     listed = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard"],
                             capture_output=True, text=True)  # fmt: skip
     files = [f for f in listed.stdout.splitlines() if matches_any(f, contract.implementation.paths)]
+    named = [] if contract.forgeable else stdlib_named(files)
+    out = [Check("module names", False, "; ".join(named), required=False)] if named else []
+    return out + [c for c in [_installed_copies(contract, root, files)] if c is not None]
+
+
+def _installed_copies(contract: Contract, root: Path, files: list[str]) -> Check | None:
+    """Whether the runs' image holds another copy of a module of the implementation (an installed
+    package of the same name): the harness never tests it in the candidate's stead, but say so."""
+    from orchestrator.sandbox import project
+    from orchestrator.sandbox.docker import connect
+
     tops = sorted(
         {Path(f).stem if Path(f).name != "__init__.py" else Path(f).parent.name
          for f in files if f.endswith(".py")} - set(sys.stdlib_module_names) - {""}

@@ -26,6 +26,7 @@ from orchestrator.contract.load import check_against_repo
 from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
 from orchestrator.executors import Executor, RunFolder
+from orchestrator.executors.isolation import stdlib_named
 from orchestrator.folders import remove_tree
 from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
@@ -172,6 +173,8 @@ def start_run(
             f"warning: uncommitted changes to implementation files are not part of the run (it starts from "
             f"{base[:12]}): {' '.join(line[3:] for line in dirty.splitlines()[:5])} — commit them to include them"
         )
+    for line in [] if contract.forgeable else stdlib_named(ws.implementation_paths(base)):
+        say(f"warning: {line}")
     _make_folder(folder, root, contract, source, base, executor)
     ledger = Ledger(folder)
     leftovers.ledger = ledger

@@ -306,6 +306,10 @@ class Workspace:
             if b"\0" not in data[:8192]
         }
 
+    def implementation_paths(self, commit: str) -> list[str]:
+        """The implementation's files at `commit`, repo-relative."""
+        return sorted(self._impl_blobs(commit))
+
     def lines_of_code(self, commit: str) -> int:
         """Non-blank lines in the implementation files at `commit` (the simplicity rule)."""
         return sum(

@@ -1,7 +1,8 @@
 """A real project's own test suite as the judge, in the real sandbox: inflection's 455 tests
 (vendored in examples/test-suite, unchanged) through the harness give the outcomes they give
 when run directly; an installed copy of the package is never tested in the candidate's stead;
-a Python started without the harness's hook meets the bytecode trap (runc and runsc)."""
+a Python started without the harness's hook meets the bytecode trap (runc and runsc); a module
+named like the standard library's is named before the night."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from orchestrator.errors import UserError
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
 from tests.conftest import contract_for, git, make_repo
@@ -117,3 +119,34 @@ def test_a_python_without_the_hook_meets_the_trap(tmp_path: Path, sandbox, runti
     for flags in ("['-s']", "['-S']", "['-E', '-s']"):
         assert "False" in lines[flags] and "the implementation's" in lines[flags], log
     assert "True" in lines["[]"]  # with the hook: a stand-in, the candidate's code in its worker
+
+
+def test_a_module_named_like_the_standard_librarys_is_named_before_the_night(
+    tmp_path: Path, sandbox
+) -> None:
+    """An implementation file at the top named like a standard library module never loads for
+    that name in harness mode: `doctor` and the start of a run say so, and the baseline shows
+    why (the evaluator's `import statistics` is refused, naming the file)."""
+    from orchestrator.doctor import module_checks
+    from tests.conftest import IMPL
+
+    evaluator = "import statistics\nprint('score:', statistics.mean([1, 2]))\n"
+    repo = make_repo(tmp_path / "named", {"impl.py": IMPL, "statistics.py": "def mean(xs):\n    return 0\n",
+                                          "bench.py": evaluator})  # fmt: skip
+    over = {"implementation.paths": ["impl.py", "statistics.py"], "evaluator.paths": ["bench.py"],
+            "evaluator.command": "python bench.py", "metric.name": "score", "metric.goal": "min"}  # fmt: skip
+    contract = contract_for(repo, **over)
+    lines = [c.line() for c in module_checks(contract, repo)]
+    assert any(
+        "statistics.py is named like the standard library's statistics" in ln for ln in lines
+    )
+    said: list[str] = []
+    run = start_run(
+        repo, "named", contract, "t", sandbox, say=said.append, backoff=Backoff(0.1, 0.5)
+    )
+    assert any(s.startswith("warning: statistics.py is named like") for s in said), said
+    with pytest.raises(UserError, match=r"baseline crashed .*statistics\.py would shadow the "
+                       r"standard library's statistics"):  # fmt: skip
+        run.execute()
+    shared = contract_for(repo, **over, **{"evaluator.isolation": "shared"})
+    assert not any("module names" in c.line() for c in module_checks(shared, repo))

@@ -208,3 +208,12 @@ def test_the_files_a_candidate_added_are_named_against_its_parent(tmp_path: Path
     ws = Workspace(repo, "t", Implementation(paths=["pkg/**"]))
     assert ws.added(parent, child) == ("pkg/pytest.py",)
     assert ws.added(child, child) == () and ws.added(child, parent) == ()
+
+
+def test_only_top_level_modules_named_like_the_standard_librarys_are_named() -> None:
+    from orchestrator.executors.isolation import stdlib_named
+
+    named = stdlib_named(["queue.py", "random/__init__.py", "pkg/queue.py", "src/random/__init__.py",
+                          "impl.py", "notes.txt", "random/helpers.py"])  # fmt: skip
+    assert [line.split(" is named")[0] for line in named] == ["queue.py", "random/__init__.py"]
+    assert "`import queue` fails on the trusted side" in named[0]

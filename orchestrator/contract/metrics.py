@@ -10,7 +10,6 @@ mode only the trusted evaluator's output is read. The orchestrator's own figures
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -55,7 +54,3 @@ def measured(result: Any) -> dict[str, float]:
     found.update({k: float(v) for k, v in figures.items() if v is not None})
     found.update(getattr(result, "gateway", None) or {})
     return found
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

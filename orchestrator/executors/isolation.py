@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,27 @@ def implementation_files(tree: Path, patterns: list[str]) -> list[str]:
             if matches_any(rel, patterns):
                 out.append(rel)
     return sorted(out)
+
+
+def stdlib_named(files: list[str]) -> list[str]:
+    """Of the implementation's repo-relative files, those at the repository's top (first on the
+    trusted side's `sys.path`) named like a module of the standard library: harness mode never
+    imports the candidate's file for that name (`autoresearch_harness/hook.py`), so an `import`
+    of it fails on the trusted side. One line each, for `doctor` and the start of a run."""
+    out = []
+    for rel in files:
+        parts = rel.split("/")
+        if len(parts) == 1 and parts[0].endswith(".py"):
+            name = parts[0][: -len(".py")]
+        elif len(parts) == 2 and parts[1] == "__init__.py":
+            name = parts[0]
+        else:
+            continue
+        if name in sys.stdlib_module_names:
+            out.append(f"{rel} is named like the standard library's {name} — harness mode never "
+                       f"imports the candidate's file for that name (`import {name}` fails on "
+                       "the trusted side): rename it")  # fmt: skip
+    return out
 
 
 def trusted_view(tree: bytes, disk: Workdir, implementation: list[str], hidden: list[str]) -> Path:
