@@ -9,7 +9,9 @@ sandbox seconds of the candidates over slots × the window from the first
 candidate's start to the last one's end (the baseline, measured alone, is not in
 it). The ideal wall time is the first proposal's think plus ceil(N / slots)
 experiment lengths. Peak = the most proposals in flight at once, over the night and
-before the third proposal ended. One proposer at a time (`budget.proposers = 1`,
+before the third proposal ended. The targets are read on nights of 16 and 12 rounds
+(`LONG`); the four-round nights the issue tried (`SHORT`) are measured beside them: there
+the ramp, paid once a night, and the ragged last round are a quarter of the night. One proposer at a time (`budget.proposers = 1`,
 the old behaviour) is measured in the same run for the ratio.
 
     python -m tests.bench_proposers
@@ -110,26 +112,38 @@ def _row(what: str, n: Night, target: str) -> str:
             f"{n.ideal_s:.1f} s) | {n.peak} / {n.peak_early} | {usd} | {target} |")  # fmt: skip
 
 
+LONG = {4: 64, 8: 96}
+"""A night's experiments per slot count: sixteen and twelve rounds, so the ramp (paid once a
+night: the evidence rule) and the ragged last round weigh what they weigh in a real night."""
+SHORT = {4: 16, 8: 32}
+"""Four rounds: the nights the issue tried, where the ramp and the last round weigh most."""
+
+
 def section() -> None:
     os.environ.setdefault(KEY_ENV, "sk-bench-fake")
     print(f"\nproposers: sleep-bound experiments ({RUN_S:g} s), a command agent that thinks, "
           "then asks a fake Messages API once (tokens counted)")  # fmt: skip
     rows = []
+    goals = {4: "duty ≥ 95%, early peak ≤ 5", 8: "duty ≥ 90%, early peak ≤ 9"}
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as tmp:
         for where, inside in (("in its container (default)", True), ("on the host", False)):
-            four = proposer_night(Path(tmp), f"four-{inside}", 4, 16, RUN_S, in_container=inside)
-            eight = proposer_night(Path(tmp), f"eight-{inside}", 8, 32, 2 * RUN_S,
-                                   in_container=inside)  # fmt: skip
-            rows.append(_row(f"agent {where}, 4 slots, thinks {RUN_S:g} s per {RUN_S:g} s "
-                             "experiment (16)", four, "duty ≥ 95%, early peak ≤ 5"))  # fmt: skip
-            rows.append(_row(f"agent {where}, 8 slots, thinks {2 * RUN_S:g} s per {RUN_S:g} s "
-                             "experiment (32)", eight, "duty ≥ 90%, early peak ≤ 9"))  # fmt: skip
+            for slots, think in ((4, RUN_S), (8, 2 * RUN_S)):
+                n = LONG[slots]
+                night = proposer_night(Path(tmp), f"{slots}-{n}-{inside}", slots, n, think,
+                                       in_container=inside)  # fmt: skip
+                rows.append(_row(f"agent {where}, {slots} slots, thinks {think:g} s per {RUN_S:g} s "
+                                 f"experiment ({n})", night, goals[slots]))  # fmt: skip
+        for slots, think in ((4, RUN_S), (8, 2 * RUN_S)):
+            n = SHORT[slots]
+            night = proposer_night(Path(tmp), f"{slots}-{n}-short", slots, n, think)
+            rows.append(_row(f"agent in its container, {slots} slots, thinks {think:g} s, a short "
+                             f"night ({n}: four rounds)", night, "beside it"))  # fmt: skip
         old = proposer_night(Path(tmp), "one-proposer", 4, 16, RUN_S, proposers=1)
     print("| night | duty | duty after two rounds | wall vs ideal | peak in flight / before 3 ended "
           "| agent USD per kept improvement | target |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
-    print(_row("agent in its container, one proposer at a time (the old behaviour), 4 slots",
+    print(_row("agent in its container, one proposer at a time (the old behaviour), 4 slots (16)",
                old, "for the ratio"))  # fmt: skip
 
 
