@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from orchestrator.contract.metrics import measured
 from orchestrator.errors import UserError
 from orchestrator.experiment import Experiment
-from orchestrator.night.decision import combine
+from orchestrator.night.decision import combine, gain
 from orchestrator.night.driver import Night
 from orchestrator.runs import evaluator_hash
 
@@ -81,16 +81,16 @@ def _recheck(night: Night, e: Experiment, exps: list[Experiment], band: float) -
     assert e.merged_sha is not None and e.metric is not None
     parent_sha = night.ws.git("rev-parse", f"{e.merged_sha}^").decode().strip()
     parent = next((x for x in exps if x.merged_sha == parent_sha), None) or exps[0]
-    sign = 1.0 if night.contract.metric.goal == "max" else -1.0
-    recorded_gain = sign * (e.metric - (parent.metric if parent.metric is not None else e.metric))
+    goal = night.contract.metric.goal
+    recorded_gain = gain(goal, parent.metric if parent.metric is not None else e.metric, e.metric)
     runs: dict[str, list[float | None]] = {"parent": [], "win": []}
     for i in range(night.contract.metric.repeats):
         for side, sha in (("parent", parent_sha), ("win", e.merged_sha)):
             runs[side].append(_value(night, replace(e, commit_sha=sha), f"verify.{side}.{i}.log"))
     now, before = _combined(night, runs["win"]), _combined(night, runs["parent"])
     why = "crashed now" if None in runs["win"] or None in runs["parent"] else ""
-    gain = None if now is None or before is None else sign * (now - before)
-    return Check(e.id, e.merged_sha, e.metric, now, band, why, before, recorded_gain, gain)
+    now_gain = None if now is None or before is None else gain(goal, before, now)
+    return Check(e.id, e.merged_sha, e.metric, now, band, why, before, recorded_gain, now_gain)
 
 
 def _value(night: Night, target: Experiment, log: str) -> float | None:
@@ -108,7 +108,7 @@ def _combined(night: Night, values: list[float | None]) -> float | None:
 def verify_line(c: Check) -> str:
     """One merged win: does it still beat its parent by more than the band; and the drift."""
     now = "-" if c.now is None else f"{c.now:.6g}"
-    gain = "-" if c.gain_now is None else f"{c.gain_now:.6g}"
+    shown = "-" if c.gain_now is None else f"{c.gain_now:.6g}"
     drift = "" if c.drift is None else f"  (level drift {c.drift:+.6g})"
     verdict = (
         "reproduces: still beats its parent"
@@ -117,6 +117,6 @@ def verify_line(c: Check) -> str:
     )
     return (
         f"{c.commit[:12]}  #{c.experiment}  recorded {c.recorded:.6g}  now {now}  "
-        f"beats its parent by {gain} (recorded {c.gain_recorded:.6g}, band ±{c.band:.3g})  "
+        f"beats its parent by {shown} (recorded {c.gain_recorded:.6g}, band ±{c.band:.3g})  "
         f"{verdict}{drift}"
     )

@@ -67,6 +67,11 @@ def crash_reason(outcome: Outcome, metric_name: str) -> str | None:
     return None
 
 
+def gain(goal: str, before: float, after: float) -> float:
+    """How much better `after` is than `before` in the goal's direction (negative: worse)."""
+    return before - after if goal == "min" else after - before
+
+
 def noise_band(metric: Metric, sigma: float | None) -> float:
     """The smallest gain that counts: max(min_improvement, z·σ)."""
     return max(metric.min_improvement, metric.z * sigma if sigma else 0.0)
@@ -111,24 +116,24 @@ def decide(
     if best is None:
         return Decision("keep", "baseline", value)
     band = noise_band(metric, sigma)
-    gain = (best.metric - value) if metric.goal == "min" else (value - best.metric)
-    if gain > band:
+    better = gain(metric.goal, best.metric, value)
+    if better > band:
         return Decision(
-            "keep", f"improved by {gain:.6g} (best was {best.metric:.6g}; band {band:.3g})", value
+            "keep", f"improved by {better:.6g} (best was {best.metric:.6g}; band {band:.3g})", value
         )
     fewer = (
         outcome.loc is not None
         and best.loc is not None
         and outcome.loc < best.loc
-        and abs(gain) <= band
+        and abs(better) <= band
     )
     if fewer:
         assert best.loc is not None and outcome.loc is not None
         return Decision(
             "keep", f"equal within {band:.3g} with {best.loc - outcome.loc} fewer lines", value
         )
-    if gain < -band:
-        return Decision("discard", f"worse by {-gain:.6g} (best {best.metric:.6g})", value)
+    if better < -band:
+        return Decision("discard", f"worse by {-better:.6g} (best {best.metric:.6g})", value)
     return Decision(
         "discard", f"within the noise band ±{band:.3g} of the best {best.metric:.6g}", value
     )

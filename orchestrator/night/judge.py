@@ -19,7 +19,15 @@ from orchestrator.contract.metrics import measured
 from orchestrator.contract.model import Contract
 from orchestrator.experiment import Experiment
 from orchestrator.ledger import Ledger
-from orchestrator.night.decision import Best, Decision, Outcome, combine, decide, noise_band
+from orchestrator.night.decision import (
+    Best,
+    Decision,
+    Outcome,
+    combine,
+    decide,
+    gain,
+    noise_band,
+)
 from orchestrator.night.runner import Runner
 from orchestrator.sandbox import ContainerResult
 
@@ -108,7 +116,7 @@ class Judge:
         if best is None:
             return None, figures
         margin = sc.margin if sc.margin is not None else self.band()
-        worse = value - best if c.metric.goal == "min" else best - value
+        worse = -gain(c.metric.goal, best, value)
         if worse <= margin:
             return None, figures
         why = (

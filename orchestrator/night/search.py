@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from orchestrator.contract.model import Contract, TreeSearch
 from orchestrator.experiment import Experiment
+from orchestrator.night.decision import gain
 
 
 def parent_for(contract: Contract, read: Callable[[], list[Experiment]], best: str) -> str:
@@ -39,19 +40,19 @@ def parent_for(contract: Contract, read: Callable[[], list[Experiment]], best: s
     total = sum(visits[n.commit_sha or ""] for n in nodes)
     metrics = [n.metric for n in nodes if n.metric is not None]
     lo, hi = min(metrics), max(metrics)
-    sign = 1.0 if contract.metric.goal == "max" else -1.0
+    worst = hi if contract.metric.goal == "min" else lo
 
     def value(e: Experiment) -> float:
         assert e.metric is not None
         if hi == lo:
             return 1.0
-        return (e.metric - lo) / (hi - lo) if sign > 0 else (hi - e.metric) / (hi - lo)
+        return gain(contract.metric.goal, worst, e.metric) / (hi - lo)
 
     def ucb(e: Experiment) -> tuple[float, float, int]:
         n = visits[e.commit_sha or ""]
         bonus = search.c * math.sqrt(math.log(total + 1) / (n + 1))
         assert e.metric is not None
-        return value(e) + bonus, sign * e.metric, -e.id
+        return value(e) + bonus, gain(contract.metric.goal, worst, e.metric), -e.id
 
     chosen = max(nodes, key=ucb)
     assert chosen.commit_sha is not None

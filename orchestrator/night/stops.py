@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.contract.model import Contract
 from orchestrator.experiment import Experiment
+from orchestrator.night.decision import gain
 
 
 def best_so_far(experiments: list[Experiment]) -> list[float | None]:
@@ -39,8 +40,10 @@ def stop_reason(
         return f"target reached ({m.name} = {best:.6g}, target {m.target:g})"
     if b.plateau is not None and len(done) > b.plateau:
         start = bests[-b.plateau - 1]
-        if start is not None and best is not None:
-            gain = (start - best) if m.goal == "min" else (best - start)
-            if gain < abs(start) * b.plateau_pct / 100:
-                return f"plateau: {b.plateau} experiments without a {b.plateau_pct:g}% gain"
+        if (
+            start is not None
+            and best is not None
+            and gain(m.goal, start, best) < abs(start) * b.plateau_pct / 100
+        ):
+            return f"plateau: {b.plateau} experiments without a {b.plateau_pct:g}% gain"
     return None
