@@ -357,17 +357,16 @@ def ray_checks(cfg: RayExecutorConfig, image: str) -> list[Check]:
 def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[Check]:
     """`doctor --executor ray`: each node with sandbox slots — slots, GPUs, engine and image."""
     from orchestrator.errors import UserError
+    from orchestrator.executors.config import START_HINT, probe
 
     try:
+        probe(address)  # before Ray is imported: a wrong address says so in seconds
         from orchestrator.executors import ray as rx
-    except ImportError as e:
-        return [
-            Check(
-                "ray", False, f"not installed ({e}) — pip install 'autoresearch-orchestrator[ray]'"
-            )
-        ]
-    try:
+
         rx.connect(address)
+    except ImportError as e:
+        why = f"not installed ({e}) — pip install 'autoresearch-orchestrator[ray]'"
+        return [Check("ray", False, why)]
     except UserError as e:
         return [Check("ray", False, e.message)]
     nodes = rx.node_facts(image, node_sandbox)
@@ -376,7 +375,7 @@ def cluster_checks(address: str | None, image: str, node_sandbox: str) -> list[C
             "ray",
             bool(nodes),
             f"{len(nodes)} node(s) with sandbox slots"
-            + ("" if nodes else f" — start nodes with `{rx.START_HINT}`"),
+            + ("" if nodes else f" — start nodes with `{START_HINT}`"),
         )
     ]
     for f in nodes:

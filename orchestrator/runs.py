@@ -91,6 +91,7 @@ def build_executor(
 
     Raises UserError when what the executor needs is not installed (Ray)."""
     member = contract.executor
+    member.reachable()
     folder = RunFolder(tag, run_dir(root, tag), root)
     executor: Executor = member.load(member.builder)(member, folder, leftovers, sandbox)
     return executor

@@ -319,15 +319,44 @@ from orchestrator.sandbox.docker import DockerSandbox
 import orchestrator.cli, orchestrator.morning.summary, orchestrator.morning.report, orchestrator.morning.verify
 repo = make_repo(Path({str(tmp_path)!r}) / "p", {{"impl.py": IMPL, "bench.py": BENCH}})
 make_patch(repo.parent / "patches", "1.patch", "impl.py", IMPL, IMPL.replace("10.0", "9.0"))
-run = start_run(repo, "t", contract_for(repo.parent / "patches", **{{"budget.max_experiments": 0}}),
-                "test", DockerSandbox(), say=lambda m: None)
+run = start_run(repo, "t", contract_for(repo.parent / "patches", **{{"budget.max_experiments": 0,
+                "budget.baseline_repeats": 1}}), "test", DockerSandbox(), say=lambda m: None)
 print(run.execute())
 print("ray imported" if any(m == "ray" or m.startswith("ray.") for m in sys.modules) else "no ray")
 """
+    # what is asserted is the import, not the time: a loaded box gets all the time it needs
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+                         timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-2:] == ["max experiments reached (0)", "no ray"], out.stdout
+
+
+def test_no_cluster_at_the_address_is_said_before_ray_is_imported(tmp_path: Path) -> None:
+    """A HOST:PORT nobody listens on fails before the Ray executor's module (and Ray) loads."""
+    from tests.ray_cluster import free_port
+
+    script = f"""
+import sys
+from pathlib import Path
+from tests.conftest import contract_for, make_repo, IMPL, BENCH
+from orchestrator.errors import UserError
+from orchestrator.runs import start_run
+repo = make_repo(Path({str(tmp_path)!r}) / "p", {{"impl.py": IMPL, "bench.py": BENCH}})
+contract = contract_for(repo, **{{"agent": {{"kind": "none"}}, "executor": {{"kind": "ray",
+                        "address": "127.0.0.1:{free_port()}"}}}})
+try:
+    start_run(repo, "t", contract, "test", None, say=lambda m: None)
+except UserError as e:
+    print(e.message)
+print("ray imported" if any(m == "ray" or m.startswith("ray.") for m in sys.modules) else "no ray")
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    said, imported = out.stdout.splitlines()[-2:]
+    assert said.startswith("no Ray cluster answers at 127.0.0.1:") and "ray start --head" in said
+    assert imported == "no ray", out.stdout
+    assert not (tmp_path / "p" / ".autoresearch").exists()
 
 
 def test_no_cluster_at_the_address_is_one_line_in_seconds(tmp_path: Path) -> None:

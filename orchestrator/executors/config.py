@@ -10,6 +10,8 @@ executor is one new file in `executors/` plus one member here.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator
@@ -28,6 +30,10 @@ class _Member(Model):
     def load(self, where: str) -> Any:
         """What `where` (its `builder` or `checker`) names, imported now."""
         return resolve(where)
+
+    def reachable(self) -> None:
+        """Raises UserError, in one line and in seconds, when what the executor runs on cannot
+        answer at all: asked before its module (and what that imports) is loaded."""
 
 
 class LocalExecutorConfig(_Member):
@@ -58,6 +64,10 @@ class RayExecutorConfig(_Member):
             raise ValueError(f"node_sandbox {v!r} must be 'module:callable'")
         return v
 
+    def reachable(self) -> None:
+        """A HOST:PORT nobody listens on fails here, before Ray is imported (seconds) or retried."""
+        probe(self.address)
+
     def load(self, where: str) -> Any:
         """Raises UserError when Ray is not installed (the builder's module imports it)."""
         try:
@@ -66,6 +76,28 @@ class RayExecutorConfig(_Member):
             raise UserError(
                 f"executor 'ray' needs Ray ({e}) — pip install 'autoresearch-orchestrator[ray]'"
             ) from None
+
+
+SLOT = "autoresearch_slot"
+"""The custom resource a Ray node advertises, one unit per experiment it may run at once."""
+START_HINT = f"""ray start --head --resources='{{"{SLOT}": 1}}'"""
+"""How a person starts a head the Ray executor can use."""
+
+
+def probe(address: str | None) -> None:
+    """Raises UserError when nothing listens at a plain HOST:PORT `address` (None: RAY_ADDRESS);
+    `auto` and `ray://` addresses are left to Ray."""
+    where = address or os.environ.get("RAY_ADDRESS") or "auto"
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit() or "://" in where:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(
+            f"no Ray cluster answers at {where} ({e.strerror or e}) — start one (`{START_HINT}` on "
+            f"the head) or fix --ray-address"
+        ) from None
 
 
 ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="kind")]

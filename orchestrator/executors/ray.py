@@ -24,7 +24,6 @@ import io
 import itertools
 import logging
 import os
-import socket
 import tarfile
 import threading
 import uuid
@@ -39,13 +38,9 @@ from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, UserError
 from orchestrator.executors import RunFolder
 from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Leftover
-from orchestrator.executors.config import RayExecutorConfig
+from orchestrator.executors.config import SLOT, START_HINT, RayExecutorConfig, probe
 from orchestrator.executors.ray_node import facts_on_node, reap_on_node, run_on_node
 from orchestrator.sandbox import ContainerResult, SandboxBackend
-
-SLOT = "autoresearch_slot"
-"""The custom resource a node advertises, one unit per experiment it may run at once."""
-START_HINT = f"""ray start --head --resources='{{"{SLOT}": 1}}'"""
 
 
 def connect(address: str | None) -> None:
@@ -53,15 +48,7 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     where = address or os.environ.get("RAY_ADDRESS") or "auto"
-    host, _, port = where.rpartition(":")
-    if host and port.isdigit() and "://" not in where:  # fail in seconds, not after Ray's retries
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except OSError as e:
-            raise UserError(
-                f"no Ray cluster answers at {where} ({e.strerror or e}) — start one (`{START_HINT}` on "
-                f"the head) or fix --ray-address"
-            ) from None
+    probe(address)  # fail in seconds, not after Ray's retries
     try:
         ray.init(address=where, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
