@@ -253,7 +253,7 @@ def cleanup(ctx: click.Context, everything: bool) -> None:
     """Remove what killed runs left behind: sandbox containers, and (in this repository)
     their mounted work folders."""
     from orchestrator.errors import WorkspaceError
-    from orchestrator.executors.attempt import sweep
+    from orchestrator.executors.workdirs import sweep
     from orchestrator.links import within
     from orchestrator.runs import RUNS_DIR
     from orchestrator.sandbox.docker import DockerSandbox

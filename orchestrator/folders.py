@@ -13,11 +13,15 @@ import tarfile
 from pathlib import Path
 
 
-def unpack(tree: bytes, dest: Path, *, writable_by_all: bool = False) -> None:
-    """Write a tar (a `git archive`, a bundle of trusted files) into `dest`."""
+def unpack(
+    tree: bytes, dest: Path, *, writable_by_all: bool = False, skip: frozenset[str] = frozenset()
+) -> None:
+    """Write a tar (a `git archive`, a bundle of trusted files) into `dest`; never at or below a
+    path of `skip` (relative to `dest`: what a container already mounted over)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
-        tar.extractall(dest, filter="tar")
+        members = [m for m in tar.getmembers() if not _below(m.name, skip)] if skip else None
+        tar.extractall(dest, members=members, filter="tar")
     if writable_by_all:
         # The container's user is not us; the folder's parent is private (0700).
         for dirpath, _dirnames, filenames in os.walk(dest):
@@ -26,6 +30,11 @@ def unpack(tree: bytes, dest: Path, *, writable_by_all: bool = False) -> None:
                 p = os.path.join(dirpath, name)
                 if not os.path.islink(p):
                     os.chmod(p, os.stat(p).st_mode | 0o666)
+
+
+def _below(name: str, skip: frozenset[str]) -> bool:
+    parts = Path(name).parts
+    return any("/".join(parts[:i]) in skip for i in range(1, len(parts) + 1))
 
 
 def remove_paths(root: Path, rels: list[str] | tuple[str, ...]) -> None:

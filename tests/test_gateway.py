@@ -25,7 +25,8 @@ from orchestrator.agents.config import DEFAULT_PRICES
 from orchestrator.contract.load import build_contract
 from orchestrator.contract.metrics import measured
 from orchestrator.errors import ContractError, UserError
-from orchestrator.executors.attempt import Attempt, Trusted, Workdirs, perform
+from orchestrator.executors.attempt import Attempt, Trusted, perform
+from orchestrator.executors.workdirs import Workdirs
 from orchestrator.gateway.server import check_environment, serving
 from orchestrator.harness.autoresearch_harness import services as forwarder
 from orchestrator.sandbox import ContainerResult

@@ -330,7 +330,7 @@ def test_runsc_is_requested_when_the_contract_says_so(
 def test_workdirs_are_made_ahead_and_removed_behind_and_nothing_outlives_close(
     tmp_path: Path,
 ) -> None:
-    from orchestrator.executors.attempt import Workdirs
+    from orchestrator.executors.workdirs import Workdirs
 
     box = tmp_path / "box"
     lost: list[tuple[Path, OSError]] = []

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from orchestrator.errors import InfraError, ProposalRefused, UserError
-from orchestrator.executors.attempt import Workdirs, sweep
+from orchestrator.executors.workdirs import Workdirs, sweep
 from orchestrator.folders import remove_tree
 from orchestrator.sandbox.disk import Workdir
 

@@ -14,32 +14,32 @@ with the result.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import subprocess
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import harness
 from orchestrator.contract.model import Contract, DataMount
 from orchestrator.errors import InfraError
 from orchestrator.executors import isolation
 from orchestrator.executors.handover import hand_over
-from orchestrator.folders import remove_paths, remove_tree, unpack
+from orchestrator.executors.workdirs import Workdirs
+from orchestrator.folders import remove_paths, unpack
 from orchestrator.gateway.server import serving
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount, SandboxBackend
-from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
-from orchestrator.sandbox.owner import owner_alive, owner_id
+from orchestrator.sandbox.disk import Workdir
 
+if TYPE_CHECKING:
+    from orchestrator.executors.seats import Seat, Seats
+
+EXPERIMENT_LABEL = "autoresearch.experiment"
+"""Names the experiment a container runs (not known to a container made ahead)."""
 ATTEMPT_LABEL = "autoresearch.attempt"
 """Names one try of an experiment (Ray): its container's label and its work folders' prefix."""
-OWNER_FILE = "owner"
-
-Leftover = Callable[[Path, OSError], None]
-"""Told of a work folder that could not be removed (it goes to the run's event log)."""
+EMPTY_TREE = bytes(1024)
+"""A tar with no member (its two end blocks): what a seat's folder holds until its attempt comes."""
 
 
 @dataclass(frozen=True)
@@ -73,144 +73,81 @@ class Trusted:
     """Relative data mounts resolve here (the repository locally, the unpacked bundle on a node)."""
 
 
-class Workdirs:
-    """The capped folders attempts run in, under `box`, kept off an experiment's critical path.
-
-    Making one (a sparse image, mkfs, mount) and removing one (umount, rm) cost about
-    20 ms together. With `ahead`, the next folder is made while an attempt runs, up
-    to `SPARES` waiting; a used folder is always removed in the background. `close`
-    removes the spares and waits for the removals (at the end of a night, and at exit;
-    after a SIGKILL, the next start unmounts what is left under `box`).
-    """
-
-    SPARES = 4
-
-    def __init__(self, box: Path, leftover: Leftover, *, ahead: bool = True) -> None:
-        self.box, self.leftover, self.ahead = box, leftover, ahead
-        self._lock = threading.Lock()
-        self._spares: list[_Held] = []
-        self._threads: set[threading.Thread] = set()
-        atexit.register(self.close)
-
-    @contextlib.contextmanager
-    def hold(self, cap: int, name: str = "work") -> Iterator[Workdir]:
-        """A fresh capped folder, named `name-…` unless a spare was ready (OSError when none can be made)."""
-        with self._lock:
-            spare = next((h for h in self._spares if h.workdir.cap == cap), None)
-            if spare is not None:
-                self._spares.remove(spare)
-        held = spare or _Held.make(self.box, cap, name)
-        if self.ahead:
-            self._background(self._prepare, cap)
-        try:
-            yield held.workdir
-        finally:
-            self._background(held.drop, self.leftover)
-
-    def close(self) -> None:
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:  # a spare still being made lands in the list before we empty it
-            t.join(timeout=30)
-        with self._lock:
-            spares, self._spares = self._spares, []
-        for held in spares:
-            held.drop(self.leftover)
-
-    def _prepare(self, cap: int) -> None:
-        with self._lock:
-            if len(self._spares) >= self.SPARES:
-                return
-        try:
-            held = _Held.make(self.box, cap)
-        except OSError:
-            return  # the next attempt makes its own, and says why if it cannot
-        with self._lock:
-            self._spares.append(held)
-
-    def _background(self, work: Callable[..., None], arg: object) -> None:
-        def run() -> None:
-            try:
-                work(arg)
-            finally:
-                with self._lock:
-                    self._threads.discard(thread)
-
-        thread = threading.Thread(target=run, name="workdirs", daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
-
-
-@dataclass
-class _Held:
-    parent: Path
-    cm: contextlib.AbstractContextManager[Workdir]
-    workdir: Workdir
-
-    @classmethod
-    def make(cls, box: Path, cap: int, name: str = "work") -> _Held:
-        box.mkdir(mode=0o700, parents=True, exist_ok=True)
-        parent = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=box))
-        (parent / OWNER_FILE).write_text(owner_id())  # for `sweep`, should this process die
-        cm = capped_workdir(parent, cap)
-        try:
-            return cls(parent, cm, cm.__enter__())
-        except BaseException:
-            remove_tree(parent)
-            raise
-
-    def drop(self, leftover: Leftover) -> None:
-        try:
-            self.cm.__exit__(None, None, None)
-            remove_tree(self.parent)
-        except (OSError, subprocess.CalledProcessError) as e:  # e.g. files the sandbox user made
-            leftover(self.parent, e if isinstance(e, OSError) else OSError(str(e)))
-
-
-def sweep(box: Path, stale: Callable[[str], bool]) -> int:
-    """Unmount and remove the folders in `box` whose maker died, or whose name `stale` says is
-    left over (a lost Ray worker's, a cancelled attempt's); how many."""
-    removed = 0
-    for folder in box.glob("*"):
-        try:
-            owner = (folder / OWNER_FILE).read_text().strip()
-        except OSError:
-            continue  # not one of ours, or still being made
-        if owner_alive(owner) and not stale(folder.name.rsplit("-", 1)[0]):
-            continue
-        unmount(folder)
-        with contextlib.suppress(OSError):
-            remove_tree(folder)
-            removed += 1
-    return removed
-
-
 def perform(
-    attempt: Attempt, sandbox: SandboxBackend, workdirs: Workdirs, trusted: Trusted
+    attempt: Attempt,
+    sandbox: SandboxBackend,
+    workdirs: Workdirs,
+    trusted: Trusted,
+    seats: Seats | None = None,
 ) -> ContainerResult:
-    """Run the attempt's stages in `sandbox`, each in a fresh capped folder of `workdirs`.
+    """Run the attempt's stages in `sandbox`, each in a fresh capped folder of `workdirs`; the
+    run stage in a container made ahead where `seats` has one that fits (executors/seats.py).
 
     Raises InfraError when the host or its engine failed (never the candidate's result).
     """
     c = attempt.contract
+    if seats is not None and (attempt.gpus or c.sandbox.services):
+        seats = None  # GPUs are leased per attempt, a gateway is made per attempt
     try:
-        with workdirs.hold(c.sandbox.disk, attempt.name) as disk:
-            unpack(attempt.tree, disk.path, writable_by_all=True)
+        with _folder(attempt, workdirs, seats) as (disk, seat):
+            mounted = seat.mounted(disk) if seat is not None else (frozenset(), frozenset())
+            unpack(attempt.tree, disk.path, writable_by_all=True, skip=mounted[0])
             _seal(c, disk.path)
-            spec = (
-                _harness_stage(attempt, disk, trusted)
-                if c.evaluator.isolation == "harness"
-                else _shared_stage(attempt, disk, trusted)
-            )
+            files = None  # shared mode: the evaluator imports the candidate's files itself
+            if c.evaluator.isolation == "harness":
+                files = isolation.implementation_files(disk.path, c.implementation.paths)
+            spec = _stage(attempt, disk, trusted, files, mounted[1])
+            if seats is not None:  # the next attempt's container, made while this one runs
+                labels = {k: v for k, v in attempt.labels.items() if k != EXPERIMENT_LABEL}
+                blank = replace(attempt, tree=EMPTY_TREE, added=(), labels=labels)
+                seats.want(c, c.sandbox.disk, lambda d: _stage(blank, d, trusted, files))
+            warm = seat.usable(spec) if seat is not None else None
+            if seat is not None and warm is None:  # made for another spec: all of it afresh
+                return perform(attempt, sandbox, workdirs, trusted, None)
             with serving(c.sandbox.services, c.budget.seconds) as gateway:  # stopped, then read
-                result = sandbox.run(gateway.attach(spec))
+                result = sandbox.run(replace(gateway.attach(spec), warm=warm))
             result = replace(result, gateway=gateway.figures())
             if c.score is None or result.failed:
                 return result
             return _score(attempt, sandbox, workdirs, trusted, result, disk.results)
     except OSError as e:
         raise InfraError(f"preparing the sandbox folder failed: {e}") from e
+
+
+@contextlib.contextmanager
+def _folder(
+    attempt: Attempt, workdirs: Workdirs, seats: Seats | None
+) -> Iterator[tuple[Workdir, Seat | None]]:
+    """The run stage's folder: a seat's, made ahead, or a fresh one."""
+    cap = attempt.contract.sandbox.disk
+    if seats is None:
+        with workdirs.hold(cap, attempt.name) as disk:
+            yield disk, None
+        return
+    with seats.attempt():
+        seat = seats.take(attempt.contract)
+        if seat is None:
+            with workdirs.hold(cap, attempt.name) as disk:
+                yield disk, None
+            return
+        try:
+            yield seat.disk, seat
+        finally:
+            seats.release(seat)
+
+
+def _stage(
+    attempt: Attempt,
+    disk: Workdir,
+    trusted: Trusted,
+    files: list[str] | None,
+    skip: frozenset[str] = frozenset(),
+) -> ContainerSpec:
+    """The run stage's spec: harness mode with the implementation's `files` (the trusted view
+    never written at `skip`), else shared."""
+    if files is None:
+        return _shared_stage(attempt, disk, trusted)
+    return _harness_stage(attempt, disk, trusted, files, skip)
 
 
 def _shared_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> ContainerSpec:
@@ -225,11 +162,12 @@ def _shared_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> Containe
     )
 
 
-def _harness_stage(attempt: Attempt, disk: Workdir, trusted: Trusted) -> ContainerSpec:
+def _harness_stage(
+    attempt: Attempt, disk: Workdir, trusted: Trusted, files: list[str], skip: frozenset[str]
+) -> ContainerSpec:
     """The evaluator on the trusted side, the candidate in a worker (executors/isolation.py)."""
     c = attempt.contract
-    files = isolation.implementation_files(disk.path, c.implementation.paths)
-    view = isolation.trusted_view(attempt.tree, disk, files, c.sealed)
+    view = isolation.trusted_view(attempt.tree, disk, files, c.sealed, skip)
     uid, gid = isolation.trusted_user(c.sandbox.user)
     isolation.give_results_to(disk, uid, gid)
     mounts = isolation.mounts(view)

@@ -96,7 +96,18 @@ def stdlib_named(files: list[str]) -> list[str]:
     return out
 
 
-def trusted_view(tree: bytes, disk: Workdir, implementation: list[str], hidden: list[str]) -> Path:
+def view_of(disk: Workdir) -> Path:
+    """Where a work folder holds the evaluator's tree (mounted at TRUSTED_ROOT)."""
+    return disk.root / "trusted"
+
+
+def trusted_view(
+    tree: bytes,
+    disk: Workdir,
+    implementation: list[str],
+    hidden: list[str],
+    skip: frozenset[str] = frozenset(),
+) -> Path:
     """The evaluator's tree: the frozen commit, the implementation's files in it as data.
 
     An evaluator reads them at their own paths (to measure their size or complexity);
@@ -104,10 +115,11 @@ def trusted_view(tree: bytes, disk: Workdir, implementation: list[str], hidden: 
     hook's audit refuses it, and each folder that holds implementation code gets an
     empty `__pycache__` where the trusted side's boot writes a bytecode trap for every
     module, so a Python started without the hook (`-I`, `-s`, a venv) fails to import
-    it instead of running it (see `autoresearch_harness/boot.py`).
+    it instead of running it (see `autoresearch_harness/boot.py`). `skip`: paths a container
+    made ahead already mounted over (executors/seats.py), never written.
     """
-    view = disk.root / "trusted"
-    unpack(tree, view)
+    view = view_of(disk)
+    unpack(tree, view, skip=skip)
     remove_paths(view, hidden)
     for folder in trap_folders(implementation):
         (view / folder).mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.contract.model import Contract
 from orchestrator.errors import EngineUnavailable, ImageAbsent, ImageMissing, InfraError
 from orchestrator.executors import RunFolder
-from orchestrator.executors.attempt import Attempt, Leftover, Trusted, Workdirs, perform
+from orchestrator.executors.attempt import Attempt, Trusted, perform
+from orchestrator.executors.seats import Seats
+from orchestrator.executors.workdirs import Leftover, Workdirs
 from orchestrator.gateway.server import check_environment
 from orchestrator.sandbox import ContainerResult, SandboxBackend
 
@@ -40,9 +43,10 @@ class LocalExecutor:
         d = folder.path
         self.trusted = Trusted(d / "evaluator", d / "scorer", folder.data_root)
         self.workdirs = Workdirs(d / "sandbox", leftover)
+        self.seats = _seats(sandbox, d / "sandbox", leftover)
 
     def run(self, attempt: Attempt) -> ContainerResult:
-        return perform(attempt, self.sandbox, self.workdirs, self.trusted)
+        return perform(attempt, self.sandbox, self.workdirs, self.trusted, self.seats)
 
     def slots(self, contract: Contract) -> int | None:
         return None
@@ -63,7 +67,10 @@ class LocalExecutor:
         return self.sandbox.image_id(image)
 
     def cancel(self) -> int:
-        return self.sandbox.cancel()
+        killed = self.sandbox.cancel()
+        if self.seats is not None:
+            self.seats.clear()
+        return killed
 
     def reopen(self) -> None:
         self.sandbox.reopen()
@@ -72,4 +79,14 @@ class LocalExecutor:
         return self.sandbox.reap(everything=everything)
 
     def close(self) -> None:
+        if self.seats is not None:
+            self.seats.close()
         self.workdirs.close()
+
+
+def _seats(sandbox: SandboxBackend, box: Path, leftover: Leftover) -> Seats | None:
+    """Containers made ahead (executors/seats.py) where the sandbox is this machine's engine
+    itself; a wrapper of it (a test's) runs every attempt in a fresh container."""
+    from orchestrator.sandbox.docker import DockerSandbox
+
+    return Seats(sandbox, box, leftover) if isinstance(sandbox, DockerSandbox) else None

@@ -37,9 +37,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from orchestrator.contract.model import Contract
 from orchestrator.errors import InfraError, UserError
 from orchestrator.executors import RunFolder
-from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Leftover
+from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt
 from orchestrator.executors.config import SLOT, START_HINT, RayExecutorConfig, probe
 from orchestrator.executors.ray_node import facts_on_node, reap_on_node, run_on_node
+from orchestrator.executors.workdirs import Leftover
 from orchestrator.sandbox import ContainerResult, SandboxBackend
 
 

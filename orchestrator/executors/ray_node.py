@@ -20,7 +20,8 @@ from pathlib import Path
 import ray
 
 from orchestrator.errors import InfraError
-from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Trusted, Workdirs, perform, sweep
+from orchestrator.executors.attempt import ATTEMPT_LABEL, Attempt, Trusted, perform
+from orchestrator.executors.workdirs import Workdirs, sweep
 from orchestrator.folders import remove_tree, unpack
 from orchestrator.sandbox import ContainerResult, SandboxBackend
 

@@ -74,6 +74,7 @@ def verify(night: Night, commit: str | None = None) -> list[Check]:
         return [_recheck(night, e, exps, band) for e in merged]
     finally:
         night.release(leased)
+        night.executor.close()  # what it made ahead (executors/seats.py) goes now
 
 
 def _recheck(night: Night, e: Experiment, exps: list[Experiment], band: float) -> Check:

@@ -14,7 +14,7 @@ import threading
 from orchestrator.contract.model import Contract
 from orchestrator.errors import Cancelled, InfraError
 from orchestrator.executors import Executor
-from orchestrator.executors.attempt import Attempt
+from orchestrator.executors.attempt import EXPERIMENT_LABEL, Attempt
 from orchestrator.experiment import Experiment
 from orchestrator.gateway.server import cost
 from orchestrator.ledger import Ledger
@@ -117,7 +117,7 @@ class Runner:
                     "AUTORESEARCH_EXPERIMENT": str(exp.id),
                     "AUTORESEARCH_SEED": str(random.SystemRandom().randrange(2**31)),
                 },
-                labels={"autoresearch.run": self.ws.tag, "autoresearch.experiment": str(exp.id)},
+                labels={"autoresearch.run": self.ws.tag, EXPERIMENT_LABEL: str(exp.id)},
                 gpus=self.gpus,
                 seccomp=self.seccomp,
                 added=added,

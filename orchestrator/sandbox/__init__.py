@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from orchestrator.contract.model import Sandbox as SandboxLimits
@@ -39,6 +39,18 @@ class Worker:
     workdir: str = "/workspace"
 
 
+class Gated(Protocol):
+    """A container made ahead, waiting at its gate (`sandbox/warm.py`'s `Warm`)."""
+
+    def take(self) -> Any:
+        """The container, for the one run that goes in it."""
+        ...
+
+    def go(self, env: dict[str, str]) -> None:
+        """Let it run with `env`'s values. Raises InfraError."""
+        ...
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     workspace: Path
@@ -61,6 +73,9 @@ class ContainerSpec:
     """More in-memory folders (container path → mount options) beside /tmp."""
     worker: Worker | None = None
     """Harness mode: the candidate's worker, exec'd into the running container."""
+    warm: Gated | None = None
+    """A container made ahead for this spec, waiting to go (`sandbox/warm.py`); None: a fresh
+    one is made."""
 
 
 @dataclass(frozen=True)

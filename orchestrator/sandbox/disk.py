@@ -14,9 +14,11 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from orchestrator.poller import Poller
 
 IMAGE_NAME = "disk.img"
 MOUNT_NAME = "fs"
@@ -132,3 +134,19 @@ def capped_workdir(parent: Path, cap: int) -> Iterator[Workdir]:
             if os.path.ismount(mnt):
                 _run("umount", "-l", str(mnt))
             (parent / IMAGE_NAME).unlink(missing_ok=True)
+
+
+class DiskWatch(Poller):
+    """Kills (with `kill`) a container whose unenforced workspace folder passes its cap."""
+
+    def __init__(self, disk: Workdir, kill: Callable[[], None], interval: float = 0.2) -> None:
+        super().__init__(interval, "disk-watch")
+        self.disk, self.kill = disk, kill
+        self.tripped = False
+
+    def poll(self) -> bool:
+        if self.disk.used() < self.disk.cap:
+            return True
+        self.tripped = True
+        self.kill()
+        return False

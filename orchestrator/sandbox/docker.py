@@ -28,10 +28,9 @@ from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
-from orchestrator.poller import Poller
 from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
 from orchestrator.sandbox.cgroups import CgroupSampler
-from orchestrator.sandbox.disk import Workdir
+from orchestrator.sandbox.disk import DiskWatch
 from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.sandbox.worker import WorkerOutput
 
@@ -118,25 +117,14 @@ def _add_runtime_and_devices(kwargs: dict[str, Any], spec: ContainerSpec) -> Non
         ]
 
 
+def _kill(container: Container) -> None:
+    """SIGKILL, whatever state the container or the engine is in."""
+    with contextlib.suppress(NotFound, APIError, requests.RequestException):
+        container.kill()
+
+
 MSGQUEUE_BYTES = 819200
 """POSIX message queue bytes per user (the kernel's usual default, stated, not inherited)."""
-
-
-class DiskWatch(Poller):
-    """Kills a container whose (unenforced) workspace folder passes its cap."""
-
-    def __init__(self, disk: Workdir, container: Container, interval: float = 0.2) -> None:
-        super().__init__(interval, "disk-watch")
-        self.disk, self.container = disk, container
-        self.tripped = False
-
-    def poll(self) -> bool:
-        if self.disk.used() < self.disk.cap:
-            return True
-        self.tripped = True
-        with contextlib.suppress(NotFound, APIError, requests.RequestException):
-            self.container.kill()
-        return False
 
 
 class DockerSandbox:
@@ -179,9 +167,15 @@ class DockerSandbox:
         with self._lock:
             self._cancelled = False
 
-    def create(self, spec: ContainerSpec) -> Container:
-        """The hardened container for `spec`, created but not started; the caller removes it."""
+    def create(self, spec: ContainerSpec, gate_s: float | None = None) -> Container:
+        """The hardened container for `spec`, created but not started; the caller removes it.
+        `gate_s`: made ahead (sandbox/warm.py), its standard input open for the word to go,
+        which may take that long to come."""
         kwargs = self._hardened(spec)
+        if gate_s is not None:
+            kwargs["stdin_open"] = True
+            deadline = time.time() + gate_s + spec.budget_s + KILL_GRACE_S
+            kwargs["labels"][DEADLINE_LABEL] = f"{deadline:.0f}"
         _add_runtime_and_devices(kwargs, spec)
         # Named by us: docker-py creates, then inspects. When the engine goes down between
         # the two, it has made a container whose id we never hear; its name we know.
@@ -238,9 +232,10 @@ class DockerSandbox:
         )
 
     def run(self, spec: ContainerSpec) -> ContainerResult:
+        """Run `spec` in a fresh container, or in the one made ahead for it (`spec.warm`)."""
         self._refuse_if_cancelled()
-        self._remove_orphans()
-        container = self.create(spec)
+        self.remove_orphans()
+        container = spec.warm.take() if spec.warm is not None else self.create(spec)
         with self._lock:
             self._live.add(container)
         try:
@@ -250,7 +245,7 @@ class DockerSandbox:
         finally:
             with self._lock:
                 self._live.discard(container)
-            self._remove(container)
+            self.remove(container)
 
     def _refuse_if_cancelled(self) -> None:
         with self._lock:
@@ -262,7 +257,10 @@ class DockerSandbox:
         before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
-        container.start()
+        if spec.warm is not None:  # made and started ahead: the clock starts when it goes
+            spec.warm.go(spec.env)
+        else:
+            container.start()
         with self._lock:
             cancelled = self._cancelled
         if cancelled:  # the cancel came while it was being created: its kill missed
@@ -270,7 +268,7 @@ class DockerSandbox:
                 container.kill()
         worker = self._start_worker(container, spec)
         timed_out = False
-        watch = DiskWatch(disk, container) if disk and not disk.enforced else None
+        watch = DiskWatch(disk, lambda: _kill(container)) if disk and not disk.enforced else None
         sampler = CgroupSampler(container.id)
         vram = VramSampler(self.inventory, sampler.pids) if spec.gpus else None
         with sampler, watch or contextlib.nullcontext(), vram or contextlib.nullcontext():
@@ -318,7 +316,7 @@ class DockerSandbox:
         if spec.worker is None:
             return None
         try:
-            return WorkerOutput(container, spec.worker, 8 * spec.limits.log_bytes)
+            return WorkerOutput(container, spec.worker, 8 * spec.limits.log_bytes, spec.env)
         except (APIError, requests.RequestException) as e:
             with contextlib.suppress(NotFound, APIError, requests.RequestException):
                 container.reload()
@@ -342,7 +340,8 @@ class DockerSandbox:
             raise InfraError(f"lost the Docker engine while waiting: {e}") from e
         return int(status.get("StatusCode", -1))
 
-    def _remove(self, container: Container) -> None:
+    def remove(self, container: Container) -> None:
+        """Remove it now, or as an orphan later (before the next run, by `reap`)."""
         for attempt in range(3):
             try:
                 container.remove(force=True, v=True)
@@ -353,7 +352,8 @@ class DockerSandbox:
                 time.sleep(0.5 * (attempt + 1))
         self._orphans.add(container.id)  # retried before the next run, and by `reap`
 
-    def _remove_orphans(self) -> None:
+    def remove_orphans(self) -> None:
+        """Retry removing the containers whose removal failed (the engine was away)."""
         for cid in list(self._orphans):
             try:
                 self.client.api.remove_container(cid, force=True, v=True)
@@ -368,7 +368,7 @@ class DockerSandbox:
             return str(self.client.images.get(image).id)
 
     def reap(self, *, everything: bool = False, stale: Stale | None = None) -> int:
-        self._remove_orphans()
+        self.remove_orphans()
         try:  # one listing, no inspect per container: one may vanish while we look
             found = self.client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
         except (APIError, requests.RequestException) as e:

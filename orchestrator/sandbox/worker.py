@@ -22,7 +22,10 @@ from orchestrator.sandbox import Worker
 class WorkerOutput:
     """The worker's exec and the tail of its output (at most `cap` bytes kept)."""
 
-    def __init__(self, container: Container, worker: Worker, cap: int) -> None:
+    def __init__(
+        self, container: Container, worker: Worker, cap: int, env: dict[str, str] | None = None
+    ) -> None:
+        """`env`: the attempt's variables (a container made ahead holds its first values)."""
         self.cap = cap
         self._chunks: list[bytes] = []
         self._size = 0
@@ -30,7 +33,7 @@ class WorkerOutput:
         api = container.client.api
         exec_id = api.exec_create(
             container.id, list(worker.command), user=worker.user, workdir=worker.workdir,
-            stdout=True, stderr=True, stdin=False, tty=False,
+            stdout=True, stderr=True, stdin=False, tty=False, environment=env or None,
         )["Id"]  # fmt: skip
         self._stream = api.exec_start(exec_id, stream=True, demux=False)
         self._thread = threading.Thread(target=self._read, name="worker-output", daemon=True)

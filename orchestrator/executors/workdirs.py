@@ -1,0 +1,134 @@
+"""The capped work folders attempts run in (sandbox/disk.py), made off an experiment's
+critical path, and the removal of those a dead process left (`sweep`)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.folders import remove_tree
+from orchestrator.sandbox.disk import Workdir, capped_workdir, unmount
+from orchestrator.sandbox.owner import owner_alive, owner_id
+
+OWNER_FILE = "owner"
+Leftover = Callable[[Path, OSError], None]
+"""Told of a work folder that could not be removed (it goes to the run's event log)."""
+
+
+class Workdirs:
+    """The capped folders attempts run in, under `box`, kept off an experiment's critical path.
+
+    Making one (a sparse image, mkfs, mount) and removing one (umount, rm) cost about
+    20 ms together. With `ahead`, the next folder is made while an attempt runs, up
+    to `SPARES` waiting; a used folder is always removed in the background. `close`
+    removes the spares and waits for the removals (at the end of a night, and at exit;
+    after a SIGKILL, the next start unmounts what is left under `box`).
+    """
+
+    SPARES = 4
+
+    def __init__(self, box: Path, leftover: Leftover, *, ahead: bool = True) -> None:
+        self.box, self.leftover, self.ahead = box, leftover, ahead
+        self._lock = threading.Lock()
+        self._spares: list[Held] = []
+        self._threads: set[threading.Thread] = set()
+        atexit.register(self.close)
+
+    @contextlib.contextmanager
+    def hold(self, cap: int, name: str = "work") -> Iterator[Workdir]:
+        """A fresh capped folder, named `name-…` unless a spare was ready (OSError when none can be made)."""
+        with self._lock:
+            spare = next((h for h in self._spares if h.workdir.cap == cap), None)
+            if spare is not None:
+                self._spares.remove(spare)
+        held = spare or Held.make(self.box, cap, name)
+        if self.ahead:
+            self._background(self._prepare, cap)
+        try:
+            yield held.workdir
+        finally:
+            self._background(held.drop, self.leftover)
+
+    def close(self) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:  # a spare still being made lands in the list before we empty it
+            t.join(timeout=30)
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for held in spares:
+            held.drop(self.leftover)
+
+    def _prepare(self, cap: int) -> None:
+        with self._lock:
+            if len(self._spares) >= self.SPARES:
+                return
+        try:
+            held = Held.make(self.box, cap)
+        except OSError:
+            return  # the next attempt makes its own, and says why if it cannot
+        with self._lock:
+            self._spares.append(held)
+
+    def _background(self, work: Callable[..., None], arg: object) -> None:
+        def run() -> None:
+            try:
+                work(arg)
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name="workdirs", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+
+@dataclass
+class Held:
+    parent: Path
+    cm: contextlib.AbstractContextManager[Workdir]
+    workdir: Workdir
+
+    @classmethod
+    def make(cls, box: Path, cap: int, name: str = "work") -> Held:
+        box.mkdir(mode=0o700, parents=True, exist_ok=True)
+        parent = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=box))
+        (parent / OWNER_FILE).write_text(owner_id())  # for `sweep`, should this process die
+        cm = capped_workdir(parent, cap)
+        try:
+            return cls(parent, cm, cm.__enter__())
+        except BaseException:
+            remove_tree(parent)
+            raise
+
+    def drop(self, leftover: Leftover) -> None:
+        try:
+            self.cm.__exit__(None, None, None)
+            remove_tree(self.parent)
+        except (OSError, subprocess.CalledProcessError) as e:  # e.g. files the sandbox user made
+            leftover(self.parent, e if isinstance(e, OSError) else OSError(str(e)))
+
+
+def sweep(box: Path, stale: Callable[[str], bool]) -> int:
+    """Unmount and remove the folders in `box` whose maker died, or whose name `stale` says is
+    left over (a lost Ray worker's, a cancelled attempt's); how many."""
+    removed = 0
+    for folder in box.glob("*"):
+        try:
+            owner = (folder / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue  # not one of ours, or still being made
+        if owner_alive(owner) and not stale(folder.name.rsplit("-", 1)[0]):
+            continue
+        unmount(folder)
+        with contextlib.suppress(OSError):
+            remove_tree(folder)
+            removed += 1
+    return removed
