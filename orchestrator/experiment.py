@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -118,3 +119,13 @@ def experiment_dir(run_dir: Path, exp_id: int) -> Path:
 def baseline_metric(experiments: list[Experiment]) -> float | None:
     """The baseline's metric, once it was measured (None while it runs, or if it crashed)."""
     return next((e.metric for e in experiments if e.id == 0 and e.status == "keep"), None)
+
+
+def best_holder(experiments: Iterable[Experiment]) -> Experiment | None:
+    """The experiment that holds the best now: of those on the run branch, the one merged last
+    (with several slots, winners merge out of their ids' order: the highest id is not it)."""
+    return max((e for e in experiments if e.holds_best), key=_merged_at, default=None)
+
+
+def _merged_at(e: Experiment) -> tuple[float, int]:
+    return (e.finished or 0.0, e.id)

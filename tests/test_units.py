@@ -217,3 +217,23 @@ def test_only_top_level_modules_named_like_the_standard_librarys_are_named() -> 
                           "impl.py", "notes.txt", "random/helpers.py"])  # fmt: skip
     assert [line.split(" is named")[0] for line in named] == ["queue.py", "random/__init__.py"]
     assert "`import queue` fails on the trusted side" in named[0]
+
+
+def test_the_best_is_the_keep_merged_last_not_the_highest_id() -> None:
+    """With several slots, winners merge out of their ids' order: #3 (0.02) merged after #5
+    (0.86). The best is #3's — what a stale winner at 0.34 must beat, what `accept` takes, what
+    the report shows — never #5's."""
+    from dataclasses import replace as copy
+
+    from orchestrator.experiment import Experiment, best_holder
+    from orchestrator.night.stops import best_so_far
+
+    base = Experiment(0, "done", "p", "c", "x", "", "keep", "why", 18.0, {}, 0, False, False,
+                      1.0, 1.0, 1, 0, False, None, 5, None, {}, [], False, None, 0, 0.0, 1.0)  # fmt: skip
+    merged = [(4, 1.01, 2.0), (5, 0.86, 3.0), (3, 0.02, 4.0)]  # (id, metric, merged at)
+    exps = [base] + [copy(base, id=i, metric=m, merged=True, merged_sha=f"sha{i}", finished=t)
+                     for i, m, t in merged]  # fmt: skip
+    exps.sort(key=lambda e: e.id)
+    holder = best_holder(exps)
+    assert holder is not None and holder.id == 3 and holder.merged_sha == "sha3"
+    assert best_so_far(exps)[-1] == 0.02

@@ -14,15 +14,15 @@ import subprocess
 
 from orchestrator import sanitize
 from orchestrator.errors import UserError
-from orchestrator.experiment import Experiment, RunInfo
+from orchestrator.experiment import Experiment, RunInfo, best_holder
 from orchestrator.workspace import Workspace
 
 
 def message(info: RunInfo, exps: list[Experiment], metric: str) -> str:
     base = next(e for e in exps if e.id == 0)
     kept = [e for e in exps if e.holds_best and e.id > 0]
-    best = kept[-1]
-    assert base.metric is not None and best.metric is not None
+    best = best_holder(kept)
+    assert best is not None and base.metric is not None and best.metric is not None
     lines = [
         f"autoresearch {info.tag}: {metric} {base.metric:.6g} → {best.metric:.6g} ({best.metric - base.metric:+.6g})",
         "",
@@ -46,8 +46,9 @@ def _target(
         kept = [e for e in exps if e.holds_best and e.id > 0 and e.merged_sha]
         if not kept:
             raise UserError(f"run {info.tag} kept no change — there is nothing to accept")
-        best = kept[-1].merged_sha
-        assert best is not None
+        holder = best_holder(kept)
+        assert holder is not None and holder.merged_sha is not None
+        best = holder.merged_sha
         return best, info.base_commit, message(info, exps, metric)
     e = next((x for x in exps if x.id == experiment), None)
     held = e is not None and e.id > 0 and e.status == "keep" and not e.merged and bool(e.flags)

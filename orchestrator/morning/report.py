@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE
-from orchestrator.experiment import STATUSES
+from orchestrator.experiment import STATUSES, best_holder
 from orchestrator.ledger import Ledger
 from orchestrator.morning.pages import esc as _esc
 from orchestrator.morning.pages import highlight as _highlight
@@ -325,7 +325,8 @@ def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
     png_tmp = png.with_name(f".progress.{os.getpid()}.png")
     plot_progress(data, png_tmp)
     links = write_pages(ledger.dir, exps)
-    best = next((e.merged_sha for e in reversed(exps) if e.holds_best and e.merged_sha), None)
+    holder = best_holder(e for e in exps if e.merged_sha)
+    best = holder.merged_sha if holder else None
     final = ws.diff(info.base_commit, best) if best else ""
     page = render(data, png_tmp.read_bytes(), final, links)
     os.replace(png_tmp, png)

@@ -7,7 +7,14 @@ from typing import Any
 
 from orchestrator import sanitize
 from orchestrator.contract.model import FORGEABLE, Contract
-from orchestrator.experiment import STATUSES, Experiment, RunInfo, baseline_metric, experiment_dir
+from orchestrator.experiment import (
+    STATUSES,
+    Experiment,
+    RunInfo,
+    baseline_metric,
+    best_holder,
+    experiment_dir,
+)
 from orchestrator.morning import tree
 from orchestrator.night.stops import best_so_far
 
@@ -105,8 +112,8 @@ def search_tree(exps: list[Experiment], contract: Contract) -> list[str]:
     """The tree a tree search grew, drawn (a greedy night's is a chain: not drawn)."""
     if contract.search.kind != "tree":
         return []
-    kept = [e for e in exps if e.holds_best]
-    return tree.draw(exps, kept[-1].id if kept else None)
+    holder = best_holder(exps)
+    return tree.draw(exps, holder.id if holder else None)
 
 
 def agent_yields(exps: list[Experiment], contract: Contract) -> list[dict[str, Any]]:
@@ -191,8 +198,7 @@ def summary(
     m = contract.metric
     base = baseline_metric(exps)
     bests = best_so_far(exps)
-    kept = [e for e in exps if e.holds_best]
-    best = kept[-1] if kept else None
+    best = best_holder(exps)
     starts = [e.started for e in exps]
     ends = [e.finished for e in exps if e.finished is not None]
     gpu_s = sum((e.wall_s or 0.0) for e in exps) * contract.sandbox.gpus

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from orchestrator.contract.metrics import measured
 from orchestrator.contract.model import Contract
-from orchestrator.experiment import Experiment
+from orchestrator.experiment import Experiment, best_holder
 from orchestrator.ledger import Ledger
 from orchestrator.night.decision import (
     Best,
@@ -73,8 +73,7 @@ class Judge:
 
     def best_experiment(self) -> Experiment | None:
         """The experiment that holds the best now (None before the baseline is measured)."""
-        kept = [e for e in self.ledger.experiments() if e.holds_best]
-        return kept[-1] if kept else None
+        return best_holder(self.ledger.experiments())
 
     def best(self) -> Best:
         best = self.best_experiment()

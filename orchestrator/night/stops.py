@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from orchestrator.contract.model import Contract
-from orchestrator.experiment import Experiment
+from orchestrator.experiment import Experiment, best_holder
 from orchestrator.night.decision import gain
 
 
 def best_so_far(experiments: list[Experiment]) -> list[float | None]:
-    """The best metric after each experiment (by id), following keeps that merged."""
+    """The best metric after each experiment (by id): the one merged last among them."""
     out: list[float | None] = []
-    best: float | None = None
+    holder: Experiment | None = None
     for e in experiments:
-        if e.holds_best:
-            best = e.metric
-        out.append(best)
+        holder = best_holder([e] if holder is None else [holder, e])
+        out.append(holder.metric if holder else None)
     return out
 
 
