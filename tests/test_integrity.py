@@ -169,6 +169,7 @@ def test_a_flaky_win_is_not_confirmed() -> None:
                         "metric": 10.0,
                         "loc": 5,
                         "holds_best": True,
+                        "finished": 1.0,  # when it merged: the holder of the best is the last
                     },
                 )()
             ]
