@@ -19,14 +19,13 @@ import atexit
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from orchestrator.executors.isolation import view_of
-from orchestrator.executors.workdirs import Held, Leftover
+from orchestrator.executors.workdirs import Background, Held, Leftover
 from orchestrator.sandbox import ContainerSpec
 from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.warm import Warm, discard, make
@@ -103,7 +102,7 @@ class Seats:
         self._making = 0
         self._in_flight = 0
         self._generation = 0
-        self._threads: set[threading.Thread] = set()
+        self._background = Background("seats")
         atexit.register(self.close)  # an owner that never closes it (a killed one: `reap`)
 
     @contextlib.contextmanager
@@ -127,7 +126,7 @@ class Seats:
     def release(self, seat: Seat) -> None:
         """After its attempt: its container removed if no run took it, its folder dropped."""
         discard(self.sandbox, seat.warm)
-        self._background(lambda: seat.held.drop(self.leftover))
+        self._background.start(lambda: seat.held.drop(self.leftover))
 
     def want(self, contract: Contract, cap: int, template: Template) -> None:
         """One more seat for `contract`, made in the background, unless as many as attempts in
@@ -137,7 +136,7 @@ class Seats:
                 return
             self._making += 1
             generation = self._generation
-        self._background(lambda: self._make(contract, cap, template, generation))
+        self._background.start(lambda: self._make(contract, cap, template, generation))
 
     def _make(self, contract: Contract, cap: int, template: Template, generation: int) -> None:
         seat = None
@@ -172,25 +171,5 @@ class Seats:
     def close(self) -> None:
         """`clear`, then wait for what is being made or dropped (the end of a night)."""
         self.clear()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with self._lock:
-                threads = list(self._threads)
-            if not threads:
-                break
-            for t in threads:
-                t.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._background.join(60)
         self.sandbox.remove_orphans()  # what the engine could not remove while it was away
-
-    def _background(self, work: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                work()
-            finally:
-                with self._lock:
-                    self._threads.discard(thread)
-
-        thread = threading.Thread(target=run, name="seats", daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()

@@ -8,6 +8,7 @@ import contextlib
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,45 @@ from orchestrator.sandbox.owner import owner_alive, owner_id
 OWNER_FILE = "owner"
 Leftover = Callable[[Path, OSError], None]
 """Told of a work folder that could not be removed (it goes to the run's event log)."""
+
+
+class Background:
+    """Daemon threads doing work off an experiment's critical path; `join` waits for them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+
+    def start(self, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=self.name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """Whether any thread still works."""
+        with self._lock:
+            return bool(self._threads)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait, at most `timeout_s` in all, for every thread, those started meanwhile too."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                return
+            for t in threads:
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class Workdirs:
@@ -37,7 +77,7 @@ class Workdirs:
         self.box, self.leftover, self.ahead = box, leftover, ahead
         self._lock = threading.Lock()
         self._spares: list[Held] = []
-        self._threads: set[threading.Thread] = set()
+        self._background = Background("workdirs")
         atexit.register(self.close)
 
     @contextlib.contextmanager
@@ -49,17 +89,14 @@ class Workdirs:
                 self._spares.remove(spare)
         held = spare or Held.make(self.box, cap, name)
         if self.ahead:
-            self._background(self._prepare, cap)
+            self._background.start(lambda: self._prepare(cap))
         try:
             yield held.workdir
         finally:
-            self._background(held.drop, self.leftover)
+            self._background.start(lambda: held.drop(self.leftover))
 
     def close(self) -> None:
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:  # a spare still being made lands in the list before we empty it
-            t.join(timeout=30)
+        self._background.join(30)  # a spare still being made lands in the list before we empty it
         with self._lock:
             spares, self._spares = self._spares, []
         for held in spares:
@@ -75,19 +112,6 @@ class Workdirs:
             return  # the next attempt makes its own, and says why if it cannot
         with self._lock:
             self._spares.append(held)
-
-    def _background(self, work: Callable[..., None], arg: object) -> None:
-        def run() -> None:
-            try:
-                work(arg)
-            finally:
-                with self._lock:
-                    self._threads.discard(thread)
-
-        thread = threading.Thread(target=run, name="workdirs", daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
 
 
 @dataclass

@@ -158,8 +158,7 @@ class DockerSandbox:
             self._cancelled = True
             live = list(self._live)
         for c in live:
-            with contextlib.suppress(NotFound, APIError, requests.RequestException):
-                c.kill()
+            _kill(c)
         return len(live)
 
     def reopen(self) -> None:
