@@ -186,7 +186,7 @@ class CommandAgent:
         if refused is not None:
             raise UserError(refused)
         cost_usd, usage = _spent(figures)
-        why = host_limit(self.cfg, result, outcome.forks_refused)
+        why = host_limit(self.cfg, result)
         if why is None and result.timed_out:
             why = f"agent command timed out after {self.cfg.timeout_s:g} s"
         if why is not None:

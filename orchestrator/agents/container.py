@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shlex
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from orchestrator import harness
 from orchestrator.agents.config import CommandAgentConfig
-from orchestrator.agents.limits import PidsWatch
 from orchestrator.agents.services import PLACEHOLDER_KEYS, container_env, gateway_view, prelude
 from orchestrator.contract.model import Sandbox
 from orchestrator.errors import ImageAbsent, UserError
@@ -47,8 +45,6 @@ HARNESS = "/harness"
 INBOX = "/agent"
 """Where the prompt and history files are inside (read-only)."""
 ROLE_LABEL = "autoresearch.role"
-RUN_LABEL = "autoresearch.agent-run"
-"""Names one command's container, for the host to find its cgroup while it runs."""
 LINGER_S = 0.5
 """How long the container outlives a command that failed: its cgroup (the forks refused, which
 explain a failure) is read by then. A command that succeeded ends its container at once."""
@@ -61,8 +57,6 @@ class Outcome:
     result: ContainerResult
     figures: dict[str, float]
     """The gateway's `gateway.<name>.<figure>` (empty without services)."""
-    forks_refused: int
-    """Forks its pids cgroup refused (the process limit reached)."""
 
 
 def sandbox_of(cfg: CommandAgentConfig) -> Sandbox:
@@ -148,7 +142,6 @@ class AgentContainer:
         script = "\n".join(filter(None, [prelude(self.services), f"exec <{shlex.quote(stdin)}"]))
         entry = f"python3 -I {HARNESS}/autoresearch_harness/agent.py "
         linger = f'; code=$?; [ "$code" = 0 ] || sleep {LINGER_S:g}; exit $code'  # figures read
-        run_id = uuid.uuid4().hex
         spec = ContainerSpec(
             workspace=copy.path,
             command=entry + shlex.quote(f"{script}\n{command}") + linger,
@@ -156,7 +149,7 @@ class AgentContainer:
             limits=lim,
             mounts=(Mount(inbox, INBOX), Mount(harness.mounted(), HARNESS)),
             env={**self.cfg.env, **env, **container_env(self.services), "HOME": "/tmp"},
-            labels={ROLE_LABEL: "agent", RUN_LABEL: run_id},
+            labels={ROLE_LABEL: "agent"},
             seccomp=default_profile(),
             disk=copy,
         )
@@ -165,12 +158,9 @@ class AgentContainer:
             self._live.add(sandbox)
         served, environ = gateway_view(self.services, os.environ)
         try:
-            with (
-                serving(served, self.cfg.timeout_s, environ) as gateway,
-                PidsWatch(self.client, f"{RUN_LABEL}={run_id}") as pids,
-            ):
+            with serving(served, self.cfg.timeout_s, environ) as gateway:
                 result = sandbox.run(gateway.attach(spec))
         finally:
             with self._lock:
                 self._live.discard(sandbox)
-        return Outcome(result, gateway.figures(), pids.refused)
+        return Outcome(result, gateway.figures())

@@ -5,8 +5,9 @@
   list too long"). The setup's to fix, and every later prompt is longer: the night stops
   with one line that says how to pass the prompt instead.
 - The container's memory (an OOM kill), its process limit (a fork refused: the `max`
-  event of its pids cgroup, read by the host while it runs) and its copy's disk: that
-  proposal is refused, naming the limit and its setting; the night goes on.
+  event of its pids cgroup, read by the sandbox's cgroup sampler while it runs) and its
+  copy's disk: that proposal is refused, naming the limit and its setting; the night
+  goes on.
 
 The figures are the host's (the engine's OOM flag, the kernel's cgroup counters, the
 copy's filesystem); only the E2BIG line is read from the command's output.
@@ -14,19 +15,11 @@ copy's filesystem); only the E2BIG line is read from the command's output.
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-from typing import Any
-
 from orchestrator.agents.config import CommandAgentConfig
-from orchestrator.poller import Poller
 from orchestrator.sandbox import ContainerResult
 
 ARG_LIMIT = 128 * 1024
 """MAX_ARG_STRLEN: the most bytes of one argument (or environment string) execve takes."""
-CGROUP = Path("/sys/fs/cgroup")
-FIND_LOOKS = 100
-"""Polls for the container's cgroup once the container exists (it is made when it starts)."""
 
 
 def too_long(code: int, output: str) -> bool:
@@ -47,7 +40,7 @@ def _size(n: int) -> str:
     return f"{n / 1024**3:g} GiB" if n >= 1024**3 else f"{n / 1024**2:g} MiB"
 
 
-def host_limit(cfg: CommandAgentConfig, result: ContainerResult, forks_refused: int) -> str | None:
+def host_limit(cfg: CommandAgentConfig, result: ContainerResult) -> str | None:
     """Why the host stopped the command in its container, as a refusal's reason; None if it did not."""
     if result.disk_full:
         return (
@@ -61,51 +54,9 @@ def host_limit(cfg: CommandAgentConfig, result: ContainerResult, forks_refused: 
             f"the agent command was killed by the host's memory limit: agent.memory = "
             f"{_size(cfg.memory)} (an OOM kill) — raise agent.memory"
         )
-    if forks_refused:
+    if result.forks_refused:
         return (
             f"the agent command reached the host's process limit: agent.pids = {cfg.pids} "
-            f"({forks_refused} fork(s) refused) — raise agent.pids"
+            f"({result.forks_refused} fork(s) refused) — raise agent.pids"
         )
-    return None
-
-
-class PidsWatch(Poller):
-    """Counts the forks a container's pids cgroup refused, while it runs; found by its label."""
-
-    def __init__(self, client: Any, label: str, interval: float = 0.05) -> None:
-        super().__init__(interval, "agent-pids")
-        self.client, self.label = client, label
-        self.refused = 0
-        self._cid: str | None = None
-        self._looks = 0
-        self._events: Path | None = None
-
-    def poll(self) -> bool:
-        if self._events is None:
-            self._cid = self._cid or self._container()
-            self._events = _events_file(self._cid) if self._cid else None
-            self._looks += self._cid is not None
-            return self._looks < FIND_LOOKS  # else no cgroup here (a remote engine): no figure
-        try:
-            for line in self._events.read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    self.refused = max(self.refused, int(value))
-        except (OSError, ValueError):
-            return False  # the container is gone: the last count stands
-        return True
-
-    def _container(self) -> str | None:
-        found: list[dict[str, Any]] = []
-        with contextlib.suppress(Exception):  # the engine's answer is a figure, never an error
-            found = self.client.api.containers(all=True, filters={"label": self.label})
-        return str(found[0]["Id"]) if found else None
-
-
-def _events_file(cid: str) -> Path | None:
-    """The container's `pids.events`: cgroup v1 or v2, cgroupfs or systemd driver."""
-    for rel in (f"docker/{cid}", f"system.slice/docker-{cid}.scope"):
-        for folder in (CGROUP / "pids" / rel, CGROUP / rel):
-            if (folder / "pids.events").exists():
-                return folder / "pids.events"
     return None

@@ -107,6 +107,9 @@ class ContainerResult:
     gateway: dict[str, float] = field(default_factory=dict)
     """The run stage's services as the host's gateway counted them (`gateway.<name>.<figure>`:
     requests, bytes, tokens, USD); empty without services. Trusted figures."""
+    forks_refused: int = 0
+    """Forks its pids limit refused while it ran (the kernel's count, sampled; a figure for
+    the agent's container, which outlives a failed command long enough to be read)."""
     crash: str | None = None
     """A crash the orchestrator states itself, with this reason: what the run left was refused
     (a link handed to the scorer), or the scorer ran out of its own budget."""

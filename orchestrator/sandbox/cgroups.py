@@ -3,7 +3,8 @@
 The candidate cannot forge these figures: they come from the kernel, read by the
 orchestrator. A sampler thread polls while the container runs, because the
 cgroup disappears the moment the container exits; the figures it keeps are
-monotone (peak memory, CPU time, OOM kills), so the last good read is the best.
+monotone (peak memory, CPU time, OOM kills, forks the pids limit refused), so the
+last good read is the best.
 Works for cgroup v1 and v2, cgroupfs and systemd drivers; where the cgroup
 cannot be found (remote engine, rootless), the figures are None.
 """
@@ -18,13 +19,13 @@ from orchestrator.poller import Poller
 ROOT = Path("/sys/fs/cgroup")
 
 
-def _candidates(container_id: str) -> list[tuple[str, Path, Path]]:
-    """(version, memory dir, cpu dir) for each layout Docker uses."""
+def _candidates(container_id: str) -> list[tuple[str, Path, Path, Path]]:
+    """(version, memory dir, cpu dir, pids dir) for each layout Docker uses."""
     scope = f"docker-{container_id}.scope"
-    out: list[tuple[str, Path, Path]] = []
+    out: list[tuple[str, Path, Path, Path]] = []
     for rel in (f"docker/{container_id}", f"system.slice/{scope}"):
-        out.append(("v2", ROOT / rel, ROOT / rel))
-        out.append(("v1", ROOT / "memory" / rel, ROOT / "cpuacct" / rel))
+        out.append(("v2", ROOT / rel, ROOT / rel, ROOT / rel))
+        out.append(("v1", ROOT / "memory" / rel, ROOT / "cpuacct" / rel, ROOT / "pids" / rel))
     return out
 
 
@@ -51,6 +52,8 @@ class Usage:
     peak_memory_bytes: int | None = None
     cpu_s: float | None = None
     oom_kills: int = 0
+    forks_refused: int = 0
+    """Forks the pids limit refused (the `max` event of its pids cgroup)."""
 
 
 class CgroupSampler(Poller):
@@ -60,13 +63,13 @@ class CgroupSampler(Poller):
         # Fast at first: a short-lived container's cgroup may exist for milliseconds only.
         super().__init__(0.2, f"cgroup-{container_id[:12]}", growth=1.5, start_interval=0.02)
         self._id = container_id
-        self._where: tuple[str, Path, Path] | None = None
+        self._where: tuple[str, Path, Path, Path] | None = None
         self.usage = Usage()
 
-    def _locate(self) -> tuple[str, Path, Path] | None:
-        for version, mem, cpu in _candidates(self._id):
-            if mem.is_dir():
-                return version, mem, cpu
+    def _locate(self) -> tuple[str, Path, Path, Path] | None:
+        for where in _candidates(self._id):
+            if where[1].is_dir():
+                return where
         return None
 
     def pids(self) -> set[int]:
@@ -83,7 +86,7 @@ class CgroupSampler(Poller):
         self._where = self._where or self._locate()
         return self._where is None or self._sample(*self._where)
 
-    def _sample(self, version: str, mem: Path, cpu: Path) -> bool:
+    def _sample(self, version: str, mem: Path, cpu: Path, pids: Path) -> bool:
         if version == "v2":
             peak = _read_int(mem / "memory.peak") or _read_int(mem / "memory.current")
             usec = _read_keyed(cpu / "cpu.stat", "usage_usec")
@@ -97,6 +100,9 @@ class CgroupSampler(Poller):
         if peak is None and cpu_s is None:
             return False
         u = self.usage
+        forks = _read_keyed(pids / "pids.events", "max")
+        if forks is not None:
+            u.forks_refused = max(forks, u.forks_refused)
         if peak is not None:
             u.peak_memory_bytes = max(peak, u.peak_memory_bytes or 0)
         if cpu_s is not None:

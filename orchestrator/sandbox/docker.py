@@ -307,6 +307,7 @@ class DockerSandbox:
             workspace_bytes=written,
             peak_vram_bytes=vram.peak if vram else None,
             candidate_output=worker.text() if worker else None,
+            forks_refused=usage.forks_refused,
         )
 
     @staticmethod
