@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from orchestrator.agents.container import AgentContainer
 from orchestrator.contract.load import build_contract
 from orchestrator.contract.model import DEFAULT_IMAGE, Contract
 from orchestrator.night import Backoff
@@ -53,6 +54,24 @@ def docker_client() -> docker.DockerClient:
 @pytest.fixture(scope="session")
 def sandbox(docker_client: docker.DockerClient) -> DockerSandbox:
     return DockerSandbox(docker_client)
+
+
+@pytest.fixture(autouse=True)
+def _agents_end(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An agent a test made outside a night ends with the test, as a night ends its own: its
+    containers made ahead for proposals to come are removed (the night's `Proposers.close`)."""
+    made: list[AgentContainer] = []
+    init = AgentContainer.__init__
+
+    def record(self: AgentContainer, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(AgentContainer, "__init__", record)
+    yield
+    for agent in made:
+        agent.cancel()
+        agent.seats.close()
 
 
 def git(repo: Path, *args: str) -> str:

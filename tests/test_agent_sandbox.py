@@ -8,6 +8,7 @@ Claude Code), which `make agent-image` builds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from orchestrator.agents import Context
@@ -135,6 +137,15 @@ def test_the_clis_own_failure_is_the_infrastructures_and_a_missing_cli_the_setup
         missing.propose(_ctx(contract), _scratch(tmp_path / "b"))
 
 
+def _running(sandbox: Any, what: str) -> bool:
+    """Whether an agent container runs a process whose command line is `what`."""
+    for c in our_containers(sandbox.client, **{ROLE_LABEL: "agent"}):
+        with contextlib.suppress(docker.errors.APIError):
+            if any(p[-1] == what for p in c.top()["Processes"]):  # type: ignore[attr-defined]
+                return True
+    return False
+
+
 def test_cancel_kills_the_container_and_on_host_says_so(tmp_path: Path, sandbox: Any) -> None:
     agent = CommandAgent(CommandAgentConfig(**_agent("http://127.0.0.1:9", command="sleep 60")))
     failed: list[BaseException] = []
@@ -148,7 +159,7 @@ def test_cancel_kills_the_container_and_on_host_says_so(tmp_path: Path, sandbox:
     thread = threading.Thread(target=propose)
     thread.start()
     deadline = time.monotonic() + 20
-    while not our_containers(sandbox.client, **{ROLE_LABEL: "agent"}):
+    while not _running(sandbox, "sleep 60"):  # the proposal's, not one made ahead at its gate
         assert time.monotonic() < deadline, "the agent's container never started"
         time.sleep(0.1)
     t0 = time.monotonic()
@@ -156,7 +167,51 @@ def test_cancel_kills_the_container_and_on_host_says_so(tmp_path: Path, sandbox:
     thread.join(15)
     assert not thread.is_alive() and time.monotonic() - t0 < 10
     assert failed and isinstance(failed[0], InfraError)
+    assert agent._container is not None
+    agent._container.seats._background.join(30)  # one being made ahead is removed once made
     assert our_containers(sandbox.client, **{ROLE_LABEL: "agent"}) == []
     said: list[str] = []
     CommandAgent(CommandAgentConfig(command="true", on_host=True), say=said.append)
     assert said == [ON_HOST_WARNING]
+
+
+def test_the_next_proposal_runs_in_a_container_made_ahead_with_its_own_copy_and_prompt(
+    tmp_path: Path,
+) -> None:
+    """While one proposal runs, the next one's container is made and waits at its gate; the
+    next proposal's copy, prompt and variables are its own, and its gateway counts its call."""
+    from tests.bench_proposers import ASK
+
+    gate = "NOTE: made ahead $(tr '\\0' ' ' </proc/1/cmdline | grep -c _autoresearch_\"\"go)"
+    command = (f'{ASK}; echo "# by $AUTORESEARCH_EXPERIMENT" >> impl.py; echo "{gate}"; '
+               'echo "NOTE: asked $(grep -c "Direction" "$AUTORESEARCH_PROMPT")"; echo DESCRIPTION: d')  # fmt: skip
+    contract = contract_for(Path("x"))
+    with FakeAnthropic() as api:
+        for _ in range(2):
+            api.message(text("an idea"))
+        agent = CommandAgent(CommandAgentConfig(**_agent(api.base_url, command=command)))
+        assert agent._container is not None
+        seats = agent._container.seats
+        made = []
+        for n in (1, 2):
+            scratch = _scratch(tmp_path / str(n))
+            ctx = Context(experiment=n, contract=contract, direction="# Direction", best_commit="0" * 40)  # fmt: skip
+            made.append((agent.propose(ctx, scratch), (scratch / "impl.py").read_text()))
+            deadline = time.monotonic() + 30
+            while not seats._ready:  # the next one's container, made while this one ran
+                assert time.monotonic() < deadline, "no container was made ahead"
+                time.sleep(0.1)
+    (first, first_impl), (second, second_impl) = made
+    assert first is not None and second is not None
+    assert first.notes[0] == "made ahead 0"  # the first in a fresh container
+    assert second.notes[0] == "made ahead 1"  # the second behind the gate, let go
+    assert first.notes[1] != "asked 0" and second.notes[1] != "asked 0"  # each read its prompt
+    assert first_impl == IMPL + "# by 1\n" and second_impl == IMPL + "# by 2\n"
+    assert second.usage and second.cost_usd  # its call went through the sockets made ahead
+    ready = list(seats._ready)
+    folders = [p for s in ready for p in (s.held.parent, *s.held.beside)]
+    assert ready and len(folders) == 2 * len(ready)  # its copy's, and its gateway's sockets
+    agent.cancel()  # as the night's end does
+    seats._background.join(30)
+    assert not any(p.exists() for p in folders)  # nothing made ahead is left behind
+    assert our_containers(agent._container.client, **{ROLE_LABEL: "agent"}) == []

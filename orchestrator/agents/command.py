@@ -38,12 +38,13 @@ from typing import TYPE_CHECKING
 from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
-from orchestrator.agents.container import INBOX, AgentContainer
+from orchestrator.agents.container import INBOX, AgentContainer, seat_inbox
 from orchestrator.agents.context import render_full_history, render_prompt
 from orchestrator.agents.copy import Copies, read_back
 from orchestrator.agents.limits import e2big_reason, host_limit, too_long
 from orchestrator.agents.services import refused_key, token_figures
 from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.executors.seats import Seat
 from orchestrator.gateway.server import cost
 from orchestrator.sandbox.disk import Workdir
 
@@ -116,12 +117,12 @@ class CommandAgent:
         self._container: AgentContainer | None = None
         self._lines: dict[int, str] = {}
         """history.md's line of each finished experiment, made once (`render_full_history`)."""
+        box = run_dir / "agent" if run_dir else Path(tempfile.gettempdir()) / "autoresearch-agent"
+        self.copies = Copies(box, say)
         if cfg.on_host:
             say(ON_HOST_WARNING)
         else:
-            self._container = AgentContainer(cfg, say)
-        box = run_dir / "agent" if run_dir else Path(tempfile.gettempdir()) / "autoresearch-agent"
-        self.copies = Copies(box, say)
+            self._container = AgentContainer(cfg, box, self.copies.leftover, say)
 
     def cancel(self) -> None:
         """Kill every command in flight: its container, or its process group on the host."""
@@ -174,13 +175,19 @@ class CommandAgent:
         return proc.returncode, out.decode(errors="replace")
 
     def _in_container(
-        self, command: str, copy: Workdir, inbox: Path, env: dict[str, str], stdin: str
+        self,
+        command: str,
+        copy: Workdir,
+        inbox: Path,
+        env: dict[str, str],
+        stdin: str,
+        seat: Seat | None,
     ) -> tuple[int, str, dict[str, float], float]:
         """Run the command in its container; (exit code, what it printed, gateway figures, the
         seconds it ran: the container's, its image and copy made before not counted).
         Raises UserError for a key an upstream refused, ProposalRefused past a limit."""
         assert self._container is not None
-        outcome = self._container.run(command, copy, inbox, env, stdin)
+        outcome = self._container.run(command, copy, inbox, env, stdin, seat)
         result, figures = outcome.result, outcome.figures
         refused = refused_key(self._container.services, figures)
         if refused is not None:
@@ -194,7 +201,9 @@ class CommandAgent:
         code = -1 if result.exit_code is None else result.exit_code
         return code, result.output, figures, result.wall_s
 
-    def _run(self, ctx: Context, copy: Workdir, inbox: Path) -> tuple[str, dict[str, float], float]:
+    def _run(
+        self, ctx: Context, copy: Workdir, inbox: Path, seat: Seat | None
+    ) -> tuple[str, dict[str, float], float]:
         """Write the prompt and history into `inbox`, run the command on the copy; its output,
         the gateway's figures, and the seconds the command itself ran."""
         where = Path(INBOX) if self._container is not None else inbox
@@ -202,17 +211,11 @@ class CommandAgent:
         (inbox / "history.md").write_text(full + "\n")
         prompt = render_prompt(ctx, full=str(where / "history.md")) + INSTRUCTIONS
         (inbox / "prompt.md").write_text(prompt)
-        by_file = "{prompt_file}" in self.cfg.command
-        command = self.cfg.command.replace("{prompt_file}", shlex.quote(str(where / "prompt.md")))
-        stdin = os.devnull if by_file else str(where / "prompt.md")
-        env = {
-            "AUTORESEARCH_EXPERIMENT": str(ctx.experiment),
-            "AUTORESEARCH_PROMPT": str(where / "prompt.md"),
-            "AUTORESEARCH_HISTORY": str(where / "history.md"),
-        }
+        command, stdin = _invocation(self.cfg, where)
+        env = _variables(ctx.experiment, where)
         figures: dict[str, float] = {}
         if self._container is not None:
-            code, text, figures, ran_s = self._in_container(command, copy, inbox, env, stdin)
+            code, text, figures, ran_s = self._in_container(command, copy, inbox, env, stdin, seat)
         else:
             host_env = {**os.environ, **env, OWNER_ENV: str(ctx.run_dir or "")}
             t0 = time.monotonic()
@@ -235,14 +238,22 @@ class CommandAgent:
             last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
             raise InfraError(f"agent command exited {code}: {sanitize.field(last)[:200]}")
 
+    def _seat(self) -> contextlib.AbstractContextManager[Seat | None]:
+        """The container made ahead this proposal runs in (agents/container.py), if one is."""
+        if self._container is None:
+            return contextlib.nullcontext()
+        command, stdin = _invocation(self.cfg, Path(INBOX))
+        return self._container.seat(command, _variables(0, Path(INBOX)), stdin)
+
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         with (
+            self._seat() as seat,
             tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp,
-            self.copies.hold(scratch, self.cfg.disk) as copy,
+            self.copies.hold(scratch, self.cfg.disk, seat.disk if seat else None) as copy,
         ):
-            inbox = Path(tmp) / "agent"  # the prompt outside the copy, readable by its user
-            inbox.mkdir(mode=0o755)
-            text, figures, ran_s = self._run(ctx, copy, inbox)
+            inbox = seat_inbox(seat.held) if seat else Path(tmp) / "agent"  # outside the copy
+            inbox.mkdir(mode=0o755, exist_ok=True)  # readable by the container's user
+            text, figures, ran_s = self._run(ctx, copy, inbox, seat)
             fields = _fields(text)
             cost_usd, usage = _spent(figures)
             try:
@@ -261,6 +272,22 @@ class CommandAgent:
             agent_s=ran_s,
             notes=tuple(_notes(text)),
         )
+
+
+def _invocation(cfg: CommandAgentConfig, where: Path) -> tuple[str, str]:
+    """The command as it runs, and what its standard input reads: the prompt file, or nothing
+    when the command names `{prompt_file}` (the prompt and history files are in `where`)."""
+    prompt = str(where / "prompt.md")
+    command = cfg.command.replace("{prompt_file}", shlex.quote(prompt))
+    return command, os.devnull if "{prompt_file}" in cfg.command else prompt
+
+
+def _variables(experiment: int, where: Path) -> dict[str, str]:
+    return {
+        "AUTORESEARCH_EXPERIMENT": str(experiment),
+        "AUTORESEARCH_PROMPT": str(where / "prompt.md"),
+        "AUTORESEARCH_HISTORY": str(where / "history.md"),
+    }
 
 
 def _fields(text: str) -> dict[str, str]:

@@ -12,15 +12,23 @@ inside, the harness's forwarder exposes each on loopback. With no service there 
 no gateway and no key. The key never enters the container. The prompt reaches the
 CLI on its stdin (a file, so no size limit applies) unless the command names
 `{prompt_file}`.
+
+Its containers are made ahead (executors/seats.py, as an experiment's are): while the
+proposals in flight think, the next ones' containers are created and started on empty
+folders, waiting at a gate that runs nothing of the command; a proposal's copy and
+prompt are then made in the folders its container already mounts, and it goes. One per
+proposal in flight, made one at a time, so the proposals that start together once the
+first ones end (night/proposers.py) do not all wait for the engine at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +37,9 @@ from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.services import PLACEHOLDER_KEYS, container_env, gateway_view, prelude
 from orchestrator.contract.model import Sandbox
 from orchestrator.errors import ImageAbsent, UserError
-from orchestrator.gateway.server import check_environment, serving
+from orchestrator.executors.seats import Seat, Seats
+from orchestrator.executors.workdirs import Held, Leftover
+from orchestrator.gateway.server import attached, check_environment, serving, socket_folder
 from orchestrator.sandbox import ContainerResult, ContainerSpec, Mount
 from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.seccomp import default_profile
@@ -45,6 +55,11 @@ HARNESS = "/harness"
 INBOX = "/agent"
 """Where the prompt and history files are inside (read-only)."""
 ROLE_LABEL = "autoresearch.role"
+ROLE = "agent"
+AHEAD = 1
+"""Containers made ahead for each proposal in flight (its successor's), one at a time: more
+were made and then removed unused at the night's end, and on a busy host their making slowed
+the proposals in flight."""
 LINGER_S = 0.5
 """How long the container outlives a command that failed: its cgroup (the forks refused, which
 explain a failure) is read by then. A command that succeeded ends its container at once."""
@@ -75,6 +90,11 @@ def sandbox_of(cfg: CommandAgentConfig) -> Sandbox:
     )
 
 
+def seat_inbox(held: Held) -> Path:
+    """Where a container made ahead finds the prompt and history (beside the copy's disk)."""
+    return held.parent / "inbox"
+
+
 def _give(folder: Path, user: str) -> None:
     """Root on the host: the copy becomes the container user's, so the CLI can edit it."""
     if os.getuid() != 0:
@@ -89,7 +109,13 @@ def _give(folder: Path, user: str) -> None:
 class AgentContainer:
     """Runs agent commands in containers; `cancel()` kills every one in flight."""
 
-    def __init__(self, cfg: CommandAgentConfig, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: CommandAgentConfig,
+        box: Path,
+        leftover: Leftover,
+        say: Callable[[str], None] = print,
+    ) -> None:
         from orchestrator.sandbox.docker import DockerSandbox, connect
 
         self.cfg, self.say = cfg, say
@@ -97,6 +123,7 @@ class AgentContainer:
         check_environment(self.services)  # a key is the setup's: a UserError up front
         self.client = connect()
         self._sandbox = DockerSandbox
+        self.seats = Seats(DockerSandbox(self.client), box, leftover, each=AHEAD, makers=1)
         self._live: set[DockerSandbox] = set()
         self._lock = threading.Lock()
         self._image_lock = threading.Lock()
@@ -105,12 +132,37 @@ class AgentContainer:
             self._ensure_image()
 
     def cancel(self) -> None:
-        """Kill every container in flight. Each run has a sandbox of its own, never reopened:
-        one created before the cancel and started after it is killed as it starts."""
+        """Kill every container in flight, remove those made ahead. Each run has a sandbox of
+        its own, never reopened: one created before the cancel and started after it is killed
+        as it starts."""
         with self._lock:
             live = list(self._live)
         for sandbox in live:
             sandbox.cancel()
+        self.seats.clear()
+
+    @contextlib.contextmanager
+    def seat(self, command: str, env: dict[str, str], stdin: str) -> Iterator[Seat | None]:
+        """A container made ahead for `command` (None when none is ready), its folders those
+        the proposal's copy and inbox are made in; and one more made for a proposal to come."""
+
+        def template(held: Held) -> ContainerSpec:
+            inbox = seat_inbox(held)
+            inbox.mkdir(mode=0o755, exist_ok=True)
+            spec = self.spec(command, held.workdir, inbox, env, stdin)
+            if not self.services:
+                return spec
+            held.beside.append(socket_folder())
+            return attached(spec, held.beside[-1], [s.name for s in self.services])
+
+        with self.seats.attempt():
+            seat = self.seats.take(ROLE)
+            self.seats.want(ROLE, self.cfg.disk, template)
+            try:
+                yield seat
+            finally:
+                if seat is not None:
+                    self.seats.release(seat)
 
     def _ensure_image(self) -> None:
         """The default image is built the first time it is needed; any other must exist."""
@@ -131,35 +183,50 @@ class AgentContainer:
                 images.build(self.client, "agent", say=self.say)
             self._image_ready = True
 
-    def run(
+    def spec(
         self, command: str, copy: Workdir, inbox: Path, env: dict[str, str], stdin: str
-    ) -> Outcome:
-        """Run `command` on the copy with the files of `inbox` and `stdin` (a path inside) as
-        its standard input. Raises InfraError when the engine or a gateway fails."""
-        self._ensure_image()
-        lim = sandbox_of(self.cfg)
-        _give(copy.path, lim.user)
+    ) -> ContainerSpec:
+        """The container that runs `command` on the copy (its gateway not yet attached)."""
         script = "\n".join(filter(None, [prelude(self.services), f"exec <{shlex.quote(stdin)}"]))
         entry = f"python3 -I {HARNESS}/autoresearch_harness/agent.py "
         linger = f'; code=$?; [ "$code" = 0 ] || sleep {LINGER_S:g}; exit $code'  # figures read
-        spec = ContainerSpec(
+        return ContainerSpec(
             workspace=copy.path,
             command=entry + shlex.quote(f"{script}\n{command}") + linger,
             budget_s=self.cfg.timeout_s,
-            limits=lim,
             mounts=(Mount(inbox, INBOX), Mount(harness.mounted(), HARNESS)),
             env={**self.cfg.env, **env, **container_env(self.services), "HOME": "/tmp"},
-            labels={ROLE_LABEL: "agent"},
+            labels={ROLE_LABEL: ROLE},
             seccomp=default_profile(),
             disk=copy,
+            limits=sandbox_of(self.cfg),
         )
+
+    def run(
+        self,
+        command: str,
+        copy: Workdir,
+        inbox: Path,
+        env: dict[str, str],
+        stdin: str,
+        seat: Seat | None = None,
+    ) -> Outcome:
+        """Run `command` on the copy with the files of `inbox` and `stdin` (a path inside) as
+        its standard input; in `seat`'s container when it was made for exactly this spec.
+        Raises InfraError when the engine or a gateway fails."""
+        self._ensure_image()
+        spec = self.spec(command, copy, inbox, env, stdin)
+        _give(copy.path, spec.limits.user)
         sandbox = self._sandbox(self.client)
         with self._lock:
             self._live.add(sandbox)
         served, environ = gateway_view(self.services, os.environ)
+        folder = seat.held.beside[0] if seat is not None and seat.held.beside else None
         try:
-            with serving(served, self.cfg.timeout_s, environ) as gateway:
-                result = sandbox.run(gateway.attach(spec))
+            with serving(served, self.cfg.timeout_s, environ, folder) as gateway:
+                full = gateway.attach(spec)
+                warm = seat.usable(full) if seat is not None else None
+                result = sandbox.run(replace(full, warm=warm))
         finally:
             with self._lock:
                 self._live.discard(sandbox)

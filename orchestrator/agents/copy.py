@@ -57,19 +57,22 @@ class Copies:
         swept = sweep(box, lambda _name: False)
         if swept:
             say(f"removed {swept} agent cop(ies) a killed run left")
-        self.workdirs = Workdirs(box, self._leftover, ahead=False)
+        self.box = box
+        self.workdirs = Workdirs(box, self.leftover, ahead=False)
 
-    def _leftover(self, folder: Path, error: OSError) -> None:
+    def leftover(self, folder: Path, error: OSError) -> None:
         self.say(
             f"warning: could not remove the agent's copy {folder} ({error}); remove it by hand"
         )
 
     @contextlib.contextmanager
-    def hold(self, scratch: Path, cap: int) -> Iterator[Workdir]:
-        """A capped folder whose `path` holds `scratch` as a one-commit git repository."""
+    def hold(self, scratch: Path, cap: int, made: Workdir | None = None) -> Iterator[Workdir]:
+        """A capped folder whose `path` holds `scratch` as a one-commit git repository: `made`
+        (an empty one made ahead, its owner removes it) or a new one."""
         with contextlib.ExitStack() as stack:
+            disk = made
             try:
-                disk = stack.enter_context(self.workdirs.hold(cap, "agent"))
+                disk = disk or stack.enter_context(self.workdirs.hold(cap, "agent"))
             except OSError as e:  # the host could not make the folder: retried
                 if e.errno in _FULL:
                     raise

@@ -100,7 +100,7 @@ def perform(
             if seats is not None:  # the next attempt's container, made while this one runs
                 labels = {k: v for k, v in attempt.labels.items() if k != EXPERIMENT_LABEL}
                 blank = replace(attempt, tree=EMPTY_TREE, added=(), labels=labels)
-                seats.want(c, c.sandbox.disk, lambda d: _stage(blank, d, trusted, files))
+                seats.want(c, c.sandbox.disk, lambda h: _stage(blank, h.workdir, trusted, files))
             warm = seat.usable(spec) if seat is not None else None
             if seat is not None and warm is None:  # made for another spec: all of it afresh
                 return perform(attempt, sandbox, workdirs, trusted, None)

@@ -1,16 +1,18 @@
 """Containers made ahead for the next attempts of a night (sandbox/warm.py): one per attempt
 in flight, so the engine's start is off an experiment's critical path.
 
-Each attempt that starts asks for one more seat for its contract (`want`), made in the
-background from its own spec with no candidate files (its template): a fresh capped work
-folder holding only the mount points, and a started container waiting at its gate. The
-next attempt of an equal contract takes it (`take`), unpacks its candidate into the
-folder and runs there (attempt.py). A seat is used only when the attempt's spec is the
+Each attempt that starts asks for one more seat for its kind (`want`: its contract, for an
+experiment), made in the background from its own spec with no candidate files (its
+template): a fresh capped work folder holding only the mount points, and a started
+container waiting at its gate. The next attempt of the same kind takes it (`take`),
+unpacks its candidate into the folder and runs there (attempt.py). The agent's containers
+are made ahead the same way (agents/container.py), each on the folder its copy is then
+made in. A seat is used only when the attempt's spec is the
 template's but for its variables' values, and when every mount point in its folder is
 still the inode the container mounted over (`intact`): what the container sees is then
 exactly what a fresh container would; anything else and the seat is removed and the
-attempt runs in a fresh container. Only on this machine's Docker engine, without GPUs and
-without services (their gateway is made per attempt).
+attempt runs in a fresh container. Only on this machine's Docker engine; for experiments,
+without GPUs and without services (their gateway is made per attempt).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -31,16 +33,17 @@ from orchestrator.sandbox.disk import Workdir
 from orchestrator.sandbox.warm import Warm, discard, make
 
 if TYPE_CHECKING:
-    from orchestrator.contract.model import Contract
     from orchestrator.sandbox.docker import DockerSandbox
 
-Template = Callable[[Workdir], ContainerSpec]
-"""The spec of an attempt like the one that asked, on a fresh folder with no candidate in it."""
+Template = Callable[[Held], ContainerSpec]
+"""The spec of an attempt like the one that asked, on a fresh folder with no candidate in it
+(and what else it mounts, made beside it: `Held.beside`)."""
 
 
 @dataclass(eq=False)
 class Seat:
-    contract: Contract
+    key: Hashable
+    """What it was made for: attempts of one contract, or the agent's commands."""
     held: Held
     warm: Warm
     points: dict[Path, tuple[int, int]]
@@ -93,10 +96,20 @@ def mount_points(spec: ContainerSpec) -> dict[Path, tuple[int, int]]:
 
 
 class Seats:
-    """The seats of one executor; thread-safe."""
+    """The seats of one executor (or agent); thread-safe. `each`: seats kept for each attempt
+    in flight; `makers`: how many are made at once (None: no bound)."""
 
-    def __init__(self, sandbox: DockerSandbox, box: Path, leftover: Leftover) -> None:
-        self.sandbox, self.box, self.leftover = sandbox, box, leftover
+    def __init__(
+        self,
+        sandbox: DockerSandbox,
+        box: Path,
+        leftover: Leftover,
+        *,
+        each: int = 1,
+        makers: int | None = None,
+    ) -> None:
+        self.sandbox, self.box, self.leftover, self.each = sandbox, box, leftover, each
+        self._makers = threading.BoundedSemaphore(makers) if makers else None
         self._lock = threading.Lock()
         self._ready: list[Seat] = []
         self._making = 0
@@ -116,9 +129,9 @@ class Seats:
             with self._lock:
                 self._in_flight -= 1
 
-    def take(self, contract: Contract) -> Seat | None:
+    def take(self, key: Hashable) -> Seat | None:
         with self._lock:
-            seat = next((s for s in self._ready if s.contract == contract), None)
+            seat = next((s for s in self._ready if s.key == key), None)
             if seat is not None:
                 self._ready.remove(seat)
         return seat
@@ -128,24 +141,32 @@ class Seats:
         discard(self.sandbox, seat.warm)
         self._background.start(lambda: seat.held.drop(self.leftover))
 
-    def want(self, contract: Contract, cap: int, template: Template) -> None:
-        """One more seat for `contract`, made in the background, unless as many as attempts in
-        flight are ready or being made."""
+    def want(self, key: Hashable, cap: int, template: Template) -> None:
+        """One more seat for `key`, made in the background, unless `each` per attempt in flight
+        are ready or being made."""
         with self._lock:
-            if len(self._ready) + self._making >= self._in_flight:
+            if len(self._ready) + self._making >= self.each * self._in_flight:
                 return
             self._making += 1
             generation = self._generation
-        self._background.start(lambda: self._make(contract, cap, template, generation))
+        self._background.start(lambda: self._make(key, cap, template, generation))
 
-    def _make(self, contract: Contract, cap: int, template: Template, generation: int) -> None:
+    def _make(self, key: Hashable, cap: int, template: Template, generation: int) -> None:
+        with self._makers or contextlib.nullcontext():
+            if generation != self._generation:  # cleared while it waited its turn
+                with self._lock:
+                    self._making -= 1
+                return
+            self._make_now(key, cap, template, generation)
+
+    def _make_now(self, key: Hashable, cap: int, template: Template, generation: int) -> None:
         seat = None
         try:
             held = Held.make(self.box, cap, "ahead")
             try:
-                spec = template(held.workdir)
+                spec = template(held)
                 warm = make(self.sandbox, spec)
-                seat = Seat(contract, held, warm, mount_points(spec))
+                seat = Seat(key, held, warm, mount_points(spec))
             except Exception:  # only ever a head start: the attempt runs anyway
                 held.drop(self.leftover)
         except OSError:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.folders import remove_tree
@@ -119,6 +120,9 @@ class Held:
     parent: Path
     cm: contextlib.AbstractContextManager[Workdir]
     workdir: Workdir
+    beside: list[Path] = field(default_factory=list)
+    """Folders made for it elsewhere (a gateway's sockets, whose path must be short), removed
+    with it."""
 
     @classmethod
     def make(cls, box: Path, cap: int, name: str = "work") -> Held:
@@ -133,6 +137,8 @@ class Held:
             raise
 
     def drop(self, leftover: Leftover) -> None:
+        for folder in self.beside:
+            shutil.rmtree(folder, ignore_errors=True)
         try:
             self.cm.__exit__(None, None, None)
             remove_tree(self.parent)

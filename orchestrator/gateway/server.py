@@ -94,16 +94,13 @@ class Gateway:
         self.folder: Path | None = None
         self._servers: list[tuple[Listener, threading.Thread]] = []
 
-    def start(self) -> None:
-        """Bind every service's socket and serve it (OSError when the host refuses)."""
+    def start(self, folder: Path | None = None) -> None:
+        """Bind every service's socket and serve it (OSError when the host refuses), in
+        `folder` (one `socket_folder()` made, for a container made ahead) or a new one."""
         if not self.routes:
             return
-        sweep()
-        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=_short_tmp()))
-        (self.folder / "owner").write_text(owner_id())
+        self.folder = folder or socket_folder()
         sockets = self.folder / "s"
-        sockets.mkdir(mode=0o755)
-        os.chmod(sockets, 0o755)  # whatever the umask: the container's users enter it
         for route in self.routes:
             handler = type("H", (Handler,), {"route": route, "timeout": route.timeout_s})
             path = sockets / route.service.name
@@ -118,12 +115,7 @@ class Gateway:
 
     def attach(self, spec: ContainerSpec) -> ContainerSpec:
         """`spec` with the sockets mounted and the services named for the harness's forwarder."""
-        if self.folder is None:
-            return spec
-        env = {**spec.env, "AUTORESEARCH_SERVICES": ",".join(self.tallies)}
-        env["AUTORESEARCH_SERVICES_DIR"] = SERVICES_DIR
-        mount = Mount(self.folder / "s", SERVICES_DIR, read_only=True)
-        return replace(spec, mounts=(*spec.mounts, mount), env=env)
+        return spec if self.folder is None else attached(spec, self.folder, list(self.tallies))
 
     def stop(self) -> None:
         """Stop serving, cut connections and upstreams still open, wait for the workers, remove
@@ -148,16 +140,41 @@ class Gateway:
         return out
 
 
+def socket_folder() -> Path:
+    """A new folder for a gateway's sockets: short, its parent 0700, its `s` open to the
+    container's users."""
+    sweep()
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=_short_tmp()))
+    (folder / "owner").write_text(owner_id())
+    sockets = folder / "s"
+    sockets.mkdir(mode=0o755)
+    os.chmod(sockets, 0o755)  # whatever the umask: the container's users enter it
+    return folder
+
+
+def attached(spec: ContainerSpec, folder: Path, names: list[str]) -> ContainerSpec:
+    """`spec` with the sockets of `folder` mounted and the services `names` named for the
+    harness's forwarder (what a gateway serving there attaches)."""
+    env = {**spec.env, "AUTORESEARCH_SERVICES": ",".join(names)}
+    env["AUTORESEARCH_SERVICES_DIR"] = SERVICES_DIR
+    mount = Mount(folder / "s", SERVICES_DIR, read_only=True)
+    return replace(spec, mounts=(*spec.mounts, mount), env=env)
+
+
 @contextlib.contextmanager
 def serving(
-    services: list[Service], timeout_s: float, environ: Mapping[str, str] | None = None
+    services: list[Service],
+    timeout_s: float,
+    environ: Mapping[str, str] | None = None,
+    folder: Path | None = None,
 ) -> Iterator[Gateway]:
-    """A started gateway (one that does nothing without services), stopped on the way out.
+    """A started gateway (one that does nothing without services), stopped on the way out;
+    serving in `folder` when one was made for it (`socket_folder`).
 
     Raises InfraError when it cannot start (a variable gone, the host refusing a socket)."""
     gateway = Gateway(services, timeout_s, environ)
     try:
-        gateway.start()
+        gateway.start(folder)
     except OSError as e:
         gateway.stop()
         raise InfraError(f"the gateway could not start: {e}") from e

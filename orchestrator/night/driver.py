@@ -143,6 +143,7 @@ class Night:
             raise
         finally:
             self.slots.stop()
+            self.proposers.close()
             self.executor.reopen()  # the slots have stopped: nothing is left to refuse
             self.executor.close()
         self.ledger.set_stopped(why)

@@ -114,6 +114,11 @@ class Proposers:
         self.cancelled.set()
         self.proposals.agent.cancel()
 
+    def close(self) -> None:
+        """The night is over, nothing is in flight: what the agent made ahead for proposals
+        to come (its containers) is removed, as a cancel removes it."""
+        self.proposals.agent.cancel()
+
     # -- how many at once ---------------------------------------------------
     def think_s(self) -> float | None:
         """How long a proposal takes once its agent runs (the median of the recent ones) plus
