@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from orchestrator import sanitize
 from orchestrator.agents import Context, Proposal
 from orchestrator.agents.config import CommandAgentConfig
-from orchestrator.agents.container import INBOX, AgentContainer, seat_inbox
+from orchestrator.agents.container import INBOX, AgentContainer, Invocation, seat_inbox
 from orchestrator.agents.context import render_full_history, render_prompt
 from orchestrator.agents.copy import Copies, read_back
 from orchestrator.agents.limits import e2big_reason, host_limit, too_long
@@ -175,19 +175,13 @@ class CommandAgent:
         return proc.returncode, out.decode(errors="replace")
 
     def _in_container(
-        self,
-        command: str,
-        copy: Workdir,
-        inbox: Path,
-        env: dict[str, str],
-        stdin: str,
-        seat: Seat | None,
+        self, how: Invocation, copy: Workdir, inbox: Path, seat: Seat | None
     ) -> tuple[int, str, dict[str, float], float]:
         """Run the command in its container; (exit code, what it printed, gateway figures, the
         seconds it ran: the container's, its image and copy made before not counted).
         Raises UserError for a key an upstream refused, ProposalRefused past a limit."""
         assert self._container is not None
-        outcome = self._container.run(command, copy, inbox, env, stdin, seat)
+        outcome = self._container.run(how, copy, inbox, seat)
         result, figures = outcome.result, outcome.figures
         refused = refused_key(self._container.services, figures)
         if refused is not None:
@@ -211,15 +205,14 @@ class CommandAgent:
         (inbox / "history.md").write_text(full + "\n")
         prompt = render_prompt(ctx, full=str(where / "history.md")) + INSTRUCTIONS
         (inbox / "prompt.md").write_text(prompt)
-        command, stdin = _invocation(self.cfg, where)
-        env = _variables(ctx.experiment, where)
+        how = _invocation(self.cfg, where, ctx.experiment)
         figures: dict[str, float] = {}
         if self._container is not None:
-            code, text, figures, ran_s = self._in_container(command, copy, inbox, env, stdin, seat)
+            code, text, figures, ran_s = self._in_container(how, copy, inbox, seat)
         else:
-            host_env = {**os.environ, **env, OWNER_ENV: str(ctx.run_dir or "")}
+            host_env = {**os.environ, **how.env, OWNER_ENV: str(ctx.run_dir or "")}
             t0 = time.monotonic()
-            code, text = self._execute(command, copy.path, host_env, stdin)
+            code, text = self._execute(how.command, copy.path, host_env, how.stdin)
             ran_s = time.monotonic() - t0
         self._judge_exit(code, text, len(prompt.encode()))
         return text, figures, ran_s
@@ -242,8 +235,7 @@ class CommandAgent:
         """The container made ahead this proposal runs in (agents/container.py), if one is."""
         if self._container is None:
             return contextlib.nullcontext()
-        command, stdin = _invocation(self.cfg, Path(INBOX))
-        return self._container.seat(command, _variables(0, Path(INBOX)), stdin)
+        return self._container.seat(_invocation(self.cfg, Path(INBOX), 0))
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         with (
@@ -274,20 +266,18 @@ class CommandAgent:
         )
 
 
-def _invocation(cfg: CommandAgentConfig, where: Path) -> tuple[str, str]:
-    """The command as it runs, and what its standard input reads: the prompt file, or nothing
-    when the command names `{prompt_file}` (the prompt and history files are in `where`)."""
+def _invocation(cfg: CommandAgentConfig, where: Path, experiment: int) -> Invocation:
+    """The command as it runs for `experiment`, its variables, and what its standard input
+    reads: the prompt file, or nothing when the command names `{prompt_file}` (the prompt
+    and history files are in `where`)."""
     prompt = str(where / "prompt.md")
-    command = cfg.command.replace("{prompt_file}", shlex.quote(prompt))
-    return command, os.devnull if "{prompt_file}" in cfg.command else prompt
-
-
-def _variables(experiment: int, where: Path) -> dict[str, str]:
-    return {
+    env = {
         "AUTORESEARCH_EXPERIMENT": str(experiment),
-        "AUTORESEARCH_PROMPT": str(where / "prompt.md"),
+        "AUTORESEARCH_PROMPT": prompt,
         "AUTORESEARCH_HISTORY": str(where / "history.md"),
     }
+    command = cfg.command.replace("{prompt_file}", shlex.quote(prompt))
+    return Invocation(command, env, os.devnull if "{prompt_file}" in cfg.command else prompt)
 
 
 def _fields(text: str) -> dict[str, str]:

@@ -66,6 +66,15 @@ explain a failure) is read by then. A command that succeeded ends its container 
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """How the command runs: its text, its variables, and the file its standard input reads."""
+
+    command: str
+    env: dict[str, str]
+    stdin: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one command did in its container, as the host measured it."""
 
@@ -142,14 +151,14 @@ class AgentContainer:
         self.seats.clear()
 
     @contextlib.contextmanager
-    def seat(self, command: str, env: dict[str, str], stdin: str) -> Iterator[Seat | None]:
-        """A container made ahead for `command` (None when none is ready), its folders those
+    def seat(self, how: Invocation) -> Iterator[Seat | None]:
+        """A container made ahead to run `how` (None when none is ready), its folders those
         the proposal's copy and inbox are made in; and one more made for a proposal to come."""
 
         def template(held: Held) -> ContainerSpec:
             inbox = seat_inbox(held)
             inbox.mkdir(mode=0o755, exist_ok=True)
-            spec = self.spec(command, held.workdir, inbox, env, stdin)
+            spec = self.spec(how, held.workdir, inbox)
             if not self.services:
                 return spec
             held.beside.append(socket_folder())
@@ -183,39 +192,30 @@ class AgentContainer:
                 images.build(self.client, "agent", say=self.say)
             self._image_ready = True
 
-    def spec(
-        self, command: str, copy: Workdir, inbox: Path, env: dict[str, str], stdin: str
-    ) -> ContainerSpec:
-        """The container that runs `command` on the copy (its gateway not yet attached)."""
-        script = "\n".join(filter(None, [prelude(self.services), f"exec <{shlex.quote(stdin)}"]))
+    def spec(self, how: Invocation, copy: Workdir, inbox: Path) -> ContainerSpec:
+        """The container that runs `how` on the copy (its gateway not yet attached)."""
+        stdin = f"exec <{shlex.quote(how.stdin)}"
+        script = "\n".join(filter(None, [prelude(self.services), stdin]))
         entry = f"python3 -I {HARNESS}/autoresearch_harness/agent.py "
         linger = f'; code=$?; [ "$code" = 0 ] || sleep {LINGER_S:g}; exit $code'  # figures read
         return ContainerSpec(
             workspace=copy.path,
-            command=entry + shlex.quote(f"{script}\n{command}") + linger,
+            command=entry + shlex.quote(f"{script}\n{how.command}") + linger,
             budget_s=self.cfg.timeout_s,
             mounts=(Mount(inbox, INBOX), Mount(harness.mounted(), HARNESS)),
-            env={**self.cfg.env, **env, **container_env(self.services), "HOME": "/tmp"},
+            env={**self.cfg.env, **how.env, **container_env(self.services), "HOME": "/tmp"},
             labels={ROLE_LABEL: ROLE},
             seccomp=default_profile(),
             disk=copy,
             limits=sandbox_of(self.cfg),
         )
 
-    def run(
-        self,
-        command: str,
-        copy: Workdir,
-        inbox: Path,
-        env: dict[str, str],
-        stdin: str,
-        seat: Seat | None = None,
-    ) -> Outcome:
-        """Run `command` on the copy with the files of `inbox` and `stdin` (a path inside) as
-        its standard input; in `seat`'s container when it was made for exactly this spec.
-        Raises InfraError when the engine or a gateway fails."""
+    def run(self, how: Invocation, copy: Workdir, inbox: Path, seat: Seat | None = None) -> Outcome:
+        """Run `how` on the copy with the files of `inbox` (its standard input one of them);
+        in `seat`'s container when it was made for exactly this spec. Raises InfraError when
+        the engine or a gateway fails."""
         self._ensure_image()
-        spec = self.spec(command, copy, inbox, env, stdin)
+        spec = self.spec(how, copy, inbox)
         _give(copy.path, spec.limits.user)
         sandbox = self._sandbox(self.client)
         with self._lock:
