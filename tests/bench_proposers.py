@@ -4,7 +4,8 @@ Sleep-bound experiments (the cores are not the limit) and a command agent that
 sleeps as long as it "thinks", asks a fake Messages API on loopback for one answer
 (so its tokens and USD are counted as a real CLI's are), then adds one comment line.
 The agent runs where users get it by default, **in its own container** (its one way
-out the gateway), and on the host (`agent.on_host = true`) beside it. Duty = the
+out the gateway), and on the host (`agent.on_host = true`) beside it; the experiments in
+the default harness isolation. Duty = the
 sandbox seconds of the candidates over slots × the window from the first
 candidate's start to the last one's end (the baseline, measured alone, is not in
 it). The ideal wall time is the first proposal's think plus ceil(N / slots)
@@ -78,7 +79,7 @@ def proposer_night(tmp: Path, tag: str, slots: int, experiments: int, think_s: f
             agent.update(on_host=True, command=f"ANTHROPIC_BASE_URL={api.base_url} {command}")
         contract = build_contract(
             {"implementation": {"paths": ["impl.py"]},
-             "evaluator": {"command": f"sleep {RUN_S:g}; {SCORE}", "isolation": "shared"},
+             "evaluator": {"command": f"sleep {RUN_S:g}; {SCORE}"},  # harness: the default
              "metric": {"name": "score", "goal": "min"}, "agent": agent, "budget": budget},
             {}, "bench",
         )  # fmt: skip
