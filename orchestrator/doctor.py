@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.contract.model import DEFAULT_IMAGE, FORGEABLE, Contract
 from orchestrator.contract.model import Sandbox as SandboxLimits
 from orchestrator.errors import EngineUnavailable
+from orchestrator.sandbox import gvisor
 
 if TYPE_CHECKING:
     from orchestrator.executors.config import LocalExecutorConfig, RayExecutorConfig
@@ -93,17 +94,7 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
     )
     out.append(_image(client, image))
     out.append(_agent_image(client))
-    runtimes = info.get("Runtimes", {})
-    out.append(
-        Check(
-            "gvisor",
-            "runsc" in runtimes,
-            "runsc registered"
-            if "runsc" in runtimes
-            else "runsc not registered (optional hardening)",
-            required=False,
-        )
-    )
+    out.append(Check("gvisor", *gvisor.describe(info.get("Runtimes", {})), required=False))
     out.append(_gpus())
     key = bool(os.environ.get("ANTHROPIC_API_KEY"))
     out.append(

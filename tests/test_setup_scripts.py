@@ -3,8 +3,10 @@ silent skip of the tests that need it, unless a person opts out by name."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,39 @@ def test_a_failed_set_up_fails_make_test_unless_opted_out(
     assert run("--required", **{opt_out: "1"}).returncode == 0  # opted out by name
     assert run().returncode == 0  # `make engine`: optional, said
     assert "skip" in run().stderr
+
+
+def _runsc(tmp_path: Path, platform: str) -> Path:
+    """A runsc that prints its flags on stderr, as gVisor's does, defaulting to `platform`."""
+    runsc = tmp_path / f"runsc-{platform}"
+    runsc.write_text(
+        "#!/bin/sh\n/bin/cat >&2 <<'END'\n  -platform string\n"
+        f'    \tspecifies which platform to use: {platform} (default), kvm. (default "{platform}")\nEND\n'
+    )
+    runsc.chmod(0o755)
+    return runsc
+
+
+@pytest.mark.parametrize("platform", ["ptrace", "systrap"])
+def test_a_registered_runsc_from_before_systrap_is_named_as_slow_and_still_used(
+    platform: str, tmp_path: Path
+) -> None:
+    from orchestrator.sandbox import gvisor
+
+    runsc = _runsc(tmp_path, platform)
+    fake = _fake_bin(tmp_path)
+    (fake / "python3").symlink_to(sys.executable)
+    runtimes = json.dumps(
+        {"runsc": {"path": str(runsc), "runtimeArgs": ["--network=none", "--host-uds=open"]}}
+    )
+    (fake / "docker").write_text(f"#!/bin/sh\necho '{runtimes}'\n")
+    env = {"PATH": str(fake), "HOME": str(tmp_path)}
+    done = subprocess.run(["/bin/bash", str(SCRIPTS / "ensure-runsc"), "--required"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr  # registered: it works, only slowly
+    ok, line = gvisor.describe(json.loads(runtimes))
+    assert ok and f"{platform} platform" in line
+    if platform == "ptrace":
+        assert "~70 µs" in done.stderr and "ensure-runsc" in line
+    else:
+        assert done.stderr == "" and "ensure-runsc" not in line
