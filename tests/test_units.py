@@ -237,3 +237,42 @@ def test_the_best_is_the_keep_merged_last_not_the_highest_id() -> None:
     holder = best_holder(exps)
     assert holder is not None and holder.id == 3 and holder.merged_sha == "sha3"
     assert best_so_far(exps)[-1] == 0.02
+
+
+def test_one_retry_policy_doubles_to_its_cap_tells_each_pause_and_stops_when_cancelled() -> None:
+    import threading
+
+    from orchestrator.errors import Cancelled, InfraError
+    from orchestrator.night import Backoff
+
+    pauses: list[float] = []
+    tries = iter([InfraError("down"), InfraError("down"), InfraError("down"), "up"])
+
+    def attempt() -> str:
+        got = next(tries)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def infra(e: Exception) -> bool:
+        return isinstance(e, InfraError)
+
+    backoff = Backoff(0.01, 0.03)
+    assert backoff.retry(attempt, retryable=infra, failed=lambda _e, p: pauses.append(p)) == "up"
+    assert pauses == [0.01, 0.02, 0.03]
+    with pytest.raises(ValueError):  # not retryable: at once, untold
+        backoff.retry(lambda: int("x"), retryable=infra, failed=lambda _e, p: pauses.append(p))
+    assert len(pauses) == 3
+    stop = threading.Event()
+
+    def fail_then_cancel() -> str:
+        stop.set()  # the teardown comes while the try runs
+        raise InfraError("down")
+
+    with pytest.raises(Cancelled, match="torn down") as caught:
+        backoff.retry(fail_then_cancel, retryable=infra, failed=lambda _e, p: pauses.append(p),
+                      cancelled=stop, what="torn down")  # fmt: skip
+    assert isinstance(caught.value.__cause__, InfraError) and len(pauses) == 3
+    with pytest.raises(Cancelled):  # cancelled before: never tried
+        backoff.retry(lambda: pytest.fail("tried"), retryable=infra, failed=lambda _e, _p: None,
+                      cancelled=stop)  # fmt: skip

@@ -8,8 +8,14 @@ next, so nothing here calls back into the driver.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from orchestrator.errors import Cancelled
+
+T = TypeVar("T")
 
 Note = Callable[..., None]
 """`note(event, sentence, **fields)`: one event for events.jsonl and the terminal."""
@@ -19,9 +25,40 @@ Say = Callable[[str], None]
 """Where sentences for the person go (the terminal, or the live view above it)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backoff:
-    """Pauses between retries of an infrastructure failure (seconds)."""
+    """Pauses between retries of an infrastructure failure (seconds): `first`, doubling to `cap`."""
 
     first: float = 5.0
     cap: float = 300.0
+
+    def retry(
+        self,
+        attempt: Callable[[], T],
+        *,
+        retryable: Callable[[Exception], bool],
+        failed: Callable[[Exception, float], None],
+        cancelled: threading.Event | None = None,
+        what: str = "cancelled",
+    ) -> T:
+        """`attempt()` until it returns. A failure `retryable` accepts is told to `failed`
+        with the pause to come and tried again after it; any other propagates.
+
+        Raises Cancelled(`what`) when `cancelled` is set before a try, at a failure or
+        during a pause (from the failure, if any).
+        """
+        stop = cancelled or threading.Event()
+        pause = self.first
+        while True:
+            if stop.is_set():
+                raise Cancelled(what)
+            try:
+                return attempt()
+            except Exception as e:
+                if not retryable(e):
+                    raise
+                if stop.is_set():
+                    raise Cancelled(what) from e
+                failed(e, pause)
+                stop.wait(pause)
+                pause = min(pause * 2, self.cap)

@@ -21,7 +21,6 @@ import errno
 import fcntl
 import sqlite3
 import threading
-import time
 
 from orchestrator import sanitize
 from orchestrator.agents import Agent
@@ -86,7 +85,6 @@ class Night:
         self.in_turn = agent.in_turn
         self.wake = threading.Event()
         """Set when a slot or a proposer hands something back: the driver's loop waits on it."""
-        retry = {"retry_first_s": self.backoff.first, "retry_cap_s": self.backoff.cap}
         self.slots = Slots(
             contract=contract,
             ledger=ledger,
@@ -97,17 +95,18 @@ class Night:
             note=self.note,
             event=self.events.event,
             wake=self.wake,
-            **retry,
+            backoff=self.backoff,
         )
         self.runner: Runner = self.slots.slots[0].runner
         self.judge: Judge = self.slots.slots[0].judge
-        shared = {"contract": contract, "ledger": ledger, "workspace": workspace, "note": self.note}
-        self.proposals = Proposals(agent=agent, **shared, **retry)  # type: ignore[arg-type]
+        self.proposals = Proposals(contract=contract, ledger=ledger, workspace=workspace,
+                                   agent=agent, note=self.note, backoff=self.backoff)  # fmt: skip
         self.proposers = Proposers(self.proposals, self.wake)
         self.exhausted: str | None = None
         self._paused = False
         reapply = getattr(agent, "reapply", None)  # an agent whose change is an assignment
-        self.merges = Merges(band=self.judge.band, reapply=reapply, **shared)  # type: ignore[arg-type]
+        self.merges = Merges(contract=contract, ledger=ledger, workspace=workspace,
+                             note=self.note, band=self.judge.band, reapply=reapply)  # fmt: skip
 
     def note(self, event: str, message: str, **fields: object) -> None:
         """One event: a JSON line in events.jsonl and a sentence on the terminal."""
@@ -186,21 +185,22 @@ class Night:
 
     def _night_through_full_disks(self) -> str:
         """The night; a full disk under the run folder pauses it until space is freed."""
-        pause = self.backoff.first
-        while True:
-            try:
-                return self._night()
-            except (OSError, sqlite3.OperationalError) as e:
-                if not _disk_full(e):
-                    raise
-                self.note(
-                    "disk-full",
-                    f"disk full under {self.run_dir} ({e}) — free some space; the run continues "
-                    f"by itself (next try in {pause:.0f} s)",
-                    error=str(e),
-                )
-                time.sleep(pause)
-                pause = min(pause * 2, self.backoff.cap)
+
+        def failed(e: Exception, pause: float) -> None:
+            self.note(
+                "disk-full",
+                f"disk full under {self.run_dir} ({e}) — free some space; the run continues "
+                f"by itself (next try in {pause:.0f} s)",
+                error=str(e),
+            )
+
+        return self.backoff.retry(
+            self._night,
+            retryable=lambda e: (
+                isinstance(e, (OSError, sqlite3.OperationalError)) and _disk_full(e)
+            ),
+            failed=failed,
+        )
 
     def cancel(self) -> None:
         """Tear down: no more retries anywhere, every proposal in flight and every running

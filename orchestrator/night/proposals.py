@@ -26,11 +26,11 @@ from orchestrator.agents.context import (
     TAIL_CHARS,
 )
 from orchestrator.contract.model import Contract
-from orchestrator.errors import InfraError, ProposalRefused
+from orchestrator.errors import Cancelled, InfraError, ProposalRefused
 from orchestrator.experiment import Experiment
 from orchestrator.folders import remove_paths, remove_tree
 from orchestrator.ledger import Ledger
-from orchestrator.night import Note
+from orchestrator.night import Backoff, Note
 from orchestrator.night.search import parent_for
 from orchestrator.night.tampering import screen
 from orchestrator.workspace import Workspace
@@ -58,12 +58,11 @@ class Proposals:
         workspace: Workspace,
         agent: Agent,
         note: Note,
-        retry_first_s: float,
-        retry_cap_s: float,
+        backoff: Backoff,
     ) -> None:
         self.contract, self.ledger, self.ws, self.agent = contract, ledger, workspace, agent
         self.note = note
-        self.retry_first_s, self.retry_cap_s = retry_first_s, retry_cap_s
+        self.backoff = backoff
         self.run_dir = ledger.dir
         self._freezing = threading.Lock()
 
@@ -167,26 +166,35 @@ class Proposals:
         return Proposed(n, dispatch=False)
 
     def _ask(self, n: int, best: str, scratch: Path, cancelled: threading.Event) -> Proposal | None:
-        """Ask the agent; an outage of its backend pauses here (never the candidate's failure)."""
-        delay = self.retry_first_s
-        while True:
-            ctx = self._context(n, best)
-            try:
-                return self.agent.propose(ctx, scratch)
-            except InfraError as e:
-                if cancelled.is_set():
-                    return None
-                self.note(
-                    "agent-unavailable",
-                    f"  the agent's backend is unavailable: {e} — retrying in {delay:.0f} s",
-                    experiment=n,
-                    error=str(e),
-                    retry_in_s=delay,
-                )
-                if cancelled.wait(delay):
-                    return None
-                delay = min(delay * 2, self.retry_cap_s)
+        """Ask the agent; an outage of its backend pauses here (never the candidate's failure).
+        None when the night is torn down meanwhile."""
+        tries = 0
+
+        def attempt() -> Proposal | None:
+            nonlocal tries
+            if tries:  # the copy as it was before the failed try
                 self._export(best, scratch)
+            tries += 1
+            return self.agent.propose(self._context(n, best), scratch)
+
+        def failed(e: Exception, pause: float) -> None:
+            self.note(
+                "agent-unavailable",
+                f"  the agent's backend is unavailable: {e} — retrying in {pause:.0f} s",
+                experiment=n,
+                error=str(e),
+                retry_in_s=pause,
+            )
+
+        try:
+            return self.backoff.retry(
+                attempt,
+                retryable=lambda e: isinstance(e, InfraError),
+                failed=failed,
+                cancelled=cancelled,
+            )
+        except Cancelled:
+            return None
 
     def _export(self, best: str, scratch: Path) -> None:
         """The proposer's working copy: the best commit without what it may not see."""

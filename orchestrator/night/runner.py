@@ -18,7 +18,7 @@ from orchestrator.executors.attempt import EXPERIMENT_LABEL, Attempt
 from orchestrator.experiment import Experiment
 from orchestrator.gateway.server import cost
 from orchestrator.ledger import Ledger
-from orchestrator.night import Note
+from orchestrator.night import Backoff, Note
 from orchestrator.sandbox import ContainerResult
 from orchestrator.workspace import Workspace
 
@@ -40,15 +40,14 @@ class Runner:
         executor: Executor,
         ledger: Ledger,
         note: Note,
-        first_delay: float,
-        max_delay: float,
+        backoff: Backoff,
     ) -> None:
         self.contract = contract
         self.ws = ws
         self.executor = executor
         self.ledger = ledger
         self.note = note
-        self.first_delay, self.max_delay = first_delay, max_delay
+        self.backoff = backoff
         self.run_dir = ledger.dir
         seccomp = self.run_dir / "seccomp.json"  # the run's snapshot: read once
         self.seccomp = seccomp.read_text() if seccomp.exists() else None
@@ -65,40 +64,39 @@ class Runner:
 
         Raises Cancelled when the night is torn down meanwhile.
         """
-        delay = self.first_delay
-        while True:
-            if self.cancelled.is_set():
-                raise Cancelled(f"experiment {exp.id} cancelled")
-            try:
-                result = self._run_once(exp, contract or self.contract)
-            except InfraError as e:
-                if self.cancelled.is_set():
-                    raise Cancelled(f"experiment {exp.id} cancelled") from e
-                self.ledger.infra_retry(exp.id, str(e))
-                self.note(
-                    "infra-error",
-                    f"  infrastructure error (not the candidate's fault): {e} — retrying in "
-                    f"{delay:.0f} s",
-                    experiment=exp.id,
-                    error=str(e),
-                    retry_in_s=delay,
-                )
-                self.cancelled.wait(delay)
-                delay = min(delay * 2, self.max_delay)
-                continue
-            if self.cancelled.is_set():  # killed by the teardown: not the candidate's result
-                raise Cancelled(f"experiment {exp.id} cancelled")
-            if (usd := cost(result.gateway)) and (now := self.ledger.get(exp.id)):
-                # every run's services count in its cost, and so in budget.max_cost_usd
-                self.ledger.cost(exp.id, (now.cost_usd or 0.0) + usd, now.usage)
-            keep = self.contract.sandbox.log_bytes
-            d = self.ledger.exp_dir(exp.id)
-            (d / log_name).write_text((result.run_output or result.output)[-keep:])
-            if result.run_output is not None:
-                (d / sibling_log(log_name, "score")).write_text(result.output[-keep:])
-            if result.candidate_output is not None:
-                (d / sibling_log(log_name, "candidate")).write_text(result.candidate_output[-keep:])
-            return result
+        what = f"experiment {exp.id} cancelled"
+
+        def failed(e: Exception, pause: float) -> None:
+            self.ledger.infra_retry(exp.id, str(e))
+            self.note(
+                "infra-error",
+                f"  infrastructure error (not the candidate's fault): {e} — retrying in "
+                f"{pause:.0f} s",
+                experiment=exp.id,
+                error=str(e),
+                retry_in_s=pause,
+            )
+
+        result = self.backoff.retry(
+            lambda: self._run_once(exp, contract or self.contract),
+            retryable=lambda e: isinstance(e, InfraError),
+            failed=failed,
+            cancelled=self.cancelled,
+            what=what,
+        )
+        if self.cancelled.is_set():  # killed by the teardown: not the candidate's result
+            raise Cancelled(what)
+        if (usd := cost(result.gateway)) and (now := self.ledger.get(exp.id)):
+            # every run's services count in its cost, and so in budget.max_cost_usd
+            self.ledger.cost(exp.id, (now.cost_usd or 0.0) + usd, now.usage)
+        keep = self.contract.sandbox.log_bytes
+        d = self.ledger.exp_dir(exp.id)
+        (d / log_name).write_text((result.run_output or result.output)[-keep:])
+        if result.run_output is not None:
+            (d / sibling_log(log_name, "score")).write_text(result.output[-keep:])
+        if result.candidate_output is not None:
+            (d / sibling_log(log_name, "candidate")).write_text(result.candidate_output[-keep:])
+        return result
 
     def _run_once(self, exp: Experiment, contract: Contract) -> ContainerResult:
         assert exp.commit_sha is not None

@@ -24,7 +24,7 @@ from orchestrator.errors import Cancelled
 from orchestrator.executors import Executor
 from orchestrator.gpus import Gpu, Leases, free
 from orchestrator.ledger import Ledger
-from orchestrator.night import Event, Note
+from orchestrator.night import Backoff, Event, Note
 from orchestrator.night.judge import Judge, Verdict
 from orchestrator.night.runner import Runner
 from orchestrator.workspace import Workspace
@@ -92,8 +92,7 @@ class Slots:
         count: int,
         note: Note,
         event: Event,
-        retry_first_s: float,
-        retry_cap_s: float,
+        backoff: Backoff,
         wake: threading.Event | None = None,
     ) -> None:
         self.contract, self.ledger, self.leases = contract, ledger, leases
@@ -101,7 +100,7 @@ class Slots:
         """Set whenever a slot hands an experiment back: the driver waits on it."""
         self._runs: deque[float] = deque(maxlen=20)
         self.note, self.event = note, event
-        self.retry_first_s = retry_first_s
+        self.backoff = backoff
         self.slots = []
         for i in range(count):
             runner = Runner(
@@ -110,8 +109,7 @@ class Slots:
                 executor=executor,
                 ledger=ledger,
                 note=note,
-                first_delay=retry_first_s,
-                max_delay=retry_cap_s,
+                backoff=backoff,
             )
             self.slots.append(Slot(i, runner, Judge(contract, ledger, runner)))
         self._jobs: queue.PriorityQueue[Job] = queue.PriorityQueue()
@@ -291,7 +289,7 @@ class Slots:
                     self._say_waiting(exp_id, want)
                     waited = True
                 with self._lease_turn:
-                    self._lease_turn.wait(self.retry_first_s)
+                    self._lease_turn.wait(self.backoff.first)
                 if slot.runner.cancelled.is_set():
                     raise Cancelled(f"experiment {exp_id} cancelled while waiting for a GPU")
         finally:
