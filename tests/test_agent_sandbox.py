@@ -23,7 +23,7 @@ from orchestrator.agents import Context
 from orchestrator.agents.command import ON_HOST_WARNING, CommandAgent
 from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.container import PLACEHOLDER_KEY, ROLE_LABEL
-from orchestrator.errors import InfraError, UserError
+from orchestrator.errors import Cancelled, InfraError, UserError
 from tests.conftest import IMPL, contract_for, git, our_containers
 from tests.fake_anthropic import FakeAnthropic, text
 
@@ -173,6 +173,29 @@ def test_cancel_kills_the_container_and_on_host_says_so(tmp_path: Path, sandbox:
     said: list[str] = []
     CommandAgent(CommandAgentConfig(command="true", on_host=True), say=said.append)
     assert said == [ON_HOST_WARNING]
+
+
+@pytest.mark.parametrize("on_host", [False, True])
+def test_a_proposal_that_reaches_its_agent_after_the_cancel_starts_nothing(
+    tmp_path: Path, sandbox: Any, on_host: bool
+) -> None:
+    """The teardown may come between a proposer's last look at the night and its agent's start:
+    the agent then starts no container and no process (none would be killed, and the night
+    would wait for it or leave it spending), and says it was cancelled."""
+    marker = tmp_path / "ran"
+    command = f"touch {marker}; sleep 60" if on_host else "sleep 60"
+    agent = CommandAgent(CommandAgentConfig(**_agent("http://127.0.0.1:9", command=command),
+                                            on_host=on_host))  # fmt: skip
+    agent.cancel()  # the night is torn down
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        agent.propose(_ctx(contract_for(Path("x"))), _scratch(tmp_path))
+    assert time.monotonic() - t0 < 10
+    time.sleep(1)
+    assert not marker.exists() and not _running(sandbox, "sleep 60")
+    if agent._container is not None:
+        agent._container.seats._background.join(30)
+        assert our_containers(sandbox.client, **{ROLE_LABEL: "agent"}) == []  # none made ahead
 
 
 def test_the_next_proposal_runs_in_a_container_made_ahead_with_its_own_copy_and_prompt(

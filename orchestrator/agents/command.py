@@ -43,7 +43,7 @@ from orchestrator.agents.context import render_full_history, render_prompt
 from orchestrator.agents.copy import Copies, read_back
 from orchestrator.agents.limits import e2big_reason, host_limit, too_long
 from orchestrator.agents.services import refused_key, token_figures
-from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.errors import Cancelled, InfraError, ProposalRefused, UserError
 from orchestrator.executors.seats import Seat
 from orchestrator.gateway.server import cost
 from orchestrator.sandbox.disk import Workdir
@@ -114,6 +114,7 @@ class CommandAgent:
         self.say = say
         self._live: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+        self._cancelled = False
         self._container: AgentContainer | None = None
         self._lines: dict[int, str] = {}
         """history.md's line of each finished experiment, made once (`render_full_history`)."""
@@ -125,10 +126,12 @@ class CommandAgent:
             self._container = AgentContainer(cfg, box, self.copies.leftover, say)
 
     def cancel(self) -> None:
-        """Kill every command in flight: its container, or its process group on the host."""
+        """Kill every command in flight, its container or its process group on the host; none
+        starts after this (the night is torn down or over)."""
         if self._container is not None:
             self._container.cancel()
         with self._lock:
+            self._cancelled = True
             live, self._live = list(self._live), set()
         for proc in live:
             with contextlib.suppress(ProcessLookupError):
@@ -140,16 +143,18 @@ class CommandAgent:
         """Run the command under its guard, in a process group of its own, `stdin` its input;
         (exit code, what it printed). Past `timeout_s` the group is killed and the proposal
         refused."""
-        proc = subprocess.Popen(
-            [sys.executable, str(GUARD), command, stdin],
-            cwd=work,
-            env=env,
-            stdin=subprocess.PIPE,  # never written: it closes when we die (see guard.py)
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        with self._lock:
+        with self._lock:  # started and registered at once: a cancel kills it or comes first
+            if self._cancelled:
+                raise Cancelled("the agent was cancelled: the night is torn down or over")
+            proc = subprocess.Popen(
+                [sys.executable, str(GUARD), command, stdin],
+                cwd=work,
+                env=env,
+                stdin=subprocess.PIPE,  # never written: it closes when we die (see guard.py)
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self._live.add(proc)
         late = threading.Event()
 

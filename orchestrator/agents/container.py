@@ -36,7 +36,7 @@ from orchestrator import harness
 from orchestrator.agents.config import CommandAgentConfig
 from orchestrator.agents.services import PLACEHOLDER_KEYS, container_env, gateway_view, prelude
 from orchestrator.contract.model import Sandbox
-from orchestrator.errors import ImageAbsent, UserError
+from orchestrator.errors import Cancelled, ImageAbsent, UserError
 from orchestrator.executors.seats import Seat, Seats
 from orchestrator.executors.workdirs import Held, Leftover
 from orchestrator.gateway.server import attached, check_environment, serving, socket_folder
@@ -135,16 +135,19 @@ class AgentContainer:
         self.seats = Seats(DockerSandbox(self.client), box, leftover, each=AHEAD, makers=1)
         self._live: set[DockerSandbox] = set()
         self._lock = threading.Lock()
+        self._cancelled = False
+        """Set for good by `cancel`: the night is torn down or over, no run starts after it."""
         self._image_lock = threading.Lock()
         self._image_ready = False
         if cfg.image != AGENT_IMAGE:  # refused before the run is made; the default is built
             self._ensure_image()
 
     def cancel(self) -> None:
-        """Kill every container in flight, remove those made ahead. Each run has a sandbox of
-        its own, never reopened: one created before the cancel and started after it is killed
-        as it starts."""
+        """Kill every container in flight, remove those made ahead; no run starts after this.
+        Each run has a sandbox of its own, never reopened: one created before the cancel and
+        started after it is killed as it starts."""
         with self._lock:
+            self._cancelled = True
             live = list(self._live)
         for sandbox in live:
             sandbox.cancel()
@@ -166,7 +169,8 @@ class AgentContainer:
 
         with self.seats.attempt():
             seat = self.seats.take(ROLE)
-            self.seats.want(ROLE, self.cfg.disk, template)
+            if not self._cancelled:
+                self.seats.want(ROLE, self.cfg.disk, template)
             try:
                 yield seat
             finally:
@@ -219,6 +223,8 @@ class AgentContainer:
         _give(copy.path, spec.limits.user)
         sandbox = self._sandbox(self.client)
         with self._lock:
+            if self._cancelled:  # a proposal that got here after the teardown starts nothing
+                raise Cancelled("the agent was cancelled: the night is torn down or over")
             self._live.add(sandbox)
         served, environ = gateway_view(self.services, os.environ)
         folder = seat.held.beside[0] if seat is not None and seat.held.beside else None
