@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -180,12 +179,11 @@ def report(
 @click.pass_context
 def log(ctx: click.Context, tag: str) -> None:
     """The reasoning trail of run TAG: hypothesis, change and outcome of each experiment."""
-    from orchestrator.morning.summary import reasoning_trail
+    from orchestrator.morning.summary import reasoning_trail, steered
 
     ledger, contract, _ws = _opened(ctx, tag)
     trail = reasoning_trail(ledger.experiments(), ledger.dir, contract.metric.name)
-    notes = [f"steered at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(at))}: {text}"
-             for at, text in ledger.steering()]  # fmt: skip
+    notes = [f"steered at {when}: {text}" for when, text in steered(ledger.steering())]
     click.echo(sanitize.terminal("\n".join([trail, *notes])))
 
 

@@ -26,7 +26,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.morning.pages import esc as _esc
 from orchestrator.morning.pages import highlight as _highlight
 from orchestrator.morning.pages import write_pages
-from orchestrator.morning.summary import overlaps, summary
+from orchestrator.morning.summary import overlaps, steered, summary
 from orchestrator.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -318,8 +318,7 @@ def write_report(ledger: Ledger, ws: Workspace, contract: Any) -> Path:
     assert info is not None
     exps = ledger.experiments()
     data = summary(info, exps, contract, overlaps(exps))
-    data["steering"] = [(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)), text)
-                        for at, text in ledger.steering()]  # fmt: skip
+    data["steering"] = steered(ledger.steering())
     data["notes"] = ledger.notes()[-50:]  # the latest; `log` has them all
     png = ledger.dir / "progress.png"
     png_tmp = png.with_name(f".progress.{os.getpid()}.png")

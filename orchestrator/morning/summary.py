@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,11 @@ from orchestrator.experiment import (
 )
 from orchestrator.morning import tree
 from orchestrator.night.stops import best_so_far
+
+
+def steered(steering: list[tuple[float, str]]) -> list[tuple[str, str]]:
+    """What a person told the night (`Ledger.steering()`): when, in UTC to the minute, and what."""
+    return [(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)), text) for at, text in steering]
 
 
 def held(exps: list[Experiment]) -> list[Experiment]:
