@@ -168,11 +168,11 @@ def start_run(
     agent = build_agent(contract, folder, say)  # its refusals (keys, patches, images) come first
     ws = Workspace(root, tag, contract.implementation)
     base = ws.start()
-    dirty = ws.git("status", "--porcelain", "--", *contract.implementation.paths).decode().strip()
+    dirty = ws.uncommitted()
     if dirty:
         say(
             f"warning: uncommitted changes to implementation files are not part of the run (it starts from "
-            f"{base[:12]}): {' '.join(line[3:] for line in dirty.splitlines()[:5])} — commit them to include them"
+            f"{base[:12]}): {' '.join(dirty[:5])} — commit them to include them"
         )
     for line in [] if contract.forgeable else stdlib_named(ws.implementation_paths(base)):
         say(f"warning: {line}")

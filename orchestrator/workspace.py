@@ -241,6 +241,22 @@ class Workspace:
     def tree(self, commit: str) -> str:
         return self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()
 
+    def first_parent(self, commit: str) -> str:
+        """The commit `commit` was made (or merged) onto."""
+        return self.git("rev-parse", f"{commit}^").decode().strip()
+
+    def uncommitted(self) -> list[str]:
+        """The implementation's files changed, added or new in the working tree and not
+        committed (matched as the contract matches them, not as git's pathspecs would)."""
+        out = self.git("status", "--porcelain=v1", "-z", "--untracked-files=all").decode()
+        entries, names = iter(out.split("\0")), []
+        for entry in entries:
+            if len(entry) > 3 and matches_any(entry[3:], self.impl.paths):
+                names.append(entry[3:])
+            if entry[:1] in ("R", "C"):
+                next(entries, None)  # a rename's or copy's old path follows
+        return names
+
     def candidate_ref(self, experiment: int) -> str:
         return f"refs/autoresearch/{self.tag}/exp-{experiment:04d}"
 

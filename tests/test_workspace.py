@@ -135,3 +135,16 @@ def test_fast_forward_is_compare_and_swap(ws: Workspace, tmp_path: Path) -> None
     assert ws.best() == commit
     with pytest.raises(WorkspaceError, match=r"update-ref.*but expected"):
         ws.fast_forward(base, base)  # the branch moved: refused, not clobbered (nor retried)
+
+
+def test_uncommitted_implementation_files_are_named_whole(repo: Path, ws: Workspace) -> None:
+    """The start's warning names each changed file as it is (git's status puts a space first
+    for a change not staged: stripped, the first name lost its first letter)."""
+    (repo / "impl.py").write_text("changed\n")  # not staged
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "new.py").write_text("x = 1\n")  # untracked
+    (repo / "pkg" / "staged.py").write_text("y = 2\n")
+    git(repo, "add", "pkg/staged.py")
+    (repo / "bench.py").write_text("not the implementation\n")
+    git(repo, "mv", "README.md", "pkg/moved.py")  # a rename: its old path follows, not a file
+    assert sorted(ws.uncommitted()) == ["impl.py", "pkg/moved.py", "pkg/new.py", "pkg/staged.py"]

@@ -80,7 +80,7 @@ def verify(night: Night, commit: str | None = None) -> list[Check]:
 def _recheck(night: Night, e: Experiment, exps: list[Experiment], band: float) -> Check:
     """The win and its parent, re-run interleaved (`metric.repeats` each)."""
     assert e.merged_sha is not None and e.metric is not None
-    parent_sha = night.ws.git("rev-parse", f"{e.merged_sha}^").decode().strip()
+    parent_sha = night.ws.first_parent(e.merged_sha)
     parent = next((x for x in exps if x.merged_sha == parent_sha), None) or exps[0]
     goal = night.contract.metric.goal
     recorded_gain = gain(goal, parent.metric if parent.metric is not None else e.metric, e.metric)
