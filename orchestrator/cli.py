@@ -229,10 +229,9 @@ def verify(ctx: click.Context, tag: str, commit: str | None) -> None:
     """Re-run the merged commits of run TAG (or just COMMIT): do their metrics reproduce?"""
     from orchestrator.morning.verify import verify as do_verify
     from orchestrator.morning.verify import verify_line
-    from orchestrator.runs import open_run
+    from orchestrator.runs import open_measuring
 
-    night = open_run(_root(ctx), tag, None, say=say, with_agent=False)
-    checks = do_verify(night, commit)
+    checks = do_verify(open_measuring(_root(ctx), tag, None, say=say), commit)
     if not checks:
         click.echo(f"run {tag} has no merged experiments to verify")
         return

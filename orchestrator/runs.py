@@ -21,7 +21,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.agents import Agent
-from orchestrator.agents.none import NoAgent
 from orchestrator.contract.load import check_against_repo
 from orchestrator.contract.model import FORGEABLE, Contract
 from orchestrator.errors import ContractError, InfraError, RunNotFound, UserError
@@ -33,6 +32,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.links import within
 from orchestrator.night import Backoff, Say
 from orchestrator.night.driver import Night
+from orchestrator.night.measuring import Measuring, measuring
 from orchestrator.sandbox import SandboxBackend
 from orchestrator.sandbox.seccomp import default_profile
 from orchestrator.schema import resolve
@@ -273,26 +273,37 @@ def open_run(
     say: Say = print,
     backoff: Backoff | None = None,
     *,
-    with_agent: bool = True,
     inventory: GpuInventory | None = None,
 ) -> Night:
-    """Run `tag` as its folder holds it, to resume (or, without its agent, to verify)."""
+    """Run `tag` as its folder holds it, to resume."""
     ledger, contract, ws = read_run(root, tag)
     if contract.forgeable:
         say(FORGEABLE)
-    folder = ledger.dir
     executor = build_executor(contract, root, tag, sandbox, _Leftovers(ledger))
-    agent: Agent = build_agent(contract, folder, say) if with_agent else NoAgent()
     return Night(
         contract=contract,
         ledger=ledger,
         workspace=ws,
         executor=executor,
-        agent=agent,
+        agent=build_agent(contract, ledger.dir, say),
         say=say,
         backoff=backoff,
         inventory=inventory,
     )
+
+
+def open_measuring(
+    root: Path,
+    tag: str,
+    sandbox: SandboxBackend | None,
+    say: Say = print,
+    *,
+    inventory: GpuInventory | None = None,
+) -> Measuring:
+    """Run `tag`'s commits to re-measure outside a night (`verify`): no agent, one slot."""
+    ledger, contract, ws = read_run(root, tag)
+    executor = build_executor(contract, root, tag, sandbox, _Leftovers(ledger))
+    return measuring(contract, ledger, ws, executor, say, inventory)
 
 
 def list_runs(root: Path) -> list[str]:

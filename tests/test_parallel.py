@@ -321,15 +321,19 @@ def test_results_tsv_memory_is_the_peak_vram_when_a_gpu_was_used(tmp_path: Path)
 
 def test_verify_reruns_a_gpu_night_on_leased_gpus(tmp_path: Path, sandbox) -> None:
     from orchestrator.morning.verify import verify
+    from orchestrator.runs import open_measuring
 
     repo = _repo(tmp_path)
     patches = tmp_path / "patches"
     make_patch(patches, "01.patch", "impl.py", IMPL, IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0"))
     recorder = GpuRecorder(sandbox)
-    run = _start(repo, recorder, "vgpu", patches, FakeInventory.of(2), **{"sandbox.gpus": 1})
+    inventory = FakeInventory.of(2)
+    run = _start(repo, recorder, "vgpu", patches, inventory, **{"sandbox.gpus": 1})
     run.execute()
     before = len(recorder.runs)
-    checks = verify(run)
+    checks = verify(
+        open_measuring(repo, "vgpu", recorder, say=lambda _m: None, inventory=inventory)
+    )
     assert len(checks) == 1 and checks[0].now == pytest.approx(4.0)
     # the win and its parent, each on a leased GPU, as in the night
     assert [len(g) for _, g, _, _ in recorder.runs[before:]] == [1, 1]

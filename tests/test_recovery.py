@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.errors import UserError
 from orchestrator.night import Backoff
-from orchestrator.runs import list_runs, open_run, run_dir, start_run
+from orchestrator.runs import list_runs, open_measuring, open_run, run_dir, start_run
 from tests.conftest import IMPL, contract_for, git, make_patch
 
 IMPROVED = IMPL.replace("OFFSET = 10.0", "OFFSET = 4.0")
@@ -190,7 +190,7 @@ def test_verify_judges_the_claim_a_drifted_level_is_not_a_lost_win(tmp_path: Pat
                                         "metric.min_improvement": 1.0})  # fmt: skip
     start_run(repo, "drift", contract, "test", sandbox, say=lambda _m: None).execute()
     (load / "level").write_text("3")
-    (check,) = verify(open_run(repo, "drift", sandbox, say=lambda _m: None, with_agent=False))
+    (check,) = verify(open_measuring(repo, "drift", sandbox, say=lambda _m: None))
     assert check.now == 7.0 and check.parent_now == 13.0 and check.gain_now == 6.0
     assert check.reproduces and check.drift == 3.0
 

@@ -16,7 +16,7 @@ from orchestrator.contract.metrics import measured
 from orchestrator.errors import UserError
 from orchestrator.experiment import Experiment
 from orchestrator.night.decision import combine, gain
-from orchestrator.night.driver import Night
+from orchestrator.night.measuring import Measuring
 from orchestrator.runs import evaluator_hash
 
 
@@ -46,21 +46,23 @@ class Check:
         return None if self.now is None else self.now - self.recorded
 
 
-def verify(night: Night, commit: str | None = None) -> list[Check]:
-    info = night.ledger.run()
+def verify(m: Measuring, commit: str | None = None) -> list[Check]:
+    """Each merged win of the run (or the one whose commit starts with `commit`), re-run beside
+    its parent. Raises UserError when the image or the evaluator changed since the night."""
+    info = m.ledger.run()
     assert info is not None
-    image = night.contract.sandbox.image
-    now_id = night.executor.image_id(image)
+    image = m.contract.sandbox.image
+    now_id = m.executor.image_id(image)
     if info.image_id and now_id != info.image_id:
         raise UserError(
             f"image {image} is not the one the run used (was {info.image_id[:19]}, now {now_id[:19]}) "
             "— restore that image to verify"
         )
-    if evaluator_hash(night.run_dir) != info.evaluator_hash:
+    if evaluator_hash(m.ledger.dir) != info.evaluator_hash:
         raise UserError(
-            f"the evaluator snapshot in {night.run_dir} changed since the run — restore it to verify"
+            f"the evaluator snapshot in {m.ledger.dir} changed since the run — restore it to verify"
         )
-    exps = night.ledger.experiments()
+    exps = m.ledger.experiments()
     merged = [e for e in exps if e.merged and e.merged_sha and e.metric is not None]
     if commit is not None:
         merged = [e for e in merged if e.merged_sha and e.merged_sha.startswith(commit)]
@@ -68,41 +70,40 @@ def verify(night: Night, commit: str | None = None) -> list[Check]:
             raise UserError(
                 f"no merged experiment of run {info.tag} has commit {commit} — see `autoresearch status`"
             )
-    band = max(night.judge.band(), 1e-9)
-    leased = night.lease_for_verify()  # the same number of GPUs the night's experiments had
+    band = max(m.band(), 1e-9)
     try:
-        return [_recheck(night, e, exps, band) for e in merged]
+        with m.leased():  # the same number of GPUs the night's experiments had
+            return [_recheck(m, e, exps, band) for e in merged]
     finally:
-        night.release(leased)
-        night.executor.close()  # what it made ahead (executors/seats.py) goes now
+        m.close()
 
 
-def _recheck(night: Night, e: Experiment, exps: list[Experiment], band: float) -> Check:
+def _recheck(m: Measuring, e: Experiment, exps: list[Experiment], band: float) -> Check:
     """The win and its parent, re-run interleaved (`metric.repeats` each)."""
     assert e.merged_sha is not None and e.metric is not None
-    parent_sha = night.ws.first_parent(e.merged_sha)
+    parent_sha = m.ws.first_parent(e.merged_sha)
     parent = next((x for x in exps if x.merged_sha == parent_sha), None) or exps[0]
-    goal = night.contract.metric.goal
+    goal = m.contract.metric.goal
     recorded_gain = gain(goal, parent.metric if parent.metric is not None else e.metric, e.metric)
     runs: dict[str, list[float | None]] = {"parent": [], "win": []}
-    for i in range(night.contract.metric.repeats):
+    for i in range(m.contract.metric.repeats):
         for side, sha in (("parent", parent_sha), ("win", e.merged_sha)):
-            runs[side].append(_value(night, replace(e, commit_sha=sha), f"verify.{side}.{i}.log"))
-    now, before = _combined(night, runs["win"]), _combined(night, runs["parent"])
+            runs[side].append(_value(m, replace(e, commit_sha=sha), f"verify.{side}.{i}.log"))
+    now, before = _combined(m, runs["win"]), _combined(m, runs["parent"])
     why = "crashed now" if None in runs["win"] or None in runs["parent"] else ""
     now_gain = None if now is None or before is None else gain(goal, before, now)
     return Check(e.id, e.merged_sha, e.metric, now, band, why, before, recorded_gain, now_gain)
 
 
-def _value(night: Night, target: Experiment, log: str) -> float | None:
-    r = night.runner.measure(target, log)
-    return None if r.failed else measured(r).get(night.contract.metric.name)
+def _value(m: Measuring, target: Experiment, log: str) -> float | None:
+    r = m.measure(target, log)
+    return None if r.failed else measured(r).get(m.contract.metric.name)
 
 
-def _combined(night: Night, values: list[float | None]) -> float | None:
+def _combined(m: Measuring, values: list[float | None]) -> float | None:
     if None in values:
         return None
-    got = combine([{"v": v} for v in values if v is not None], night.contract.metric.aggregate)
+    got = combine([{"v": v} for v in values if v is not None], m.contract.metric.aggregate)
     return got.get("v")
 
 

@@ -30,7 +30,7 @@ from orchestrator.errors import EngineUnavailable, InfraError, UserError
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
 from orchestrator.folders import remove_tree
-from orchestrator.gpus import Gpu, GpuInventory, Leases, NvmlInventory
+from orchestrator.gpus import GpuInventory, Leases
 from orchestrator.ledger import Ledger
 from orchestrator.logs import EventLog
 from orchestrator.night import Backoff, Say
@@ -39,7 +39,7 @@ from orchestrator.night.merges import Merges
 from orchestrator.night.proposals import Proposals
 from orchestrator.night.proposers import Proposers, capacity
 from orchestrator.night.runner import Runner
-from orchestrator.night.sizes import lease_policy, sizes
+from orchestrator.night.sizes import check_gpus, gpu_inventory, lease_policy, sizes
 from orchestrator.night.slots import POLL_S, Slots
 from orchestrator.night.stops import stop_reason
 from orchestrator.sandbox.disk import unmount_below
@@ -73,10 +73,7 @@ class Night:
         self.run_dir = ledger.dir
         self.events = EventLog(self.run_dir)
         self._say_lock = threading.Lock()
-        if executor.assigns_gpus:
-            inventory = None  # the cluster picks each experiment's GPUs
-        elif inventory is None and contract.sandbox.gpus:
-            inventory = NvmlInventory()
+        inventory = gpu_inventory(contract, executor, inventory)
         self.inventory = inventory
         self.leases = Leases(inventory, lease_policy(contract)) if inventory is not None else None
         self.parallel, self.pipeline, self.most_proposers = sizes(
@@ -169,7 +166,7 @@ class Night:
         stray = reap_commands(self.run_dir)
         if stray:
             self.note("reaped", f"killed {stray} agent process(es) left by a dead run", count=stray)
-        self.check_gpus()
+        check_gpus(self.contract, self.inventory)
         self.executor.check(self.contract)
         self.ledger.set_stopped(None)
         self.ledger.write_results_tsv()  # a kill mid-append: the file made to match the ledger
@@ -208,20 +205,6 @@ class Night:
         self.proposers.cancel()
         self.slots.cancel()
         self.executor.cancel()
-
-    def check_gpus(self) -> None:
-        """Raise UserError when the contract asks for more GPUs than this machine has."""
-        want = self.contract.sandbox.gpus
-        if not want or self.executor.assigns_gpus:
-            return
-        have = self.inventory.snapshot() if self.inventory else []
-        if len(have) < want:
-            why = self.inventory.error if self.inventory else None
-            raise UserError(
-                f"sandbox.gpus = {want} but this machine has {len(have)} GPU(s)"
-                + (f" (NVML: {why})" if why else "")
-                + " — lower sandbox.gpus or run on a GPU box (`autoresearch doctor` checks NVML)"
-            )
 
     # -- the main loop ------------------------------------------------------
     def _night(self) -> str:
@@ -359,15 +342,3 @@ class Night:
         return stop_reason(
             self.contract, self.ledger.experiments(), active, self.ledger.total_cost()
         )
-
-    # -- outside a night: `verify` -----------------------------------------
-    def lease_for_verify(self) -> list[Gpu]:
-        """Lease slot 0's GPUs outside a night (the run must not be running)."""
-        self.check_gpus()
-        leased = self.slots.lease(self.slots.slots[0], -1)
-        self.runner.gpus = tuple(g.uuid for g in leased)
-        return leased
-
-    def release(self, leased: list[Gpu]) -> None:
-        self.slots.give_back(leased)
-        self.runner.gpus = ()

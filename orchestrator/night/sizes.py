@@ -6,8 +6,9 @@ import os
 
 from orchestrator.agents import Agent
 from orchestrator.contract.model import Contract
+from orchestrator.errors import UserError
 from orchestrator.executors import Executor
-from orchestrator.gpus import GpuInventory, LeasePolicy, free
+from orchestrator.gpus import GpuInventory, LeasePolicy, NvmlInventory, free
 
 
 def lease_policy(contract: Contract) -> LeasePolicy:
@@ -15,6 +16,33 @@ def lease_policy(contract: Contract) -> LeasePolicy:
     return LeasePolicy(
         g.max_memory_used, g.max_utilization, tuple(g.pin) if g.pin is not None else None
     )
+
+
+def gpu_inventory(
+    contract: Contract, executor: Executor, inventory: GpuInventory | None = None
+) -> GpuInventory | None:
+    """The GPUs this machine leases to the run's experiments (NVML's unless one is given): None
+    when the cluster picks each experiment's."""
+    if executor.assigns_gpus:
+        return None
+    if inventory is None and contract.sandbox.gpus:
+        return NvmlInventory()
+    return inventory
+
+
+def check_gpus(contract: Contract, inventory: GpuInventory | None) -> None:
+    """Raise UserError when the contract asks for more GPUs than this machine has."""
+    want = contract.sandbox.gpus
+    if not want or inventory is None:
+        return
+    have = inventory.snapshot()
+    if len(have) < want:
+        why = inventory.error
+        raise UserError(
+            f"sandbox.gpus = {want} but this machine has {len(have)} GPU(s)"
+            + (f" (NVML: {why})" if why else "")
+            + " — lower sandbox.gpus or run on a GPU box (`autoresearch doctor` checks NVML)"
+        )
 
 
 def default_parallel(contract: Contract, inventory: GpuInventory | None) -> int:
