@@ -13,7 +13,7 @@ metrics). The decision itself stays the pure function in `decision.py`.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.contract.metrics import measured
 from orchestrator.contract.model import Contract
@@ -91,11 +91,7 @@ class Judge:
         if not screened:
             return v
         name = self.contract.metric.name
-        d = Decision(
-            v.decision.status,
-            f"screen {screened[SCREEN + name]:.6g}; {v.decision.reason}",
-            v.decision.metric,
-        )
+        d = replace(v.decision, reason=f"screen {screened[SCREEN + name]:.6g}; {v.decision.reason}")
         return Verdict(d, {**v.metrics, **screened}, v.result, v.samples)
 
     def _screen(self, exp: Experiment) -> tuple[Verdict | None, dict[str, float]]:
@@ -145,10 +141,8 @@ class Judge:
             results.append(again)
             decision = self._confirmed(exp, decision, again, best, baseline)
         if len(results) > 1:
-            decision = Decision(
-                decision.status,
-                f"{decision.reason} [{c.metric.aggregate} of {len(results)} runs]",
-                decision.metric,
+            decision = replace(
+                decision, reason=f"{decision.reason} [{c.metric.aggregate} of {len(results)} runs]"
             )
         return Verdict(decision, metrics, first, self._samples(results))
 
@@ -170,14 +164,15 @@ class Judge:
             outcome, self.best(), self.contract.metric, sigma=self.sigma(), baseline=baseline
         )
         if d.status != "keep":
-            d = Decision(
-                "discard", f"rebased onto the new best, no longer a win: {d.reason}", d.metric
+            d = replace(
+                d,
+                status="discard",
+                reason=f"rebased onto the new best, no longer a win: {d.reason}",
             )
         else:
-            d = Decision(
-                "keep",
-                f"{exp.reason}; rebased onto the new best and still a win ({d.metric:.6g})",
-                d.metric,
+            d = replace(
+                d,
+                reason=f"{exp.reason}; rebased onto the new best and still a win ({d.metric:.6g})",
             )
         return Verdict(d, metrics, result, samples)
 
@@ -191,14 +186,18 @@ class Judge:
     ) -> Decision:
         crashed = self._single(exp, again)
         if crashed.status == "crash":
-            return Decision(
-                "discard", f"not confirmed: the re-run crashed ({crashed.reason})", won.metric
+            return replace(
+                won,
+                status="discard",
+                reason=f"not confirmed: the re-run crashed ({crashed.reason})",
             )
         outcome = Outcome(0, False, False, measured(again), loc=exp.loc)
         second = decide(outcome, best, self.contract.metric, sigma=self.sigma(), baseline=baseline)
         if second.status != "keep":
-            return Decision("discard", f"not confirmed on a re-run: {second.reason}", won.metric)
-        return Decision("keep", f"{won.reason}; confirmed ({second.metric:.6g})", won.metric)
+            return replace(
+                won, status="discard", reason=f"not confirmed on a re-run: {second.reason}"
+            )
+        return replace(won, reason=f"{won.reason}; confirmed ({second.metric:.6g})")
 
     def _single(
         self, exp: Experiment, r: ContainerResult, contract: Contract | None = None
@@ -220,7 +219,7 @@ class Judge:
         if d.status == "crash" and r.exit_code not in (0, None) and not r.timed_out and not r.crash:
             last = next((ln.strip() for ln in reversed(r.output.splitlines()) if ln.strip()), "")
             if last:  # the evaluator's last word is usually the why ("wrong answer: ...")
-                d = Decision(d.status, f"{d.reason}: {last[:160]}", d.metric)
+                d = replace(d, reason=f"{d.reason}: {last[:160]}")
         return d
 
     def _samples(self, results: list[ContainerResult]) -> list[float]:
