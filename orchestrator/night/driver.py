@@ -30,7 +30,7 @@ from orchestrator.errors import EngineUnavailable, InfraError, UserError
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
 from orchestrator.folders import remove_tree
-from orchestrator.gpus import GpuInventory, Leases
+from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
 from orchestrator.logs import EventLog
 from orchestrator.night import Backoff, Say
@@ -39,7 +39,7 @@ from orchestrator.night.merges import Merges
 from orchestrator.night.proposals import Proposals
 from orchestrator.night.proposers import Proposers, capacity
 from orchestrator.night.runner import Runner
-from orchestrator.night.sizes import check_gpus, gpu_inventory, lease_policy, sizes
+from orchestrator.night.sizes import check_gpus, gpu_inventory, gpu_leases, sizes
 from orchestrator.night.slots import POLL_S, Slots
 from orchestrator.night.stops import stop_reason
 from orchestrator.sandbox.disk import unmount_below
@@ -73,11 +73,10 @@ class Night:
         self.run_dir = ledger.dir
         self.events = EventLog(self.run_dir)
         self._say_lock = threading.Lock()
-        inventory = gpu_inventory(contract, executor, inventory)
-        self.inventory = inventory
-        self.leases = Leases(inventory, lease_policy(contract)) if inventory is not None else None
+        self.inventory = gpu_inventory(contract, executor, inventory)
+        self.leases = gpu_leases(contract, self.inventory)
         self.parallel, self.pipeline, self.most_proposers = sizes(
-            contract, executor, agent, inventory
+            contract, executor, agent, self.inventory
         )
         self.in_turn = agent.in_turn
         self.wake = threading.Event()

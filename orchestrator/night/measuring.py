@@ -16,10 +16,10 @@ from orchestrator import sanitize
 from orchestrator.contract.model import Contract
 from orchestrator.executors import Executor
 from orchestrator.experiment import Experiment
-from orchestrator.gpus import GpuInventory, Leases
+from orchestrator.gpus import GpuInventory
 from orchestrator.ledger import Ledger
 from orchestrator.night import Backoff, Say
-from orchestrator.night.sizes import check_gpus, gpu_inventory, lease_policy
+from orchestrator.night.sizes import check_gpus, gpu_inventory, gpu_leases
 from orchestrator.night.slots import Slot, Slots
 from orchestrator.sandbox import ContainerResult
 from orchestrator.workspace import Workspace
@@ -84,7 +84,7 @@ def measuring(
         ledger=ledger,
         workspace=ws,
         executor=executor,
-        leases=Leases(inventory, lease_policy(contract)) if inventory is not None else None,
+        leases=gpu_leases(contract, inventory),
         count=1,
         note=note,
         event=lambda *_a, **_k: None,

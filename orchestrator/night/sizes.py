@@ -8,7 +8,7 @@ from orchestrator.agents import Agent
 from orchestrator.contract.model import Contract
 from orchestrator.errors import UserError
 from orchestrator.executors import Executor
-from orchestrator.gpus import GpuInventory, LeasePolicy, NvmlInventory, free
+from orchestrator.gpus import GpuInventory, LeasePolicy, Leases, NvmlInventory, free
 
 
 def lease_policy(contract: Contract) -> LeasePolicy:
@@ -28,6 +28,11 @@ def gpu_inventory(
     if inventory is None and contract.sandbox.gpus:
         return NvmlInventory()
     return inventory
+
+
+def gpu_leases(contract: Contract, inventory: GpuInventory | None) -> Leases | None:
+    """Leases of `inventory`'s GPUs under the contract's `[gpus]` policy (None without one)."""
+    return Leases(inventory, lease_policy(contract)) if inventory is not None else None
 
 
 def check_gpus(contract: Contract, inventory: GpuInventory | None) -> None:
