@@ -196,3 +196,24 @@ def test_the_history_tool_gives_an_earlier_experiments_diff(
     one, missing, bad = (r["content"] for r in results)
     assert one.startswith("the diff of experiment #1:\n```diff\n") and "+OFFSET = 2.0" in one
     assert "experiment 7 has no diff" in missing and "must be an experiment id" in bad
+
+
+def test_a_proposal_that_reaches_the_agent_after_the_cancel_calls_nothing(
+    api: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The teardown may come between a proposer's last look at the night and its agent's start:
+    no conversation opens then (it would spend after the night ended), and it says so."""
+    from orchestrator.agents.anthropic import AnthropicAgent
+    from orchestrator.agents.context import Context
+    from orchestrator.errors import Cancelled
+
+    _honest_edit(api)
+    agent = AnthropicAgent(AnthropicAgentConfig(base_url=api.base_url), say=lambda _m: None)
+    agent.cancel()  # the night is torn down
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "impl.py").write_text(IMPL)
+    ctx = Context(experiment=1, contract=_contract(api), direction="# d", best_commit="0" * 40)
+    with pytest.raises(Cancelled, match="cancelled"):
+        agent.propose(ctx, scratch)
+    assert api.requests == [] and (scratch / "impl.py").read_text() == IMPL

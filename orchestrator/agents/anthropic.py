@@ -28,7 +28,7 @@ from orchestrator.agents.context import (
     render_stable,
 )
 from orchestrator.agents.editor import Editor
-from orchestrator.errors import InfraError, ProposalRefused, UserError
+from orchestrator.errors import Cancelled, InfraError, ProposalRefused, UserError
 from orchestrator.experiment import experiment_dir
 
 if TYPE_CHECKING:
@@ -143,21 +143,26 @@ class AnthropicAgent:
         self.price = cfg.prices.get(cfg.model)
         self._stops: set[threading.Event] = set()
         self._lock = threading.Lock()
+        self._cancelled = False
         if self.price is None:
             say(
                 f"warning: no price for model {cfg.model} in agent.prices — its cost is shown as unknown"
             )
 
     def cancel(self) -> None:
-        """Every conversation in flight ends at its next turn (what it spent is reported)."""
+        """Every conversation in flight ends at its next turn (what it spent is reported); none
+        starts after this (the night is torn down or over)."""
         with self._lock:
+            self._cancelled = True
             stops, self._stops = list(self._stops), set()
         for stop in stops:
             stop.set()
 
     def propose(self, ctx: Context, scratch: Path) -> Proposal | None:
         stop = threading.Event()  # one conversation per call: several run at once
-        with self._lock:
+        with self._lock:  # registered at once: a cancel stops it or comes first
+            if self._cancelled:
+                raise Cancelled("the agent was cancelled: the night is torn down or over")
             self._stops.add(stop)
         try:
             return self._converse(ctx, scratch, stop)
