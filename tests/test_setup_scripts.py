@@ -79,3 +79,19 @@ def test_a_registered_runsc_from_before_systrap_is_named_as_slow_and_still_used(
         assert "~70 µs" in done.stderr and "ensure-runsc" in line
     else:
         assert done.stderr == "" and "ensure-runsc" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [(["--platform=kvm"], "kvm platform"), (["--platform", "ptrace"], "drop --platform from the engine's runtimeArgs"),
+     (["--network=none"], "systrap platform")],
+)  # fmt: skip
+def test_the_platform_the_engine_passes_runsc_is_the_one_named(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    """A `--platform` in the engine's runtimeArgs overrides runsc's own default: doctor names it."""
+    from orchestrator.sandbox import gvisor
+
+    runsc = _runsc(tmp_path, "systrap")
+    ok, line = gvisor.describe({"runsc": {"path": str(runsc), "runtimeArgs": args}})
+    assert ok and says in line, line
