@@ -38,13 +38,18 @@ class Clock:
             threading.Thread(target=self._watch, name="harness-clock", daemon=True).start()
 
     def _watch(self) -> None:
-        tick = min(0.5, self.limit_s / 4)
+        """Wake at the running call's deadline, or a whole limit on when none runs (a call that
+        starts meanwhile cannot end sooner): exact, and nothing on the calls' own path."""
         while True:
-            time.sleep(tick)
             started = self.started
-            if started is not None and time.monotonic() - started > self.limit_s:
-                self.started = None
-                signal.pthread_kill(self.main.ident or 0, signal.SIGALRM)
+            left = self.limit_s if started is None else started + self.limit_s - time.monotonic()
+            if left > 0:
+                time.sleep(max(left, 0.001))
+                continue
+            if self.started is not started:  # that call ended meanwhile: another one's clock
+                continue
+            self.started = None
+            signal.pthread_kill(self.main.ident or 0, signal.SIGALRM)
 
     def _ring(self, signum: int, frame: Any) -> None:
         if self.candidate:
