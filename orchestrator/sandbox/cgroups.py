@@ -56,21 +56,43 @@ class Usage:
     """Forks the pids limit refused (the `max` event of its pids cgroup)."""
 
 
-class CgroupSampler(Poller):
-    """Polls a container's cgroup in a daemon thread until `stop()` or the cgroup is gone."""
+def _locate(container_id: str) -> tuple[str, Path, Path, Path] | None:
+    for where in _candidates(container_id):
+        if where[1].is_dir():
+            return where
+    return None
 
-    def __init__(self, container_id: str) -> None:
+
+def _cpu_s(version: str, cpu: Path) -> float | None:
+    if version == "v2":
+        usec = _read_keyed(cpu / "cpu.stat", "usage_usec")
+        return None if usec is None else usec / 1e6
+    ns = _read_int(cpu / "cpuacct.usage")
+    return None if ns is None else ns / 1e9
+
+
+def cpu_used(container_id: str) -> float:
+    """The CPU seconds a container has used so far (0 when its cgroup cannot be read)."""
+    where = _locate(container_id)
+    return (_cpu_s(where[0], where[2]) if where else None) or 0.0
+
+
+class CgroupSampler(Poller):
+    """Polls a container's cgroup in a daemon thread until `stop()` or the cgroup is gone.
+
+    `cpu_before`: what the container used before the run it measures (a container made
+    ahead boots and waits at its gate first): left out of `usage.cpu_s`."""
+
+    def __init__(self, container_id: str, cpu_before: float = 0.0) -> None:
         # Fast at first: a short-lived container's cgroup may exist for milliseconds only.
         super().__init__(0.2, f"cgroup-{container_id[:12]}", growth=1.5, start_interval=0.02)
         self._id = container_id
         self._where: tuple[str, Path, Path, Path] | None = None
+        self._cpu_before = cpu_before
         self.usage = Usage()
 
     def _locate(self) -> tuple[str, Path, Path, Path] | None:
-        for where in _candidates(self._id):
-            if where[1].is_dir():
-                return where
-        return None
+        return _locate(self._id)
 
     def pids(self) -> set[int]:
         """Host pids of the container's processes now (for per-process GPU accounting)."""
@@ -87,15 +109,12 @@ class CgroupSampler(Poller):
         return self._where is None or self._sample(*self._where)
 
     def _sample(self, version: str, mem: Path, cpu: Path, pids: Path) -> bool:
+        cpu_s = _cpu_s(version, cpu)
         if version == "v2":
             peak = _read_int(mem / "memory.peak") or _read_int(mem / "memory.current")
-            usec = _read_keyed(cpu / "cpu.stat", "usage_usec")
-            cpu_s = None if usec is None else usec / 1e6
             ooms = _read_keyed(mem / "memory.events", "oom_kill")
         else:
             peak = _read_int(mem / "memory.max_usage_in_bytes")
-            ns = _read_int(cpu / "cpuacct.usage")
-            cpu_s = None if ns is None else ns / 1e9
             ooms = _read_keyed(mem / "memory.oom_control", "oom_kill")
         if peak is None and cpu_s is None:
             return False
@@ -106,7 +125,7 @@ class CgroupSampler(Poller):
         if peak is not None:
             u.peak_memory_bytes = max(peak, u.peak_memory_bytes or 0)
         if cpu_s is not None:
-            u.cpu_s = max(cpu_s, u.cpu_s or 0.0)
+            u.cpu_s = max(cpu_s - self._cpu_before, u.cpu_s or 0.0)
         if ooms is not None:
             u.oom_kills = max(ooms, u.oom_kills)
         return True

@@ -29,7 +29,7 @@ from docker.types import Mount as DockerMount
 from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
-from orchestrator.sandbox.cgroups import CgroupSampler
+from orchestrator.sandbox.cgroups import CgroupSampler, cpu_used
 from orchestrator.sandbox.disk import DiskWatch
 from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.sandbox.worker import WorkerOutput
@@ -256,7 +256,9 @@ class DockerSandbox:
         before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
+        cpu_before = 0.0
         if spec.warm is not None:  # made and started ahead: the clock starts when it goes
+            cpu_before = cpu_used(container.id)  # its boot and its wait are not the run's
             spec.warm.go(spec.env)
         else:
             container.start()
@@ -268,7 +270,7 @@ class DockerSandbox:
         worker = self._start_worker(container, spec)
         timed_out = False
         watch = DiskWatch(disk, lambda: _kill(container)) if disk and not disk.enforced else None
-        sampler = CgroupSampler(container.id)
+        sampler = CgroupSampler(container.id, cpu_before)
         vram = VramSampler(self.inventory, sampler.pids) if spec.gpus else None
         with sampler, watch or contextlib.nullcontext(), vram or contextlib.nullcontext():
             exit_code = self._wait(container, deadline - time.monotonic())
