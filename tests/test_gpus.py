@@ -60,7 +60,9 @@ def test_vram_sampler_keeps_the_peak_of_the_pids_it_follows() -> None:
             inv.gpus[0] = dataclasses.replace(
                 inv.gpus[0], processes=((10, used * 1024**3), (99, 70 * 1024**3))
             )
-            time.sleep(0.05)
+            seen, deadline = s.samples, time.monotonic() + 10
+            while s.samples < seen + 2 and time.monotonic() < deadline:  # sampled at least once
+                time.sleep(0.01)
     assert s.peak == 5 * 1024**3 and s.samples > 3
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -129,15 +130,29 @@ def test_a_tree_already_run_is_not_run_again(repo: Path, tmp_path: Path, start) 
 
 
 def _agent_processes(run_dir: Path) -> list[int]:
+    return list(_agent_experiments(run_dir))
+
+
+def _agent_experiments(run_dir: Path) -> dict[int, bytes]:
+    """The host processes of the run's agent: pid → the experiment each works for."""
     mark = f"AUTORESEARCH_AGENT_OF={run_dir}".encode()
-    found = []
+    found = {}
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and mark in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
+            env = (proc / "environ").read_bytes().split(b"\0") if proc.name.isdigit() else []
         except OSError:
-            pass
+            continue
+        if mark in env:
+            exp = [v for v in env if v.startswith(b"AUTORESEARCH_EXPERIMENT=")]
+            found[int(proc.name)] = exp[0] if exp else b""
     return found
+
+
+def _gone(pids: Callable[[], list[int]], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pids()
 
 
 def test_a_stop_rule_stops_the_proposals_in_flight(repo: Path, tmp_path: Path, start) -> None:
@@ -176,13 +191,13 @@ def test_a_kill_during_concurrent_proposals_resumes_with_nothing_lost(tmp_path: 
     proc = cli("run", str(contract), "--tag", "k")
     run_dir = repo / ".autoresearch" / "k"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(_agent_processes(run_dir)) < 2:
+    while time.monotonic() < deadline and len(set(_agent_experiments(run_dir).values())) < 2:
         time.sleep(0.1)
-    assert len(_agent_processes(run_dir)) >= 2, "two proposals should be in flight"
+    assert len(set(_agent_experiments(run_dir).values())) >= 2, "two proposals in flight"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1)
-    assert _agent_processes(run_dir) == []  # the agent's commands died with the orchestrator
+    # the agent's commands die with the orchestrator (each guard sees its pipe close)
+    assert _gone(lambda: _agent_processes(run_dir), within_s=15), _agent_experiments(run_dir)
     ledger, _c, _ws = read_run(repo, "k")
     assert any(e.phase == "proposing" for e in ledger.experiments())
     ledger.close()
@@ -274,7 +289,7 @@ def test_a_screened_out_candidate_never_reaches_the_full_run(tmp_path: Path, san
     make_patch(tmp_path / "p", "01-worse.patch", "impl.py", IMPL, IMPL.replace("10.0", "12.0"))
     make_patch(tmp_path / "p", "02-better.patch", "impl.py", IMPL, IMPL.replace("10.0", "5.0"))
     contract = contract_for(tmp_path / "p", **{
-        "budget.baseline_repeats": 1, "sandbox.env": {"TRAIN_SECONDS": "1"},
+        "budget.baseline_repeats": 1, "sandbox.env": {"TRAIN_SECONDS": "3"},
         "screen": {"env": {"TRAIN_SECONDS": "0"}, "seconds": 10, "margin": 0.5}})  # fmt: skip
     run = start_run(repo, "s", contract, "test", sandbox, say=lambda _m: None,
                     backoff=Backoff(0.1, 0.5))  # fmt: skip
@@ -288,4 +303,5 @@ def test_a_screened_out_candidate_never_reaches_the_full_run(tmp_path: Path, san
     assert worse.metric is None and worse.metrics["screen.score"] == 12.0
     assert better.status == "keep" and better.metric == 5.0
     assert better.reason.startswith("screen 5; ") and better.metrics["screen.score"] == 5.0
-    assert better.metrics["screen.wall_s"] < better.wall_s  # the screen is the cheap run
+    # the screen is the cheap run: 3 s of training less, many times a container start's spread
+    assert better.metrics["screen.wall_s"] < better.wall_s
