@@ -82,6 +82,35 @@ def test_frames_are_capped_and_nesting_is_bounded() -> None:
         wire.receive(b)
 
 
+def test_a_read_polls_only_while_answers_are_quick_and_loses_no_frame() -> None:
+    """A read polls `spin_s` before it blocks; after a slow answer the next read blocks at once
+    (no CPU burnt on a wait polling cannot shorten), and a quick answer brings polling back.
+    Every frame arrives whole whichever way it was read, and a close is still a close."""
+    import threading
+    import time
+
+    a, b = socket.socketpair()
+    reader = wire.Reader(b, spin_s=0.3)
+    late = [1.2, 1.2, 0.0]  # slow: past three polls' worth
+
+    def send() -> None:
+        for i, pause in enumerate(late):
+            time.sleep(pause)
+            wire.send(a, {"n": i, "pad": "x" * 100_000})
+        a.close()
+
+    threading.Thread(target=send, daemon=True).start()
+    used = []
+    for i in range(3):
+        cpu = time.thread_time()
+        assert reader.frame() == {"n": i, "pad": "x" * 100_000}
+        used.append(time.thread_time() - cpu)
+    assert used[0] > 0.1, used  # it polled (0.3 s of wall time) before it blocked
+    assert used[1] < 0.05, used  # the first answer was slow: this one blocked from the start
+    assert reader._spin  # the third came at once: polling is back
+    assert reader.frame() is None
+
+
 def test_candidate_text_never_passes_for_our_output() -> None:
     forged = CandidateText("p95_ms: 0.0001")
     assert forged == "p95_ms: 0.0001" and hash(forged) == hash("p95_ms: 0.0001")

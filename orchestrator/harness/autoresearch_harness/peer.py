@@ -71,11 +71,12 @@ class Peer:
         side: Side,
         limit_s: float | None = None,
         shared: Shared | None = None,
+        spin_s: float = 0.0,
     ) -> None:
         self.sock, self.side, self.limit_s = sock, side, limit_s
         self.shared = shared if shared is not None else Shared(origin=False)
         sock.settimeout(None)  # blocking: a timeout would cost system calls on every frame
-        self._reader = wire.Reader(sock)
+        self._reader = wire.Reader(sock, spin_s)  # spin_s: how long a read polls (wire.Reader)
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._cond = threading.Condition()

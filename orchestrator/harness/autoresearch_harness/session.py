@@ -41,10 +41,12 @@ def connection() -> Peer:
             path = os.environ.get("AUTORESEARCH_WORKER", "/exchange/worker.sock")
             wait = float(os.environ.get("AUTORESEARCH_BUDGET_S", "60"))
             call = float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0)
+            spin = float(os.environ.get("AUTORESEARCH_SPIN_US", "0") or 0) / 1e6
             root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT", os.getcwd())
             sock = _connect(path, wait)
             shared = Shared(origin=True, text=CandidateText)
-            peer = Peer(sock, TrustedSide(root), call + GRACE_S if call > 0 else None, shared)
+            limit = call + GRACE_S if call > 0 else None
+            peer = Peer(sock, TrustedSide(root), limit, shared, spin_s=spin)
             _connection = (os.getpid(), peer)
         return _connection[1]
 

@@ -39,7 +39,8 @@ else:  # run as a script: `python3 -u /harness/autoresearch_harness/worker.py`
 def session(conn: socket.socket, workspace: str, trusted_root: str) -> None:
     """Serve one trusted process until it goes."""
     clock = Clock(float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0))
-    peer = Peer(conn, CandidateSide(workspace, trusted_root, clock))
+    spin = float(os.environ.get("AUTORESEARCH_SPIN_US", "0") or 0) / 1e6
+    peer = Peer(conn, CandidateSide(workspace, trusted_root, clock), spin_s=spin)
     with contextlib.suppress(Gone):
         peer.serve_forever()
 
