@@ -4,7 +4,7 @@ The loop, the agents, the ledger and the merges stay on the driver; only an
 `Attempt` (a frozen candidate's tree and what the driver decided about it)
 travels, and only a `ContainerResult` (the trusted figures and the output) comes back.
 `LocalExecutor` runs attempts in the sandbox it is given; `RayExecutor`
-(orchestrator/ray_executor.py, imported only when the contract asks for Ray)
+(`executors/ray.py`, imported only when the contract asks for Ray)
 sends each one to a node that advertises a free sandbox slot.
 """
 

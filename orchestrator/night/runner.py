@@ -1,6 +1,6 @@
 """Running one frozen candidate until it yields a result: the attempt, the retries, the logs.
 
-Each try is an `Attempt` (orchestrator/attempt.py: the candidate's tree, a
+Each try is an `Attempt` (`executors/attempt.py`: the candidate's tree, a
 fresh seed, the labels and GPUs) handed to the run's executor, on this machine
 or a cluster node. Infrastructure failures are retried here, with backoff, and
 never returned as the candidate's result.
