@@ -326,9 +326,12 @@ def test_wrappers_keywords_statics_locks_and_zones(session: Session) -> None:
         session,
         """
         import pkg, threading, datetime
-        def f(**kwargs): return kwargs
+        def f(**kwargs):
+            "The docstring of f."
+            return kwargs
         w = pkg.Wrapper(f)
         assert w.__wrapped__ is f and w.__name__ == "f"
+        assert w.__doc__ == "The docstring of f."              # functools.wraps copied it there
         assert w(self=1) == {"self": 1}                         # `self` is the caller's keyword
         size = lambda v: 7
         memo = pkg.Memo({}, key=str)
@@ -342,6 +345,7 @@ def test_wrappers_keywords_statics_locks_and_zones(session: Session) -> None:
         reg = Registry()
         pkg.store(reg, "a", 1)                                  # the test's own class: filled
         assert reg.data == {"a": 1}
+        assert pkg.apply(lambda x: x.__doc__, reg) is None      # an object's: none served
         when = datetime.datetime(2020, 1, 1, 12, tzinfo=pkg.ZONE)
         assert isinstance(pkg.ZONE, datetime.tzinfo) and when.utcoffset() == datetime.timedelta(hours=-5)
         assert pkg.apply(lambda d: d.tzname(), when) == "EST"

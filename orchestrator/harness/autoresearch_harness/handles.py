@@ -79,9 +79,18 @@ def _length_hint(self: Any) -> Any:
     return NotImplemented
 
 
+def _doc(self: Any) -> Any:
+    try:
+        return _ask(self, "getattr", name="__doc__")
+    except AttributeError:  # served for functions and classes only
+        return None
+
+
 def capability_class(desc: dict[str, Any]) -> type:
     dunders = [d for d in desc.get("dunders", ()) if isinstance(d, str)]
-    ns: dict[str, Any] = {}
+    # every class has a `__doc__`, so `__getattr__` never sees it: the object's own, on request
+    # (what functools.wraps copies onto the candidate's wrapper of a test's function)
+    ns: dict[str, Any] = {"__doc__": property(_doc)}
     for name in dunders:
         if name == "__hash__=None":
             ns["__hash__"] = None
