@@ -24,7 +24,8 @@ PKG = {
         import itertools, warnings
         __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
                    "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all",
-                   "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized"]
+                   "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized", "params",
+                   "unwrapped", "default_of"]
         LIMIT = 3
         REGISTRY = set()
         class BoxError(ValueError):
@@ -105,6 +106,15 @@ PKG = {
         def warn_me(): warnings.warn("old", DeprecationWarning); return 1
         def exits(code): raise SystemExit(code)
         def _private_helper(): return "private"
+        def params(fn):
+            import inspect
+            return [(p.name, p.kind.name, repr(p.default)) for p in inspect.signature(fn).parameters.values()]
+        def unwrapped(fn):
+            import inspect
+            return inspect.unwrap(fn)
+        def default_of(fn, name):
+            import inspect
+            return inspect.signature(fn).parameters[name].default
     ''',
 }
 
@@ -349,5 +359,41 @@ def test_wrappers_keywords_statics_locks_and_zones(session: Session) -> None:
         when = datetime.datetime(2020, 1, 1, 12, tzinfo=pkg.ZONE)
         assert isinstance(pkg.ZONE, datetime.tzinfo) and when.utcoffset() == datetime.timedelta(hours=-5)
         assert pkg.apply(lambda d: d.tzname(), when) == "EST"
+    """,
+    )
+
+
+def test_the_candidate_reads_a_test_functions_signature_but_never_gets_its_objects(
+    session: Session,
+) -> None:
+    """What decorator and CLI libraries ask of a function (inspect.signature, inspect.unwrap,
+    hasattr of what functools.wraps copies) works on a test's function; a default that is not
+    plain data is shown, never handed over (the candidate cannot change a test's own dict)."""
+    check(
+        session,
+        """
+        import functools, pkg
+        SEEN = {}
+        def f(a, b=2, *rest, c, d="x", e=(1, 2), seen=SEEN, **kw): return seen
+        assert pkg.params(f) == [
+            ("a", "POSITIONAL_OR_KEYWORD", "<class 'inspect._empty'>"),
+            ("b", "POSITIONAL_OR_KEYWORD", "2"), ("rest", "VAR_POSITIONAL", "<class 'inspect._empty'>"),
+            ("c", "KEYWORD_ONLY", "<class 'inspect._empty'>"), ("d", "KEYWORD_ONLY", "'x'"),
+            ("e", "KEYWORD_ONLY", "(1, 2)"), ("seen", "KEYWORD_ONLY", "<a default of the trusted side>"),
+            ("kw", "VAR_KEYWORD", "<class 'inspect._empty'>")]
+        class K:
+            def __init__(self, x, y=1): pass
+            def m(self, z): pass
+        assert [p[0] for p in pkg.params(K)] == ["x", "y"] and [p[0] for p in pkg.params(K(0).m)] == ["z"]
+        assert pkg.unwrapped(f) is f                               # nothing wraps it: itself
+        assert [p[0] for p in pkg.params(functools.partial(f, 1))][0] == "b"
+        hidden = pkg.default_of(f, "seen")
+        assert "<a default of the trusted side>" == pkg.apply(repr, hidden)
+        try:
+            pkg.store(hidden, "planted", 1)                         # not the test's dict
+        except TypeError:
+            pass
+        assert SEEN == {} and f(1, c=3) is SEEN
+        assert pkg.apply(lambda fn: hasattr(fn, "__qualname__"), functools.partial(f, 1)) is False
     """,
     )

@@ -75,6 +75,27 @@ _CALLABLE_ONLY = (types.FunctionType, types.BuiltinFunctionType, types.MethodTyp
                   types.LambdaType, types.MethodWrapperType)  # fmt: skip
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def signature(fn: Any) -> list[list[Any]]:
+    """`fn`'s parameters as plain data, for `inspect.signature` on the candidate's side: [name,
+    kind, default] each, the default a one-item list when it is plain data, `True` when it is
+    something else (that object is not handed over), `False` when there is none. No annotations."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        raise AttributeError("__signature__") from None
+    out = []
+    for p in params:
+        d = p.default
+        plain = type(d) in _PLAIN or (type(d) is tuple and all(type(x) in _PLAIN for x in d))
+        out.append([p.name, int(p.kind), [d] if plain else d is not p.empty])
+    return out
+
+
 class Rules:
     """What the candidate may name, read and call of the trusted side (see the module docstring)."""
 
@@ -126,10 +147,12 @@ class Rules:
     def readable(self, target: Any, name: Any) -> Any:
         """The attribute `name` of the trusted `target`, if the candidate may read it (see the module docstring)."""
         if name in _DESCRIPTIVE and callable(target):  # what functools.wraps copies, say
-            value = getattr(target, name, None)
+            value = getattr(target, name)  # absent: an AttributeError, as hasattr expects
             if value is None or isinstance(value, str) or name == "__wrapped__":
                 return value
             raise AttributeError(name)
+        if name == "__signature__" and callable(target):
+            return signature(target)
         if not isinstance(name, str) or name.startswith("_") or not name.isidentifier():
             raise AttributeError(f"{name!r}: the candidate may read public attributes only")
         owner = target if isinstance(target, type) else type(target)

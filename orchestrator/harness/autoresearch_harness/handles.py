@@ -22,12 +22,32 @@ class Trusted:
     """A capability: an object of the trusted side the candidate may call, iterate, compare."""
 
     def __getattr__(self, name: str) -> Any:
+        if name == "__signature__":
+            return _signature(_ask(self, "getattr", name=name))
         if (name.startswith("__") and name not in _DESCRIPTIVE) or name.startswith("_ar"):
             raise AttributeError(name)
         return _ask(self, "getattr", name=name)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError("an object of the trusted side cannot be pickled")
+
+
+class _Default:
+    """A trusted function's default that is not plain data: shown, never handed over."""
+
+    def __repr__(self) -> str:
+        return "<a default of the trusted side>"
+
+
+def _signature(params: Any) -> Any:
+    """The `inspect.Signature` of the trusted side's description (`capabilities.signature`)."""
+    import inspect
+
+    out = []
+    for name, kind, default in params:
+        d = default[0] if isinstance(default, list) else _Default() if default else inspect._empty
+        out.append(inspect.Parameter(str(name), inspect._ParameterKind(kind), default=d))
+    return inspect.Signature(out)
 
 
 def _ask(cap: Any, op: str, **fields: Any) -> Any:
