@@ -25,7 +25,7 @@ PKG = {
         __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
                    "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all",
                    "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized", "params",
-                   "unwrapped", "default_of"]
+                   "unwrapped", "default_of", "Abort", "abort", "through"]
         LIMIT = 3
         REGISTRY = set()
         class BoxError(ValueError):
@@ -115,6 +115,15 @@ PKG = {
         def default_of(fn, name):
             import inspect
             return inspect.signature(fn).parameters[name].default
+        class Abort(BaseException):
+            """Ends a callback loop, as more_itertools' AbortThread does."""
+        def abort(): raise Abort("stop")
+        def through(callback, arg):
+            try:
+                callback(arg)
+            except (Abort, BoxError) as e:
+                return type(e).__name__, e.args, getattr(e, "code", None)
+            return "not caught"
     ''',
 }
 
@@ -395,5 +404,24 @@ def test_the_candidate_reads_a_test_functions_signature_but_never_gets_its_objec
             pass
         assert SEEN == {} and f(1, c=3) is SEEN
         assert pkg.apply(lambda fn: hasattr(fn, "__qualname__"), functools.partial(f, 1)) is False
+    """,
+    )
+
+
+def test_the_candidates_exception_comes_back_to_it_through_a_tests_callback(
+    session: Session,
+) -> None:
+    """Candidate code calls a test's callback, which calls candidate code that raises: the
+    candidate's own `except` catches its own exception (a BaseException one too), as itself."""
+    check(
+        session,
+        """
+        import pkg
+        assert pkg.through(lambda fn: fn(), pkg.abort) == ("Abort", ("stop",), None)
+        assert pkg.through(lambda box: box.fail(), pkg.Box([1])) == ("BoxError", ("no",), 3)
+        try:
+            pkg.abort()
+        except pkg.Abort as e:                                  # and the test catches it too
+            assert e.args == ("stop",) and not isinstance(e, Exception)
     """,
     )

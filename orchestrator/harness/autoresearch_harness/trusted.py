@@ -274,6 +274,9 @@ class TrustedSide:
         raise TypeError(f"the trusted side does not serve {op!r} to the candidate")
 
     def error(self, peer: Peer, exc: BaseException) -> dict[str, Any]:
+        ref = standins.reference(exc)
+        if ref is not None and ref[0] is peer:  # the candidate's own, raised through our code:
+            return {"exc": self.refer(peer, exc)}  # it gets that very object back, its class kept
         if not isinstance(exc, Exception):
             exc = RuntimeError(f"the trusted side raised {type(exc).__name__}")
         try:
