@@ -46,8 +46,8 @@ class Gated(Protocol):
         """The container, for the one run that goes in it."""
         ...
 
-    def go(self, env: dict[str, str]) -> None:
-        """Let it run with `env`'s values. Raises InfraError."""
+    def go(self, env: dict[str, str]) -> float:
+        """Let it run with `env`'s values; the CPU seconds it used before. Raises InfraError."""
         ...
 
 

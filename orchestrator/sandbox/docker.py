@@ -29,7 +29,7 @@ from docker.types import Mount as DockerMount
 from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
-from orchestrator.sandbox.cgroups import CgroupSampler, cpu_used
+from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import DiskWatch
 from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.sandbox.worker import WorkerOutput
@@ -256,10 +256,9 @@ class DockerSandbox:
         before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
-        cpu_before = 0.0
-        if spec.warm is not None:  # made and started ahead: the clock starts when it goes
-            cpu_before = cpu_used(container.id)  # its boot and its wait are not the run's
-            spec.warm.go(spec.env)
+        cpu_before = 0.0  # made and started ahead: the clock, and its CPU, start when it goes
+        if spec.warm is not None:
+            cpu_before = spec.warm.go(spec.env)
         else:
             container.start()
         with self._lock:

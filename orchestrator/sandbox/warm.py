@@ -31,6 +31,7 @@ from docker.errors import APIError
 
 from orchestrator.errors import InfraError
 from orchestrator.sandbox import ContainerSpec
+from orchestrator.sandbox.cgroups import cpu_used
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -81,8 +82,9 @@ class Warm:
     def taken(self) -> bool:
         return self._taken
 
-    def go(self, env: dict[str, str]) -> None:
-        """Let it run with `env`'s values; its standard input then closes. Raises InfraError
+    def go(self, env: dict[str, str]) -> float:
+        """Let it run with `env`'s values; its standard input then closes. The CPU seconds it
+        used before (its boot and its wait at the gate: not the run's). Raises InfraError
         when it is gone or cannot be told (the attempt is retried, never the candidate's)."""
         changed = {k: v for k, v in env.items() if self.spec.env.get(k) != v}
         words = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(changed.items()))
@@ -94,8 +96,10 @@ class Warm:
                 raise InfraError(
                     f"the container made ahead is {self.container.status}, not waiting"
                 )
+            before = cpu_used(self.container.id)
             raw.sendall(line.encode() + b"\n")
             raw.shutdown(socket.SHUT_WR)
+            return before
         except (OSError, APIError, requests.RequestException) as e:
             raise InfraError(f"the container made ahead could not be started: {e}") from e
         finally:
