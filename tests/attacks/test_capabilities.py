@@ -91,6 +91,36 @@ HOSTILE = {
                 import os
                 return (os.getpid, ())
     """,
+    "evil/mocks.py": """
+        import inspect
+        def leak(m, path):
+            # a text signature's defaults are names inspect looks up: the trusted side's globals
+            try:
+                m.configure_mock(__get__=lambda *a: None, __text_signature__="(x=%s)" % path)
+            except AttributeError:
+                pass
+            try:
+                print("TROPHY", inspect.signature(m).parameters["x"].default)
+            except Exception:
+                pass
+        def forge(m):
+            def ok(*a, **k): return None
+            for how in (
+                lambda: m.configure_mock(assert_called_once_with=ok),
+                lambda: m.configure_mock(**{"__class__.__base__.assert_called_once_with": ok}),
+                lambda: m.reset_mock(),
+                lambda: m.attach_mock(ok, "assert_not_called"),
+            ):
+                try:
+                    how()
+                except Exception:
+                    pass
+        def peek(check):
+            return [p.default for p in inspect.signature(check).parameters.values()]
+        def use(m):
+            m.read(3)
+            return m.called, m.call_count, m.read.call_count
+    """,
 }
 
 
@@ -434,3 +464,40 @@ def test_a_file_the_project_had_keeps_its_name_even_where_a_copy_is_installed(
         assert done.stdout.strip() == "candidate", done.stderr
     finally:
         s.close()
+
+
+def test_a_tests_mock_and_its_functions_give_the_candidate_no_lever(session: Session) -> None:
+    """A mock the test hands the candidate is called and read, never reconfigured: its own
+    assertions cannot be replaced or its calls wiped. A text signature planted on it reads no
+    global, and a checker's signature gives its shape, never the answer it binds."""
+    out = run(
+        session,
+        """
+        import functools
+        from unittest import mock
+        from evil.mocks import forge, leak, peek, use
+        SECRET = "the-expected-answer"
+        leak(mock.Mock(), "__main__.SECRET")
+        leak(mock.Mock(), "os.sep")
+        m = mock.Mock()
+        m(1)
+        forge(m)
+        try:
+            m.assert_called_once_with(42)
+            print("FORGED: a wrong call passed its assertion")
+        except AssertionError:
+            pass
+        assert m.call_count == 1                                  # its record kept
+        try:
+            mock.Mock().assert_called_once_with(1)
+            print("FORGED: every mock's assertion replaced")
+        except AssertionError:
+            pass
+        def check(got, want=SECRET): return got == want
+        shown = peek(check) + peek(functools.partial(check, want=SECRET))
+        assert SECRET not in [str(d) for d in shown], shown
+        assert use(mock.Mock()) == (False, 0, 1)                 # its child mocks and records
+        print("DONE")
+    """,
+    )
+    assert "DONE" in out and "TROPHY" not in out and "FORGED" not in out, out

@@ -22,6 +22,8 @@ import sys
 import types
 from typing import Any
 
+from .values import standard_class
+
 AFTER = 64
 """Single values the candidate takes before the iterator is considered for reading ahead."""
 BATCH = 256
@@ -60,7 +62,7 @@ class Ahead:
 
     def count(self, hid: int, iterator: Any, table: Any, n: int) -> int:
         """How many values to send for a request of `n` values of `iterator` (id `hid`)."""
-        if n != 1 or type(iterator) not in PURE:
+        if n != 1 or not standard_class(type(iterator)) or type(iterator) not in PURE:
             return n
         if hid in self._ahead:
             return BATCH

@@ -29,7 +29,7 @@ import threading
 import types
 from typing import Any
 
-from . import modules, names, wire
+from . import modules, names, values, wire
 from .peer import Gone, Peer
 
 _SERVED = frozenset(
@@ -75,25 +75,28 @@ _CALLABLE_ONLY = (types.FunctionType, types.BuiltinFunctionType, types.MethodTyp
                   types.LambdaType, types.MethodWrapperType)  # fmt: skip
 
 
-_PLAIN = (int, float, str, bytes, bool, type(None))
-
-
 def signature(fn: Any) -> list[list[Any]]:
-    """`fn`'s parameters as plain data, for `inspect.signature` on the candidate's side: [name,
-    kind, default] each, the default a one-item list when it is plain data, `True` when it is
-    something else (that object is not handed over), `False` when there is none. No annotations."""
+    """`fn`'s parameters, for `inspect.signature` on the candidate's side: [name, kind, has a
+    default] each. Only of a Python function the trusted side defined (bound, or in a
+    `functools.partial`), read from its code alone: never a `__signature__`, a text signature
+    or a `__wrapped__` chain another object could supply (inspect evaluates a text signature's
+    defaults as names, which would read any global). No default values (a test's checker may
+    bind the answer it expects) and no annotations."""
+    import functools
     import inspect
 
+    inner = fn
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if isinstance(inner, types.MethodType):
+        inner = inner.__func__
+    if type(inner) is not types.FunctionType or "__signature__" in vars(inner):
+        raise AttributeError("__signature__: served for a test's own functions only")
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = inspect.signature(fn, follow_wrapped=False).parameters.values()
     except (TypeError, ValueError):
         raise AttributeError("__signature__") from None
-    out = []
-    for p in params:
-        d = p.default
-        plain = type(d) in _PLAIN or (type(d) is tuple and all(type(x) in _PLAIN for x in d))
-        out.append([p.name, int(p.kind), [d] if plain else d is not p.empty])
-    return out
+    return [[p.name, int(p.kind), p.default is not p.empty] for p in params]
 
 
 class Rules:
@@ -111,8 +114,8 @@ class Rules:
             ):
                 return None
             module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        elif t in (types.MethodDescriptorType, types.WrapperDescriptorType,
-                   types.ClassMethodDescriptorType):  # fmt: skip
+        elif values.one_of(t, (types.MethodDescriptorType, types.WrapperDescriptorType,
+                               types.ClassMethodDescriptorType)):  # fmt: skip
             owner = obj.__objclass__
             module, qual = owner.__module__, f"{owner.__qualname__}.{obj.__name__}"
         elif isinstance(obj, enum.Enum):
@@ -156,9 +159,13 @@ class Rules:
         if not isinstance(name, str) or name.startswith("_") or not name.isidentifier():
             raise AttributeError(f"{name!r}: the candidate may read public attributes only")
         owner = target if isinstance(target, type) else type(target)
-        if name in _PUBLIC.get(owner, ()):
+        if values.standard_class(owner) and name in _PUBLIC.get(owner, ()):
             return getattr(target, name)
-        if not (self.evaluators(owner) or _mock(owner) or owner in _RECORDS):
+        if _mock(owner) and name not in _MOCK_RECORDS and hasattr(owner, name):
+            raise AttributeError(  # configure_mock, reset_mock, assert_*: the test's, not its
+                f"{name}: of a mock the candidate may read its calls and its child mocks only"
+            )
+        if not (self.evaluators(owner) or _mock(owner) or values.one_of(owner, _RECORDS)):
             raise AttributeError(
                 f"{name}: the candidate may read attributes only of the evaluator's own objects"
             )
@@ -227,6 +234,11 @@ def _safe_global(name: Any) -> Any:
     if short not in names.SAFE_BUILTINS:
         raise wire.WireError(f"the candidate may not name builtins.{short}")
     return getattr(builtins, short)
+
+
+_MOCK_RECORDS = frozenset(("called", "call_count", "call_args", "call_args_list", "mock_calls",
+                           "method_calls", "return_value"))  # fmt: skip
+"""What the candidate may read of a test's mock besides its child mocks: what it recorded."""
 
 
 def _mock(cls: type) -> bool:

@@ -83,9 +83,9 @@ def _canary(other: Any) -> Any:
         return secrets.token_hex(12)
     if t is bytes:
         return secrets.token_bytes(12)
-    if t in (list, tuple):
+    if t is list or t is tuple:
         return t([*other, secrets.token_hex(8)])
-    if t in (set, frozenset):
+    if t is set or t is frozenset:
         return t({*other, secrets.token_hex(8)})
     if t is dict:
         return {**other, secrets.token_hex(8): 0}

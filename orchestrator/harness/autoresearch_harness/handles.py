@@ -33,7 +33,7 @@ class Trusted:
 
 
 class _Default:
-    """A trusted function's default that is not plain data: shown, never handed over."""
+    """A trusted function's default: there is one, and it is not handed over."""
 
     def __repr__(self) -> str:
         return "<a default of the trusted side>"
@@ -45,7 +45,7 @@ def _signature(params: Any) -> Any:
 
     out = []
     for name, kind, default in params:
-        d = default[0] if isinstance(default, list) else _Default() if default else inspect._empty
+        d = _Default() if default else inspect._empty
         out.append(inspect.Parameter(str(name), inspect._ParameterKind(kind), default=d))
     return inspect.Signature(out)
 

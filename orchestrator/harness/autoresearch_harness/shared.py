@@ -73,7 +73,11 @@ class Shared:
     def share(self, peer: Codec, value: Any) -> Any:
         """`value` encoded as a shared container if it is one that may be (the trusted side's
         arguments), else as plain data."""
-        if not self.origin or type(value) not in values.SHAREABLE or len(value) > LIMIT:
+        if (
+            not self.origin
+            or not values.one_of(type(value), values.SHAREABLE)
+            or len(value) > LIMIT
+        ):
             return peer.encode(value)
         with self._lock:
             sid = self._known(value) or self._new(value)

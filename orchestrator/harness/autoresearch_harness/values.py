@@ -16,6 +16,7 @@ is refused (`WireError`). Nesting is capped.
 
 from __future__ import annotations
 
+import abc
 import base64
 import collections
 import datetime
@@ -46,6 +47,18 @@ Resolve = Callable[[str, Any], Any]
 _TEXT_TYPES: tuple[type, ...] = (str,)
 
 
+def one_of(t: type, kinds: tuple[type, ...]) -> bool:
+    """`t` is one of `kinds`, by identity: `in` would ask `==` of `t`'s metaclass, which may be
+    the candidate's (and answer as it likes)."""
+    return any(t is k for k in kinds)
+
+
+def standard_class(t: type) -> bool:
+    """`t`'s metaclass is `type` or `abc.ABCMeta`: hashing and comparing it asks no one else."""
+    m = type(t)
+    return m is type or m is abc.ABCMeta
+
+
 def text_types(*types: type) -> None:
     """str subclasses that cross as plain text (the trusted side's CandidateText)."""
     global _TEXT_TYPES
@@ -71,7 +84,7 @@ def encode(
     t = type(value)
     if t is Encoded:
         return value.data
-    if shared is not None and t in SHAREABLE:
+    if shared is not None and (t is list or t is dict or t is set or t is bytearray):
         tag = shared(value)
         if tag is not None:
             return tag
@@ -92,7 +105,7 @@ def encode(
                 [encode(k, refer, d, shared), encode(v, refer, d, shared)] for k, v in value.items()
             ]
         }
-    if t in _TEXT_TYPES:
+    if one_of(t, _TEXT_TYPES):
         return str.__str__(value)
     if t is bytes:
         return {"$b": base64.b64encode(value).decode()}
@@ -111,7 +124,7 @@ def _encode_rarer(value: Any, t: type, refer: Refer | None, d: int, shared: Refe
                 raise TypeError("only fixed-offset time zones cross as plain data")
             return {"$dt" if t is datetime.datetime else "$ti": [naive, refer(zone), value.fold]}
         return {"$dt" if t is datetime.datetime else "$ti": [naive, _zone(zone), value.fold]}
-    codec = _VALUE_TYPES.get(t)
+    codec = _VALUE_TYPES.get(t) if standard_class(t) else None  # no metaclass asked to hash
     if codec is not None:
         tag, parts = codec
         return {tag: encode(parts(value), refer, d, shared)}
