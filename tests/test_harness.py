@@ -90,11 +90,14 @@ def test_a_read_polls_only_while_answers_are_quick_and_loses_no_frame() -> None:
     import time
 
     a, b = socket.socketpair()
-    reader = wire.Reader(b, spin_s=0.3)
-    late = [1.2, 1.2, 0.0]  # slow: past three polls' worth
+    reader = wire.Reader(b, spin_s=0.5)
+    late = [2.0, 2.0, 0.0]  # slow: past three polls' worth
+    read = [threading.Event() for _ in late]
 
     def send() -> None:
         for i, pause in enumerate(late):
+            if i:
+                read[i - 1].wait(30)  # the previous frame is read: this one needs a read of its own
             time.sleep(pause)
             wire.send(a, {"n": i, "pad": "x" * 100_000})
         a.close()
@@ -105,7 +108,8 @@ def test_a_read_polls_only_while_answers_are_quick_and_loses_no_frame() -> None:
         cpu = time.thread_time()
         assert reader.frame() == {"n": i, "pad": "x" * 100_000}
         used.append(time.thread_time() - cpu)
-    assert used[0] > 0.1, used  # it polled (0.3 s of wall time) before it blocked
+        read[i].set()
+    assert used[0] > 0.1, used  # it polled (0.5 s of wall time) before it blocked
     assert used[1] < 0.05, used  # the first answer was slow: this one blocked from the start
     assert reader._spin  # the third came at once: polling is back
     assert reader.frame() is None

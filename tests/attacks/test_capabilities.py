@@ -91,6 +91,20 @@ HOSTILE = {
                 import os
                 return (os.getpid, ())
     """,
+    "evil/quiet.py": """
+        def quietly(check, value):
+            try:
+                check(value)
+            except BaseException:
+                pass              # the test's own assertion, swallowed
+            return "fine"
+        def validate(check, value):
+            try:
+                check(value)
+            except AssertionError:
+                raise ValueError("invalid") from None   # turned into its own error: that is allowed
+            return "valid"
+    """,
     "evil/mocks.py": """
         import inspect
         def leak(m, path):
@@ -501,3 +515,38 @@ def test_a_tests_mock_and_its_functions_give_the_candidate_no_lever(session: Ses
     """,
     )
     assert "DONE" in out and "TROPHY" not in out and "FORGED" not in out, out
+
+
+def test_the_tests_own_assertion_in_a_callback_stands_whatever_the_candidate_does(
+    session: Session,
+) -> None:
+    """A test hands the candidate a checker; the candidate calls it, catches the AssertionError
+    (or pytest's failure, which is no Exception) and returns as if all was well: the test's
+    assertion is raised on the trusted side all the same. A candidate that turns it into an
+    error of its own is reporting a failure, and that error is what the test sees."""
+    out = run(
+        session,
+        """
+        from evil.quiet import quietly, validate
+        class Failed(BaseException):          # as pytest.fail raises
+            pass
+        def check(v):
+            assert v == 1, "the test's own check"
+        def fail(v):
+            raise Failed("the test failed it")
+        for checker, kind in ((check, AssertionError), (fail, Failed)):
+            try:
+                quietly(checker, 2)
+                print("SWALLOWED", kind.__name__)
+            except kind as e:
+                print("STANDS", kind.__name__, e)
+        assert quietly(check, 1) == "fine"     # nothing failed: nothing raised
+        try:
+            validate(check, 2)
+        except ValueError as e:
+            print("ITS OWN ERROR", e)
+    """,
+    )
+    assert "SWALLOWED" not in out, out
+    assert "STANDS AssertionError the test's own check" in out and "STANDS Failed" in out, out
+    assert "ITS OWN ERROR invalid" in out

@@ -15,7 +15,9 @@ What comes back is checked, never trusted:
   tell from a real value: an object that claims to equal anything raises
   `CandidateLies` instead of passing an assertion;
 - a candidate context manager never swallows an AssertionError raised in its
-  block (nor anything that is not an Exception);
+  block (nor anything that is not an Exception), and candidate code never swallows
+  one the test's own code raised in a callback it called: when the call returns as
+  if nothing happened, the test's assertion is raised here (`swallowed`);
 - nothing is unpickled here: a stand-in pickles as the candidate's own pickle
   bytes, which only the candidate ever loads.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import collections
 import collections.abc
 import datetime
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -52,14 +55,33 @@ class CandidateLies(CandidateError):
     """A candidate object answered a check with a claim it cannot honestly make."""
 
 
+_VERDICTS = threading.local()
+"""Per thread: the test's own failures (AssertionError, pytest's outcomes) raised in callbacks
+the candidate called, while the call that led there is in flight."""
+
+
+def swallowed(exc: BaseException) -> None:
+    """Note a failure of the test's own code on its way to the candidate (`ask` raises it here
+    should the candidate's call end as if nothing had happened)."""
+    _VERDICTS.__dict__.setdefault("raised", []).append(exc)
+
+
 def ask(peer: Peer, op: str, **fields: Any) -> Any:
     """A request to the candidate; its answer as a value of this side (CandidateGone when the
     worker is gone: it exited, was killed, broke the wire or ran past the per-call limit)."""
     __tracebackhide__ = True
+    raised: list[BaseException] = _VERDICTS.__dict__.setdefault("raised", [])
+    mark = len(raised)
     try:
-        return peer.request(op, CandidateText, **fields)
+        answer = peer.request(op, CandidateText, **fields)
     except Gone as e:
         raise CandidateGone("CandidateGone", str(e)) from None
+    finally:
+        verdicts = raised[mark:]
+        del raised[mark:]
+    if verdicts:  # the candidate caught the test's own failure and went on: it stands
+        raise verdicts[0]
+    return answer
 
 
 def ref(obj: Any) -> tuple[Peer, int]:
