@@ -22,7 +22,7 @@ import sys
 import types
 from typing import Any
 
-from .values import standard_class
+from .kinds import standard_class
 
 AFTER = 64
 """Single values the candidate takes before the iterator is considered for reading ahead."""

@@ -29,7 +29,8 @@ import threading
 import types
 from typing import Any
 
-from . import modules, names, values, wire
+from . import modules, names, wire
+from .kinds import one_of, standard_class
 from .peer import Gone, Peer
 
 _SERVED = frozenset(
@@ -114,7 +115,7 @@ class Rules:
             ):
                 return None
             module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        elif values.one_of(t, (types.MethodDescriptorType, types.WrapperDescriptorType,
+        elif one_of(t, (types.MethodDescriptorType, types.WrapperDescriptorType,
                                types.ClassMethodDescriptorType)):  # fmt: skip
             owner = obj.__objclass__
             module, qual = owner.__module__, f"{owner.__qualname__}.{obj.__name__}"
@@ -159,13 +160,13 @@ class Rules:
         if not isinstance(name, str) or name.startswith("_") or not name.isidentifier():
             raise AttributeError(f"{name!r}: the candidate may read public attributes only")
         owner = target if isinstance(target, type) else type(target)
-        if values.standard_class(owner) and name in _PUBLIC.get(owner, ()):
+        if standard_class(owner) and name in _PUBLIC.get(owner, ()):
             return getattr(target, name)
         if _mock(owner) and name not in _MOCK_RECORDS and hasattr(owner, name):
             raise AttributeError(  # configure_mock, reset_mock, assert_*: the test's, not its
                 f"{name}: of a mock the candidate may read its calls and its child mocks only"
             )
-        if not (self.evaluators(owner) or _mock(owner) or values.one_of(owner, _RECORDS)):
+        if not (self.evaluators(owner) or _mock(owner) or one_of(owner, _RECORDS)):
             raise AttributeError(
                 f"{name}: the candidate may read attributes only of the evaluator's own objects"
             )

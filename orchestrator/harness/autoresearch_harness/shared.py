@@ -30,6 +30,7 @@ import threading
 from typing import Any, Protocol
 
 from . import values, wire
+from .kinds import one_of
 
 LIMIT = 10_000
 """Largest container (top-level items) that is shared; a larger one crosses as a copy."""
@@ -73,11 +74,7 @@ class Shared:
     def share(self, peer: Codec, value: Any) -> Any:
         """`value` encoded as a shared container if it is one that may be (the trusted side's
         arguments), else as plain data."""
-        if (
-            not self.origin
-            or not values.one_of(type(value), values.SHAREABLE)
-            or len(value) > LIMIT
-        ):
+        if not self.origin or not one_of(type(value), values.SHAREABLE) or len(value) > LIMIT:
             return peer.encode(value)
         with self._lock:
             sid = self._known(value) or self._new(value)

@@ -16,7 +16,6 @@ is refused (`WireError`). Nesting is capped.
 
 from __future__ import annotations
 
-import abc
 import base64
 import collections
 import datetime
@@ -28,6 +27,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .kinds import one_of, standard_class
 from .wire import WireError
 
 MAX_DEPTH = 64
@@ -45,18 +45,6 @@ Refer = Callable[[Any], Any]
 Resolve = Callable[[str, Any], Any]
 """Decodes a reference tag (`REFERENCES`) into a value of this side."""
 _TEXT_TYPES: tuple[type, ...] = (str,)
-
-
-def one_of(t: type, kinds: tuple[type, ...]) -> bool:
-    """`t` is one of `kinds`, by identity: `in` would ask `==` of `t`'s metaclass, which may be
-    the candidate's (and answer as it likes)."""
-    return any(t is k for k in kinds)
-
-
-def standard_class(t: type) -> bool:
-    """`t`'s metaclass is `type` or `abc.ABCMeta`: hashing and comparing it asks no one else."""
-    m = type(t)
-    return m is type or m is abc.ABCMeta
 
 
 def text_types(*types: type) -> None:
