@@ -77,7 +77,10 @@ class Failures:
 code = pytest.main(["-q", "-p", "no:cacheprovider", "check_primes.py"], plugins=[Failures()])
 print(f"latency_median_ms: {statistics.median(samples):.4f}")
 # Each size's best run, summed, per 100 ms of the trusted copy's (paired: the box's load
-# cancels). The baseline scores ~100, the honest change ~1: min_improvement 40 is far from both.
+# cancels). The baseline scores ~100, the honest change ~10. The two processes may sit on
+# vCPUs the host slows unevenly for a whole run: an unchanged candidate has read 47–138 on the
+# 2-core CI box. min_improvement 70 keeps out anything short of a 3x swing, and the baseline is
+# a median of 3 so that one slow run does not set the bar.
 print(f"latency_ms: {100 * sum(best.values()) / sum(slow.values()):.4f}")
 print(f"tests_failed: {Failures.n if code in (0, 1) else 99}")
 '''
@@ -216,9 +219,9 @@ def _contract(patches: Path, **over: object) -> Contract:
     data = {
         "implementation": {"paths": ["pkg/**", "conftest.py"]},
         "evaluator": {"command": "PYTHONPATH=pkg python bench.py", "paths": ["bench.py", "check_primes.py"]},
-        "metric": {"name": "latency_ms", "goal": "min", "min_improvement": 40.0,
+        "metric": {"name": "latency_ms", "goal": "min", "min_improvement": 70.0,
                    "constraints": ["tests_failed == 0"]},
-        "budget": {"seconds": 30, "parallel": 1, "pipeline": 0, "baseline_repeats": 1},
+        "budget": {"seconds": 30, "parallel": 1, "pipeline": 0, "baseline_repeats": 3},
         "sandbox": {"memory": "256m", "pids": 64},
         "agent": {"kind": "replay", "patches": str(patches)},
     }  # fmt: skip
