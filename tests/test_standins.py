@@ -25,7 +25,7 @@ PKG = {
         __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
                    "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all",
                    "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized", "params",
-                   "unwrapped", "default_of", "Abort", "abort", "through"]
+                   "unwrapped", "default_of", "Abort", "abort", "through", "Keeper", "suppress"]
         LIMIT = 3
         REGISTRY = set()
         class BoxError(ValueError):
@@ -94,6 +94,14 @@ PKG = {
                 functools.update_wrapper(self, fn)
             def __call__(self, /, **kwargs): return self.__wrapped__(**kwargs)
         def store(obj, key, value): obj[key] = value
+        class Keeper:
+            def __init__(self, items): self.items = items
+            def show(self): return repr(self.items)
+        def suppress(iterable):
+            try:
+                yield from iterable
+            except ValueError:
+                return
         def locked(lock):
             with lock:
                 return lock.locked()
@@ -321,6 +329,60 @@ def test_a_list_or_dict_the_test_passes_is_the_one_the_candidate_changes(session
         nested = {"inner": []}
         pkg.store(nested, "k", 1)
         assert nested == {"inner": [], "k": 1}
+    """,
+    )
+
+
+def test_every_change_to_a_shared_container_reaches_the_candidate(session: Session) -> None:
+    """Items replaced by equal values of another type (1, 1.0, True), tuples, nested lists."""
+    check(
+        session,
+        """
+        import pkg
+        items = [1, (2, 3), "x", b"y", None]
+        keeper = pkg.Keeper(items)
+        assert keeper.show() == "[1, (2, 3), 'x', b'y', None]"
+        items[0] = 1.0
+        assert keeper.show() == "[1.0, (2, 3), 'x', b'y', None]", keeper.show()
+        items[0] = True
+        items[1] = (2, 3.0)
+        assert keeper.show() == "[True, (2, 3.0), 'x', b'y', None]", keeper.show()
+        items.append([4])
+        items[-1].append(5)
+        assert keeper.show() == "[True, (2, 3.0), 'x', b'y', None, [4, 5]]", keeper.show()
+        table = {"a": 1, ("b", 2): 0}
+        other = pkg.Keeper(table)
+        table["a"] = True
+        assert other.show() == "{'a': True, ('b', 2): 0}", other.show()
+        blob = bytearray(b"ab")
+        third = pkg.Keeper(blob)
+        blob[0] = ord("z")
+        assert third.show() == "bytearray(b'zb')", third.show()
+    """,
+    )
+
+
+def test_what_frames_a_session_is_never_kept_as_a_shared_container(session: Session) -> None:
+    """A test's iterator that fails under the candidate: the batch of values and the error that
+    answered the candidate's `next` stay in no registry (each would be compared at every message
+    for the rest of the suite, a cost that grew with every such test)."""
+    check(
+        session,
+        """
+        import pkg
+        from autoresearch_harness import session
+        class Producer:
+            def __init__(self): self.n = 0
+            def __iter__(self): return self
+            def __next__(self):
+                self.n += 1
+                if self.n > 3:
+                    raise ValueError("no more")
+                return self.n
+        for _ in range(5):
+            assert list(pkg.suppress(Producer())) == [1, 2, 3]
+        pkg.shout("x")
+        assert not session.connection().shared.live
     """,
     )
 

@@ -5,8 +5,9 @@ that keeps the dict it was given as its cache, would change a copy the test neve
 sees. A mutable container the trusted side passes as an argument (or assigns to an
 attribute) is therefore *shared*: the candidate gets a copy registered under an id,
 and whenever either side sends a message it sends along the new contents of each
-shared container that changed since the last message (compared by a fingerprint of
-its encoded contents). The receiving side writes them into its own container in
+shared container that changed since the last message (compared by a fingerprint: the
+items themselves, by identity, when they are numbers, text, bytes or tuples of those,
+else the encoded contents). The receiving side writes them into its own container in
 place, before it decodes the message. When the same container crosses again, in
 either direction, it arrives as the other side's container itself (`is` holds).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import sys
 import threading
 from typing import Any, Protocol
@@ -39,8 +41,23 @@ _RETIRED = 64
 """Containers the candidate released that the trusted side still resolves (the message that
 released one may also name it, decoded later, perhaps on another thread)."""
 
+_ATOMS: frozenset[type] = frozenset((int, float, complex, str, bytes, bool, type(None)))
+"""Immutable values a fingerprint holds as themselves (an item replaced is another object)."""
+
 _HELD_ONLY_HERE = 3
 """sys.getrefcount of a container the registry alone holds (registry, loop variable, argument)."""
+
+
+class Plain:
+    """An answer that is the session's own framing (an iterator's batch of values and its end),
+    encoded as plain data and never shared: the candidate's copy of a shared step would be held by
+    the traceback of the error it carries, a cycle the registry keeps alive, fingerprinted at
+    every message for the rest of the session."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Codec(Protocol):
@@ -57,6 +74,7 @@ class Shared:
     def __init__(self, origin: bool, text: type[str] = str) -> None:
         self.origin = origin  # the trusted side: it shares; the candidate holds copies
         self.text: type[str] = text
+        self._atoms: frozenset[type] = _ATOMS.union((text,))
         self._lock = threading.RLock()
         self._objects: dict[int, Any] = {}
         self._index: dict[int, int] = {}
@@ -74,6 +92,8 @@ class Shared:
     def share(self, peer: Codec, value: Any) -> Any:
         """`value` encoded as a shared container if it is one that may be (the trusted side's
         arguments), else as plain data."""
+        if type(value) is Plain:
+            return peer.encode(value.value)
         if not self.origin or not one_of(type(value), values.SHAREABLE) or len(value) > LIMIT:
             return peer.encode(value)
         with self._lock:
@@ -86,7 +106,7 @@ class Shared:
             finally:
                 self._busy.discard(sid)
             self._counts[sid] = self._counts.get(sid, 0) + 1
-            self._prints[sid] = _fingerprint(value, self._marker)
+            self._prints[sid] = self._fingerprint(value)
             return {"$sh": [sid, body]}
 
     def tag(self, peer: Codec, value: Any) -> Any:
@@ -106,6 +126,11 @@ class Shared:
         """A shared container inside another's fingerprint: its id (its own entry has its contents)."""
         sid = self._known(value)
         return None if sid is None else {"$sh": sid}
+
+    def _fingerprint(self, value: Any) -> Any:
+        """What tells whether the container changed since (see the module docstring)."""
+        quick = _items(value, self._atoms)
+        return quick if quick is not None else _fingerprint(value, self._marker)
 
     def _new(self, value: Any) -> int:
         sid = next(self._ids)
@@ -146,7 +171,7 @@ class Shared:
             else:
                 self._objects[sid], self._index[id(made)] = made, sid
             self._counts[sid] = self._counts.get(sid, 0) + 1
-            self._prints[sid] = _fingerprint(made, self._marker)
+            self._prints[sid] = self._fingerprint(made)
             return made
 
     # -- what goes with every message ----------------------------------------
@@ -160,8 +185,8 @@ class Shared:
             changed, released = [], []
             for sid in list(self._objects):
                 value = self._objects[sid]
-                now = _fingerprint(value, self._marker)
-                if now != self._prints.get(sid):
+                now = self._fingerprint(value)
+                if not _unchanged(self._prints.get(sid), now):
                     try:
                         changed.append([sid, [_kind(value), self._contents(peer, value)]])
                         self._prints[sid] = now
@@ -198,7 +223,7 @@ class Shared:
                     if type(made) is not type(mine):
                         raise wire.WireError("a synced container changed its kind")
                     _write(mine, made)
-                    self._prints[sid] = _fingerprint(mine, self._marker)
+                    self._prints[sid] = self._fingerprint(mine)
         unshared = frame.get("unshared")
         if isinstance(unshared, list) and self.origin:
             with self._lock:
@@ -261,6 +286,36 @@ def _write(mine: Any, new: Any) -> None:
     else:
         mine.clear()
         mine.update(new)
+
+
+class _Items:
+    """A container's items as they are, compared by identity (`_unchanged`)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+
+def _items(value: Any, atoms: frozenset[type]) -> Any:
+    """The container's items (a bytearray's bytes) when each is an atom or a tuple of atoms (a
+    change to one is a new object), else None. C loops only: this runs at every message."""
+    if type(value) is bytearray:
+        return bytes(value)
+    items = [*value, *value.values()] if type(value) is dict else list(value)
+    kinds = set(map(type, items))
+    if tuple in kinds:
+        kinds.discard(tuple)
+        inner = items if not kinds else [x for x in items if type(x) is tuple]
+        kinds.update(map(type, itertools.chain.from_iterable(inner)))
+    return _Items(items) if kinds <= atoms else None
+
+
+def _unchanged(before: Any, now: Any) -> bool:
+    if type(before) is _Items and type(now) is _Items:
+        a, b = before.items, now.items
+        return len(a) == len(b) and all(map(operator.is_, a, b))
+    return type(before) is type(now) and before == now
 
 
 def _fingerprint(value: Any, tag: Any) -> Any:

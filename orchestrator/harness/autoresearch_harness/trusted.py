@@ -30,6 +30,7 @@ from .capabilities import (
 )
 from .peer import Peer
 from .seeding import RANDOM
+from .shared import Plain
 from .text import CandidateError, CandidateGone, CandidateText, candidate_error
 
 
@@ -261,7 +262,7 @@ class TrustedSide:
             n = request.get("n")
             n = n if type(n) is int and 0 < n <= 1024 else 1
             hid = int(request.get("target") or 0)
-            return _next(target, self.ahead.count(hid, target, peer.table(), n))
+            return Plain(_next(target, self.ahead.count(hid, target, peer.table(), n)))
         if op == "dunder":
             name = request.get("name")
             if name not in _SERVED and not (
