@@ -25,7 +25,8 @@ PKG = {
         __all__ = ["LIMIT", "Box", "BoxError", "chunked", "apply", "first", "consume", "groups",
                    "Registry", "Meta", "shout", "Base", "warn_me", "REGISTRY", "exits", "take_all",
                    "fill", "Memo", "Wrapper", "store", "locked", "ZONE", "Sized", "params",
-                   "unwrapped", "default_of", "Abort", "abort", "through", "Keeper", "suppress"]
+                   "unwrapped", "default_of", "Abort", "abort", "through", "Keeper", "suppress",
+                   "block", "unblock"]
         LIMIT = 3
         REGISTRY = set()
         class BoxError(ValueError):
@@ -97,6 +98,10 @@ PKG = {
         class Keeper:
             def __init__(self, items): self.items = items
             def show(self): return repr(self.items)
+        import threading
+        _GATE = threading.Event()
+        def block(): return _GATE.wait(20)
+        def unblock(): _GATE.set()
         def suppress(iterable):
             try:
                 yield from iterable
@@ -383,6 +388,37 @@ def test_what_frames_a_session_is_never_kept_as_a_shared_container(session: Sess
             assert list(pkg.suppress(Producer())) == [1, 2, 3]
         pkg.shout("x")
         assert not session.connection().shared.live
+    """,
+    )
+
+
+def test_the_tests_threads_call_the_candidate_at_once(session: Session) -> None:
+    """One thread's call waits for another's (served at once, not in turn), and many threads'
+    calls with callbacks nested in them each get their own answers."""
+    check(
+        session,
+        """
+        import pkg, threading
+        blocked = []
+        waiter = threading.Thread(target=lambda: blocked.append(pkg.block()))
+        waiter.start()
+        pkg.unblock()
+        waiter.join()
+        assert blocked == [True], blocked
+
+        answers, errors = {}, []
+        def work(k):
+            try:
+                for i in range(40):
+                    got = pkg.apply(lambda x: pkg.shout(x) + str(k), f"t{i}-")
+                    assert got == f"T{i}-{k}", got
+                answers[k] = got
+            except BaseException as e:
+                errors.append(repr(e))
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(12)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert not errors and len(answers) == 12, (errors, answers)
     """,
     )
 

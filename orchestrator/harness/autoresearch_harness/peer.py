@@ -7,11 +7,8 @@ requests that arrive meanwhile, so a nested call runs on the thread that made
 the outer one, as it would in one process; answers meant for other threads are
 handed over to them.
 
-Objects that are not plain data cross by reference. The owner keeps each one it
-sends in a table and counts the sends; the other side holds one stand-in per
-reference (the same object every time, so `is` works) and, when that stand-in
-dies, releases it with the number of sends it received, so a reference sent
-again meanwhile stays alive.
+Objects that are not plain data cross by reference (`references.py`: counted
+by the owner, released by the holder when its stand-in dies).
 
 What each side may do with the other's objects, and how references are made
 and resolved, is the side's own business (`Side`): the trusted side's in
@@ -25,12 +22,14 @@ import itertools
 import socket
 import threading
 import time
-import weakref
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import values, wire
+from .references import References
 from .shared import Shared
+
+STANDBY_S = 0.02
+"""How long a serving loop may serve one request before the standby reads on (`Peer._standby`)."""
 
 
 class Gone(Exception):
@@ -62,7 +61,7 @@ class Side(Protocol):
         """Take in what a message carries besides its values, before they are decoded."""
 
 
-class Peer:
+class Peer(References):
     """A session over one connected socket (see the module docstring)."""
 
     def __init__(
@@ -79,25 +78,16 @@ class Peer:
         self._reader = wire.Reader(sock, spin_s)  # spin_s: how long a read polls (wire.Reader)
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._cond = threading.Condition()
+        self._events: dict[int | None, threading.Event] = {}  # of each wait, by the id it awaits
+        self._parked: dict[int | None, threading.Event] = {}  # of the waits not reading now
+        self._serving: dict[int, float] = {}  # serving loops busy with a request: since when
         self._replies: dict[int, dict[str, Any]] = {}
         self._inbox: dict[int, list[dict[str, Any]]] = {}
         self._waiting: set[int] = set()
         self._ids = itertools.count(1)
         self._local = threading.local()
         self.gone: str | None = None
-        # what this side sent by reference
-        self._table_lock = threading.RLock()
-        self._objects: dict[int, Any] = {}
-        self._index: dict[int, int] = {}
-        self._counts: dict[int, int] = {}
-        self._pinned: set[int] = set()
-        self._hids = itertools.count(1)
-        # what the other side sent by reference
-        self._stand_ins: dict[int, weakref.ref[Any]] = {}
-        self._received: dict[int, int] = {}
-        self._kept: dict[int, Any] = {}
-        self._releases: list[list[int]] = []
+        References.__init__(self)
         self._deadlines: dict[int, float] = {}
         if limit_s is not None:
             threading.Thread(target=self._watch, name="harness-deadline", daemon=True).start()
@@ -128,96 +118,6 @@ class Peer:
         if tag == "$sh":
             return self.shared.resolve(self, body)
         return self.side.resolve(self, tag, body)
-
-    # -- what this side sends by reference -------------------------------
-    def export(self, obj: Any, pin: bool = False) -> int:
-        """The reference id of `obj` (kept here until the other side releases every send)."""
-        with self._table_lock:
-            hid = self._index.get(id(obj))
-            if hid is None or self._objects.get(hid) is not obj:
-                hid = next(self._hids)
-                self._objects[hid], self._index[id(obj)] = obj, hid
-            self._counts[hid] = self._counts.get(hid, 0) + 1
-            if pin:
-                self._pinned.add(hid)
-            return hid
-
-    def exported(self, hid: Any) -> Any:
-        """What this side sent as `hid` (a WireError for an id it never sent or that was released)."""
-        with self._table_lock:
-            if type(hid) is not int or hid not in self._objects:
-                raise wire.WireError("a reference this side does not hold")
-            return self._objects[hid]
-
-    def replace(self, hid: int, obj: Any) -> None:
-        """Let `hid` stand for `obj` from now on (both sides keep using the same id)."""
-        with self._table_lock:
-            old = self._objects.get(hid)
-            if old is not None and self._index.get(id(old)) == hid:
-                del self._index[id(old)]
-            self._objects[hid], self._index[id(obj)] = obj, hid
-
-    def table(self) -> Any:
-        """The table of what this side sent (to tell it apart from other holders of an object)."""
-        return self._objects
-
-    def known(self, obj: Any) -> int | None:
-        with self._table_lock:
-            hid = self._index.get(id(obj))
-            return hid if hid is not None and self._objects.get(hid) is obj else None
-
-    def _release(self, pairs: Any) -> None:
-        if not isinstance(pairs, list):
-            return
-        with self._table_lock:
-            for pair in pairs:
-                if not (isinstance(pair, list) and len(pair) == 2):
-                    continue
-                hid, n = pair
-                if hid in self._pinned or type(n) is not int:
-                    continue
-                left = self._counts.get(hid, 0) - n
-                if left > 0:
-                    self._counts[hid] = left
-                elif hid in self._objects:
-                    obj = self._objects.pop(hid)
-                    self._counts.pop(hid, None)
-                    if self._index.get(id(obj)) == hid:
-                        del self._index[id(obj)]
-
-    # -- what the other side sent by reference ---------------------------
-    def stand_in(self, hid: int, make: Callable[[], Any], keep: bool = False) -> Any:
-        """The one stand-in for the other side's `hid` (made by `make` the first time)."""
-        ref = self._stand_ins.get(hid)
-        obj = ref() if ref is not None else None
-        if obj is None:
-            obj = make()
-            if keep:
-                self._kept[hid] = obj
-            self._stand_ins[hid] = weakref.ref(obj, self._dropped(hid))
-            self._received[hid] = 0
-        self._received[hid] = self._received.get(hid, 0) + 1
-        return obj
-
-    def holds_any(self) -> bool:
-        """Whether this side holds any live stand-in of the other side's objects (besides kept ones)."""
-        return any(
-            ref() is not None for hid, ref in list(self._stand_ins.items()) if hid not in self._kept
-        )
-
-    def held(self, hid: int) -> Any:
-        ref = self._stand_ins.get(hid)
-        return ref() if ref is not None else None
-
-    def _dropped(self, hid: int) -> Callable[[Any], None]:
-        def release(_: Any) -> None:
-            if self._stand_ins.get(hid) is not None and self._stand_ins[hid]() is None:
-                del self._stand_ins[hid]
-            n = self._received.pop(hid, 0)
-            if n:
-                self._releases.append([hid, n])
-
-        return release
 
     # -- requests --------------------------------------------------------
     def request(self, op: str, text: type[str] = str, **fields: Any) -> Any:
@@ -254,10 +154,29 @@ class Peer:
             self._release(reply.get("release"))
 
     def serve_forever(self) -> None:
-        """Serve the other side's requests until it goes (the worker's main loop)."""
-        try:
+        """Serve the other side's requests until it goes (the worker's main loop); a standby
+        reader takes over when a request takes long (`_standby`)."""
+        threading.Thread(target=self._standby, name="harness-standby", daemon=True).start()
+        self._serve_loop()
+
+    def _serve_loop(self) -> None:
+        with contextlib.suppress(Gone):
             self._wait(None, self._local.__dict__.setdefault("waits", []))
-        except Gone:
+
+    def _standby(self) -> None:
+        """Read on when a serving loop has served one request for `STANDBY_S` and no one reads:
+        that call may wait for another thread of the trusted side's (an event it sets, a lock it
+        releases), whose request only a reader takes in. The standby becomes a serving loop
+        itself, and a new standby takes its place."""
+        while self.gone is None:
+            time.sleep(STANDBY_S)
+            now = time.monotonic()
+            if self._read_lock.locked() or not any(
+                now - since > STANDBY_S for since in list(self._serving.values())
+            ):
+                continue
+            threading.Thread(target=self._standby, name="harness-standby", daemon=True).start()
+            self._serve_loop()
             return
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -283,52 +202,87 @@ class Peer:
         """Read until `rid`'s answer comes, serving what is meant for this thread meanwhile.
 
         One thread reads at a time; it keeps answers and requests meant for another
-        thread's wait in their boxes and wakes it. A request belongs to the thread
-        waiting on the request it is nested in (`on`), else to whoever reads; one that
-        comes while this thread waits, from another thread of theirs, gets a thread here.
+        thread's wait in their boxes and wakes that thread alone (waking every waiter at
+        every frame made fifty threads a convoy). A request belongs to the thread waiting
+        on the request it is nested in (`on`), else to whoever reads; one that comes while
+        this thread waits, from another thread of theirs, gets a thread here. A reader that
+        stops reading (its answer came, or it serves) wakes one parked waiter to read on.
         """
-        while True:
-            if rid is not None:
-                reply = self._replies.pop(rid, None)
+        event = self._local.__dict__.get("event") or self._local.__dict__.setdefault(
+            "event", threading.Event()
+        )
+        key = rid if rid is not None else -threading.get_ident()  # a serving loop awaits no id
+        self._events[key] = event
+        try:
+            while True:
+                event.clear()  # before looking: a wake from now on is not lost
+                if rid is not None:
+                    reply = self._replies.pop(rid, None)
+                    if reply is not None:
+                        return reply
+                    box = self._inbox.get(rid)
+                    if box:
+                        self._serve(box.pop(0))
+                        continue
+                if self.gone is not None:
+                    raise Gone(self.gone)
+                if not self._read_lock.acquire(blocking=False):
+                    self._parked[key] = event  # another thread reads: it wakes us
+                    event.wait(0.05)
+                    self._parked.pop(key, None)
+                    continue
+                try:
+                    frame = self._next_frame()
+                finally:
+                    self._read_lock.release()
+                reply = self._route(frame, rid, mine)
                 if reply is not None:
                     return reply
-                box = self._inbox.get(rid)
-                if box:
-                    self._serve(box.pop(0))
-                    continue
-            if self.gone is not None:
-                raise Gone(self.gone)
-            if not self._read_lock.acquire(blocking=False):
-                with self._cond:  # another thread reads: it wakes us when something is ours
-                    if rid is None or (rid not in self._replies and not self._inbox.get(rid)):
-                        self._cond.wait(0.05)
-                continue
+        finally:
+            self._events.pop(key, None)
+            self._hand_over()
+
+    def _route(
+        self, frame: dict[str, Any], rid: int | None, mine: list[int]
+    ) -> dict[str, Any] | None:
+        """`rid`'s answer, or None once `frame` is in its owner's box or served here."""
+        self.side.absorb(self, frame)
+        self.shared.incoming(self, frame)
+        if "re" in frame:
+            if frame["re"] == rid:
+                return frame
+            self._replies[frame["re"]] = frame
+            self._wake(self._events.get(frame["re"]))
+            return None
+        on = frame.get("on")
+        if on is not None and on not in mine and on in self._waiting:
+            self._inbox.setdefault(on, []).append(frame)  # another thread's nested request
+            self._wake(self._events.get(on))
+        elif on is None and rid is not None:  # another thread of theirs: one of ours serves it
+            threading.Thread(target=self._serve, args=(frame,), daemon=True).start()
+        elif rid is None:  # a serving loop: the standby reads on if this takes long
+            self._hand_over()
+            me = threading.get_ident()
+            self._serving[me] = time.monotonic()
             try:
-                frame = self._next_frame()
+                self._serve(frame)
             finally:
-                self._read_lock.release()
-            if len(self._waiting) > 1:
-                with self._cond:  # let a waiting thread take over the reading
-                    self._cond.notify_all()
-            self.side.absorb(self, frame)
-            self.shared.incoming(self, frame)
-            if "re" in frame:
-                if frame["re"] == rid:
-                    return frame
-                with self._cond:
-                    self._replies[frame["re"]] = frame
-                    self._cond.notify_all()
-                continue
-            on = frame.get("on")
-            if on is not None and on not in mine and on in self._waiting:
-                with self._cond:  # another thread's nested request
-                    self._inbox.setdefault(on, []).append(frame)
-                    self._cond.notify_all()
-                continue
-            if on is None and rid is not None:  # another thread of theirs: one of ours serves it
-                threading.Thread(target=self._serve, args=(frame,), daemon=True).start()
-                continue
+                del self._serving[me]
+        else:
+            self._hand_over()
             self._serve(frame)
+        return None
+
+    def _hand_over(self) -> None:
+        """Wake one parked waiter: this thread stops reading."""
+        for event in list(self._parked.values()):
+            event.set()
+            return
+
+    @staticmethod
+    def _wake(event: threading.Event | None) -> None:
+        if event is not None:
+            event.set()
 
     def _next_frame(self) -> dict[str, Any]:
         try:
@@ -370,9 +324,9 @@ class Peer:
             self._send({"re": request.get("id"), "error": self.side.error(self, e)})
 
     def _lose(self, why: str) -> None:
-        with self._cond:
-            if self.gone is None:
-                self.gone = why
-            self._cond.notify_all()
+        if self.gone is None:
+            self.gone = why
+        for event in list(self._events.values()):
+            event.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
