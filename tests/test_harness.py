@@ -4,6 +4,7 @@ real worker process on a unix socket (no Docker; the sandbox tests cover the two
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def test_plain_data_round_trips_and_only_plain_data() -> None:
     assert back["n"][7] == (1, (2,)) and back["n"][8] == {3, 4} and back[7] == frozenset({"a"})
     assert (back["array"] == value["array"]).all() and back["array"].dtype == np.float64
     assert back["scalar"] == np.float32(1.5)
+    flat = [[1, 2.5, True, None, "a"], (1, 2**2000), (2**1100, -(2**1100)), [-0.0, 1e308], ("b",)]
+    assert values.decode(json.loads(json.dumps(values.encode(flat)))) == flat  # C loops or tags
+    nan = values.decode(json.loads(json.dumps(values.encode([float("nan"), float("-inf")]))))
+    assert math.isnan(nan[0]) and nan[1] == float("-inf")
+    texts = values.decode(
+        json.loads(json.dumps(values.encode([["a", "b"], ("c", 1)]))), text=CandidateText
+    )
+    assert [type(x) for x in (*texts[0], *texts[1])] == [
+        CandidateText,
+        CandidateText,
+        CandidateText,
+        int,
+    ]
     with pytest.raises(TypeError, match="only plain data crosses"):
         values.encode(object())
     with pytest.raises(TypeError):

@@ -27,13 +27,12 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from . import arrays, flat
 from .kinds import one_of, standard_class
 from .wire import WireError
 
 MAX_DEPTH = 64
 """Deepest nesting of containers in one value."""
-_DTYPE = re.compile(r"^[<>|=]?[biufcSU]\d{0,3}$")
-"""numpy dtypes that are plain numbers or text: never objects, records or voids."""
 REFERENCES = ("$m", "$y", "$g", "$x", "$xc", "$mod", "$sh")
 """Tags a side resolves itself (see the module docstring)."""
 SHAREABLE = (list, dict, set, bytearray)
@@ -83,10 +82,11 @@ def encode(
     if t is float:
         return value if math.isfinite(value) else {"$f": repr(value)}
     d = depth + 1
-    if t is list:
-        return [encode(v, refer, d, shared) for v in value]
-    if t is tuple:
-        return {"$t": [encode(v, refer, d, shared) for v in value]}
+    if t is list or t is tuple:
+        items = flat.encoded(value)
+        if items is None:
+            items = [encode(v, refer, d, shared) for v in value]
+        return items if t is list else {"$t": items}
     if t is dict:
         return {
             "$d": [
@@ -131,7 +131,7 @@ def _encode_rarer(value: Any, t: type, refer: Refer | None, d: int, shared: Refe
         return {"$dd": [name, encode(dict(value), refer, d, shared)]}
     if t.__name__ in ("Namespace", "SimpleNamespace") and t.__module__ in ("argparse", "types"):
         return {"$ns": [t.__module__, encode(dict(vars(value)), refer, d, shared)]}
-    array = _array(value)
+    array = arrays.encoded(value)
     if array is not None:
         return array
     if refer is None:
@@ -171,27 +171,6 @@ def _zone(tz: Any) -> list[Any] | None:
     return [offset.total_seconds(), tz.tzname(None)]
 
 
-def _array(value: Any) -> dict[str, Any] | None:
-    """A numeric numpy array or scalar, by dtype, shape and bytes (never pickled)."""
-    module = type(value).__module__
-    if not module.startswith("numpy"):
-        return None
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        value = np.asarray(value)
-        scalar = True
-    elif type(value) is np.ndarray:
-        scalar = False
-    else:
-        return None
-    dtype = value.dtype.str
-    if not _DTYPE.match(dtype):
-        return None  # objects, records: a reference
-    data = base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()
-    return {"$a": [dtype, list(value.shape), data, scalar]}
-
-
 def decode(data: Any, resolve: Resolve | None = None, text: type[str] = str, depth: int = 0) -> Any:
     """The value `data` encodes; references go to `resolve`, strings become `text(...)`."""
     if depth > MAX_DEPTH:
@@ -202,7 +181,8 @@ def decode(data: Any, resolve: Resolve | None = None, text: type[str] = str, dep
         return data if text is str else text(data)
     d = depth + 1
     if isinstance(data, list):
-        return [decode(v, resolve, text, d) for v in data]
+        items = flat.decoded(data, text)
+        return items if items is not None else [decode(v, resolve, text, d) for v in data]
     if not isinstance(data, dict) or len(data) != 1:
         raise WireError("an object on the wire must be one tagged value")
     ((tag, body),) = data.items()
@@ -220,7 +200,8 @@ def _unknown(body: Any, resolve: Resolve | None, text: type[str], depth: int) ->
 def _items(body: Any, resolve: Resolve | None, text: type[str], depth: int) -> list[Any]:
     if not isinstance(body, list):
         raise WireError("a container must hold a list")
-    return [decode(v, resolve, text, depth) for v in body]
+    items = flat.decoded(body, text)
+    return items if items is not None else [decode(v, resolve, text, depth) for v in body]
 
 
 def _pairs(body: Any, resolve: Resolve | None, text: type[str], depth: int) -> list[Any]:
@@ -272,24 +253,6 @@ def _range(body: Any, resolve: Resolve | None, text: type[str], depth: int) -> r
     if not all(type(v) is int for v in (start, stop, step)):
         raise WireError("a range holds three ints")
     return range(start, stop, step)
-
-
-def _ndarray(body: Any, resolve: Resolve | None, text: type[str], depth: int) -> Any:
-    if not (isinstance(body, list) and len(body) == 4):
-        raise WireError("an array must be [dtype, shape, data, scalar]")
-    dtype, shape, data, scalar = body
-    if not (isinstance(dtype, str) and _DTYPE.match(dtype)):
-        raise WireError("an array's dtype must be numeric or text")
-    if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
-        raise WireError("an array's shape must be a list of sizes")
-    import numpy as np
-
-    raw = _bytes(data, resolve, text, depth)
-    array = np.frombuffer(raw, dtype=np.dtype(dtype))
-    if array.size != math.prod(shape):
-        raise WireError("an array's data does not match its shape")
-    array = array.reshape(shape).copy()
-    return array[()] if scalar is True else array
 
 
 def _alias(parts: list[Any]) -> tuple[Any, tuple[Any, ...]]:
@@ -377,7 +340,7 @@ _TAGS: dict[str, Callable[[Any, Resolve | None, type[str], int], Any]] = {
     "$ba": lambda b, r, t, d: bytearray(_bytes(b["$b"] if isinstance(b, dict) else b, r, t, d)),
     "$f": _float,
     "$c": _complex,
-    "$a": _ndarray,
+    "$a": lambda b, r, t, d: arrays.decoded(b),
     "$e": lambda b, r, t, d: Ellipsis,
     "$ns": lambda b, r, t, d: _namespace(_items(b, r, t, d)),
     "$i": lambda b, r, t, d: int(_hex(b), 16),
