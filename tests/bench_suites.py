@@ -2,11 +2,13 @@
 directly, on the same commit in the same sandbox image.
 
 Each project's source distribution comes from the package index (its tests ship in it), is
-committed as a repository, and runs twice as a baseline: with `evaluator.isolation = "harness"`
+committed as a repository, and runs as a baseline: with `evaluator.isolation = "harness"`
 (the tests trusted, the library the candidate's, in its worker) and with `"shared"` (pytest and
 the library in one process: the direct run). Both go through `python -m autoresearch_harness.suite
 -rA`, so each test's outcome is in the log: the share of tests with the same outcome, and the
-suites' own wall times (`tests_s`), are compared.
+suites' own wall times (`tests_s`), are compared. Each pair runs at the default `sandbox.cpus = 1`
+and again at 2: the harness is two processes (the tests', the candidate's) that answer each other,
+and under a one-CPU quota each one's work after it answers waits for the other's.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def fetch(suite: Suite, where: Path) -> Path:
     return root
 
 
-def baseline(repo: Path, suite: Suite, isolation: str) -> tuple[dict[str, str], float, float]:
+def baseline(
+    repo: Path, suite: Suite, isolation: str, cpus: float = 1.0
+) -> tuple[dict[str, str], float, float]:
     """(each test's outcome, the suite's own seconds, the whole run's seconds) of one baseline."""
     args = ["-rA", *(["--ignore-addopts"] if suite.ignore_addopts else []),
             *[f"--deselect={d}" for d in suite.deselect], *suite.tests]  # fmt: skip
@@ -77,10 +81,10 @@ def baseline(repo: Path, suite: Suite, isolation: str) -> tuple[dict[str, str], 
                        "isolation": isolation},
          "metric": {"name": "tests_passed", "goal": "max"}, "agent": {"kind": "none"},
          "budget": {"baseline_repeats": 1, "seconds": 1200},
-         "sandbox": {"memory": "2g", "pids": 512, "log_bytes": "8m"}},
+         "sandbox": {"memory": "2g", "pids": 512, "log_bytes": "8m", "cpus": cpus}},
         {}, "bench",
     )  # fmt: skip
-    run = start_run(repo, f"{isolation}", contract, "bench", DockerSandbox(), say=lambda _m: None,
+    run = start_run(repo, f"{isolation}-{cpus:g}", contract, "bench", DockerSandbox(), say=lambda _m: None,
                     backoff=Backoff(0.5, 2))  # fmt: skip
     run.execute()
     base = run.ledger.get(0)
@@ -98,19 +102,22 @@ def section(suites: list[Suite] = SUITES) -> None:
     print(
         "\nreal projects' own test suites: through the harness vs directly (same image, same commit)"
     )
-    print(
-        "| project (version) | tests | same outcome | suite time, direct → harness | ratio | note |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| project (version) | tests | same outcome | suite time, direct → harness, 1 CPU (default) "
+          "| ratio | 2 CPUs | ratio | note |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for suite in suites:
+        times = []
         with tempfile.TemporaryDirectory(prefix="autoresearch-bench-suite-") as tmp:
             repo = fetch(suite, Path(tmp))
-            direct, direct_s, _ = baseline(repo, suite, "shared")
-            ours, ours_s, _ = baseline(repo, suite, "harness")
-        same = sum(1 for test, outcome in direct.items() if ours.get(test) == outcome)
-        share = same / len(direct) if direct else 0.0
-        print(f"| {suite.name} {suite.version} | {len(direct)} | {same} ({share:.1%}) | "
-              f"{direct_s:.1f} s → {ours_s:.1f} s | {ours_s / direct_s:.2f}× | {suite.why} |")  # fmt: skip
+            for cpus in (1.0, 2.0):
+                direct, direct_s, _ = baseline(repo, suite, "shared", cpus)
+                ours, ours_s, _ = baseline(repo, suite, "harness", cpus)
+                times.append(f"{direct_s:.1f} s → {ours_s:.1f} s | {ours_s / direct_s:.2f}×")
+                if cpus == 1.0:
+                    same = sum(1 for test, outcome in direct.items() if ours.get(test) == outcome)
+                    share, count = (same / len(direct) if direct else 0.0), len(direct)
+        print(f"| {suite.name} {suite.version} | {count} | {same} ({share:.1%}) | "
+              f"{' | '.join(times)} | {suite.why} |")  # fmt: skip
 
 
 if __name__ == "__main__":

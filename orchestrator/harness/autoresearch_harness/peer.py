@@ -159,15 +159,15 @@ class Peer(References):
         threading.Thread(target=self._standby, name="harness-standby", daemon=True).start()
         self._serve_loop()
 
-    def _serve_loop(self) -> None:
+    def _serve_loop(self, until_idle: bool = False) -> None:
         with contextlib.suppress(Gone):
-            self._wait(None, self._local.__dict__.setdefault("waits", []))
+            self._wait(None, self._local.__dict__.setdefault("waits", []), until_idle)
 
     def _standby(self) -> None:
         """Read on when a serving loop has served one request for `STANDBY_S` and no one reads:
         that call may wait for another thread of the trusted side's (an event it sets, a lock it
         releases), whose request only a reader takes in. The standby becomes a serving loop
-        itself, and a new standby takes its place."""
+        until no loop serves (or another reads), and a new standby takes its place."""
         while self.gone is None:
             time.sleep(STANDBY_S)
             now = time.monotonic()
@@ -176,7 +176,7 @@ class Peer(References):
             ):
                 continue
             threading.Thread(target=self._standby, name="harness-standby", daemon=True).start()
-            self._serve_loop()
+            self._serve_loop(until_idle=True)
             return
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -198,7 +198,7 @@ class Peer(References):
                 self._lose(f"the wire broke ({type(e).__name__})")
                 raise Gone(self.gone) from None
 
-    def _wait(self, rid: int | None, mine: list[int]) -> dict[str, Any]:
+    def _wait(self, rid: int | None, mine: list[int], until_idle: bool = False) -> dict[str, Any]:
         """Read until `rid`'s answer comes, serving what is meant for this thread meanwhile.
 
         One thread reads at a time; it keeps answers and requests meant for another
@@ -207,6 +207,7 @@ class Peer(References):
         on the request it is nested in (`on`), else to whoever reads; one that comes while
         this thread waits, from another thread of theirs, gets a thread here. A reader that
         stops reading (its answer came, or it serves) wakes one parked waiter to read on.
+        `until_idle`: a standby's loop, which ends once no loop serves or another reads.
         """
         event = self._local.__dict__.get("event") or self._local.__dict__.setdefault(
             "event", threading.Event()
@@ -227,6 +228,8 @@ class Peer(References):
                 if self.gone is not None:
                     raise Gone(self.gone)
                 if not self._read_lock.acquire(blocking=False):
+                    if until_idle:
+                        return {}
                     self._parked[key] = event  # another thread reads: it wakes us
                     event.wait(0.05)
                     self._parked.pop(key, None)
@@ -238,6 +241,8 @@ class Peer(References):
                 reply = self._route(frame, rid, mine)
                 if reply is not None:
                     return reply
+                if until_idle and not self._serving:
+                    return {}
         finally:
             self._events.pop(key, None)
             self._hand_over()
@@ -261,7 +266,6 @@ class Peer(References):
         elif on is None and rid is not None:  # another thread of theirs: one of ours serves it
             threading.Thread(target=self._serve, args=(frame,), daemon=True).start()
         elif rid is None:  # a serving loop: the standby reads on if this takes long
-            self._hand_over()
             me = threading.get_ident()
             self._serving[me] = time.monotonic()
             try:
