@@ -230,8 +230,9 @@ class Peer(References):
                 if not self._read_lock.acquire(blocking=False):
                     if until_idle:
                         return {}
-                    self._parked[key] = event  # another thread reads: it wakes us
-                    event.wait(0.05)
+                    self._parked[key] = event  # another thread reads: it wakes us when it stops
+                    if self._read_lock.locked():
+                        event.wait(0.05)
                     self._parked.pop(key, None)
                     continue
                 try:
@@ -266,6 +267,7 @@ class Peer(References):
         elif on is None and rid is not None:  # another thread of theirs: one of ours serves it
             threading.Thread(target=self._serve, args=(frame,), daemon=True).start()
         elif rid is None:  # a serving loop: the standby reads on if this takes long
+            self._hand_over()  # to a thread that waits for its answer, if one is parked
             me = threading.get_ident()
             self._serving[me] = time.monotonic()
             try:
