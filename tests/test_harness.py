@@ -8,6 +8,8 @@ import math
 import socket
 import subprocess
 import sys
+import threading
+import time
 from argparse import Namespace
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 
 from orchestrator.harness.autoresearch_harness import values, wire
+from orchestrator.harness.autoresearch_harness.peer import Peer
 from orchestrator.harness.autoresearch_harness.text import (
     CandidateError,
     CandidateText,
@@ -289,3 +292,58 @@ def test_the_judge_counts_the_suite_from_pytests_reports_and_prints_last(tmp_pat
             "tests_total", "tests_passed", "tests_failed", "tests_skipped", "tests_s", "lines"]  # fmt: skip
     finally:
         s.close()
+
+
+class _SlowSide:
+    """A session side that serves every request with "served" and takes in a frame marked
+    `slow` slowly (as a large preamble or synced container is)."""
+
+    def refer(self, peer: Peer, value: object) -> object:
+        raise TypeError
+
+    def resolve(self, peer: Peer, tag: str, body: object) -> object:
+        raise wire.WireError("no references here")
+
+    def serve(self, peer: Peer, request: dict[str, object]) -> object:
+        return "served"
+
+    def error(self, peer: Peer, exc: BaseException) -> dict[str, object]:
+        return {"m": repr(exc)}
+
+    def failed(self, peer: Peer, error: object) -> BaseException:
+        return RuntimeError(error)
+
+    def preamble(self, peer: Peer) -> None:
+        return None
+
+    def absorb(self, peer: Peer, frame: dict[str, object]) -> None:
+        if frame.get("slow"):
+            time.sleep(0.3)
+
+
+def test_a_frame_for_a_waiting_thread_is_filed_before_anyone_reads_again() -> None:
+    """Two threads wait on one session; the reader takes in a request nested in the other's call
+    slowly. The other thread must not start reading meanwhile (it would block in recv with its
+    own request unserved in its box, and the session would hang)."""
+    mine, theirs = socket.socketpair()
+    peer = Peer(mine, _SlowSide())  # type: ignore[arg-type]
+    answers: dict[str, object] = {}
+
+    def call(op: str) -> None:
+        answers[op] = peer.request(op)
+
+    first = threading.Thread(target=call, args=("one",), daemon=True)
+    first.start()
+    time.sleep(0.1)  # "one" reads; "two" parks
+    second = threading.Thread(target=call, args=("two",), daemon=True)
+    second.start()
+    reader = wire.Reader(theirs)
+    ids = {m["op"]: m["id"] for m in (reader.frame(), reader.frame()) if m is not None}
+    theirs.sendall(wire.dumps({"id": 100, "op": "nested", "on": ids["two"], "slow": True}))
+    theirs.settimeout(10)
+    assert reader.frame() == {"re": 100, "ok": "served"}  # a hang is a timeout here
+    for op in ("one", "two"):
+        theirs.sendall(wire.dumps({"re": ids[op], "ok": op}))
+    first.join(10)
+    second.join(10)
+    assert answers == {"one": "one", "two": "two"}

@@ -212,8 +212,10 @@ class Peer(References):
         event = self._local.__dict__.get("event") or self._local.__dict__.setdefault(
             "event", threading.Event()
         )
-        key = rid if rid is not None else -threading.get_ident()  # a serving loop awaits no id
+        me = threading.get_ident()
+        key = rid if rid is not None else -me  # a serving loop awaits no id
         self._events[key] = event
+        serving = self._serving.pop(me, None) if rid is not None else None  # it reads for itself
         try:
             while True:
                 event.clear()  # before looking: a wake from now on is not lost
@@ -236,54 +238,66 @@ class Peer(References):
                     self._parked.pop(key, None)
                     continue
                 try:
+                    if rid is not None and (rid in self._replies or self._inbox.get(rid)):
+                        continue  # filed for us before we took the lock
                     frame = self._next_frame()
+                    what = self._file(frame, rid, mine)  # under the lock: in order, no gap
                 finally:
                     self._read_lock.release()
-                reply = self._route(frame, rid, mine)
-                if reply is not None:
-                    return reply
+                if what == "reply":
+                    return frame
+                if what == "serve":
+                    self._serve_here(frame, rid)
                 if until_idle and not self._serving:
                     return {}
         finally:
             self._events.pop(key, None)
-            self._hand_over()
+            if serving is not None:  # back to its own request: the standby's clock starts again
+                self._serving[me] = time.monotonic()
+            if not self._read_lock.locked():
+                self._hand_over()
 
-    def _route(
-        self, frame: dict[str, Any], rid: int | None, mine: list[int]
-    ) -> dict[str, Any] | None:
-        """`rid`'s answer, or None once `frame` is in its owner's box or served here."""
+    def _file(self, frame: dict[str, Any], rid: int | None, mine: list[int]) -> str:
+        """Take `frame` in and say what it is to this thread: "reply" (its answer), "serve" (a
+        request it serves), or "filed" (in its owner's box, or given a thread of its own)."""
         self.side.absorb(self, frame)
         self.shared.incoming(self, frame)
         if "re" in frame:
             if frame["re"] == rid:
-                return frame
+                return "reply"
             self._replies[frame["re"]] = frame
             self._wake(self._events.get(frame["re"]))
-            return None
+            return "filed"
         on = frame.get("on")
         if on is not None and on not in mine and on in self._waiting:
             self._inbox.setdefault(on, []).append(frame)  # another thread's nested request
             self._wake(self._events.get(on))
-        elif on is None and rid is not None:  # another thread of theirs: one of ours serves it
+            return "filed"
+        if on is None and rid is not None:  # another thread of theirs: one of ours serves it
             threading.Thread(target=self._serve, args=(frame,), daemon=True).start()
-        elif rid is None:  # a serving loop: the standby reads on if this takes long
-            self._hand_over()  # to a thread that waits for its answer, if one is parked
-            me = threading.get_ident()
-            self._serving[me] = time.monotonic()
-            try:
-                self._serve(frame)
-            finally:
-                del self._serving[me]
-        else:
-            self._hand_over()
+            return "filed"
+        return "serve"
+
+    def _serve_here(self, frame: dict[str, Any], rid: int | None) -> None:
+        """Serve `frame` on this thread, another reading meanwhile; a serving loop's request is
+        timed for the standby (`_standby`)."""
+        self._hand_over()
+        if rid is not None:
             self._serve(frame)
-        return None
+            return
+        me = threading.get_ident()
+        self._serving[me] = time.monotonic()
+        try:
+            self._serve(frame)
+        finally:
+            self._serving.pop(me, None)
 
     def _hand_over(self) -> None:
-        """Wake one parked waiter: this thread stops reading."""
+        """Wake one parked waiter not woken already: this thread stops reading."""
         for event in list(self._parked.values()):
-            event.set()
-            return
+            if not event.is_set():
+                event.set()
+                return
 
     @staticmethod
     def _wake(event: threading.Event | None) -> None:
