@@ -254,7 +254,7 @@ class Peer(References):
             self._events.pop(key, None)
             if serving is not None:  # back to its own request: the standby's clock starts again
                 self._serving[me] = time.monotonic()
-            if not self._read_lock.locked():
+            if self._parked and not self._read_lock.locked():
                 self._hand_over()
 
     def _file(self, frame: dict[str, Any], rid: int | None, mine: list[int]) -> str:
@@ -281,7 +281,8 @@ class Peer(References):
     def _serve_here(self, frame: dict[str, Any], rid: int | None) -> None:
         """Serve `frame` on this thread, another reading meanwhile; a serving loop's request is
         timed for the standby (`_standby`)."""
-        self._hand_over()
+        if self._parked:
+            self._hand_over()
         if rid is not None:
             self._serve(frame)
             return
