@@ -37,6 +37,8 @@ def decoded(data: list[Any], text: type[str]) -> list[Any] | None:
     kinds = set(map(type, data))
     if kinds <= _JSON_NUMBERS:
         return list(data)
-    if kinds <= _JSON_TEXT:
-        return list(data) if text is str else list(map(text, data)) if kinds == {str} else None
-    return None
+    if kinds <= _JSON_TEXT and text is str:
+        return list(data)
+    if kinds == {str}:
+        return list(map(text, data))
+    return None  # text mixed with numbers, as `text`: item by item
