@@ -28,11 +28,11 @@ from docker.types import Mount as DockerMount
 
 from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
-from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale
+from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale, cores
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import DiskWatch
 from orchestrator.sandbox.owner import owner_alive, owner_id
-from orchestrator.sandbox.worker import WorkerOutput
+from orchestrator.sandbox.worker import WorkerOutput, cap_tail
 
 OWNER_LABEL = f"{LABEL}.owner"
 DEADLINE_LABEL = f"{LABEL}.deadline"
@@ -79,13 +79,6 @@ def _float(text: str | None) -> float:
         return float(text) if text else float("inf")
     except ValueError:
         return float("inf")
-
-
-def _cap_tail(data: bytes, limit: int) -> str:
-    if len(data) > limit:
-        cut = len(data) - limit
-        data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
-    return data.decode("utf-8", errors="replace")
 
 
 def _mounts(spec: ContainerSpec) -> list[DockerMount]:
@@ -189,13 +182,13 @@ class DockerSandbox:
 
     def _hardened(self, spec: ContainerSpec) -> dict[str, Any]:
         """`containers.create` arguments with every default hardening DESIGN.md lists."""
-        lim = spec.limits
+        lim, env = spec.limits, cores.variables(spec)
         log_size = max(lim.log_bytes, 1024**2)
         return dict(
             command=["/bin/sh", "-c", spec.command],
             working_dir="/workspace",
             user=spec.user or lim.user,
-            environment={**spec.env, CHOSEN_ENV: ",".join(sorted(spec.env))} if spec.env else {},
+            environment={**env, CHOSEN_ENV: ",".join(sorted(env))} if env else {},
             healthcheck={"test": ["NONE"]},  # an image's HEALTHCHECK would run as the main user
             labels={
                 LABEL: "1",
@@ -234,17 +227,20 @@ class DockerSandbox:
         """Run `spec` in a fresh container, or in the one made ahead for it (`spec.warm`)."""
         self._refuse_if_cancelled()
         self.remove_orphans()
-        container = spec.warm.take() if spec.warm is not None else self.create(spec)
-        with self._lock:
-            self._live.add(container)
-        try:
-            return self._run(container, spec)
-        except (APIError, requests.RequestException, DockerException) as e:
-            raise InfraError(f"Docker failed during the experiment: {type(e).__name__}: {e}") from e
-        finally:
+        with cores.pinned(spec) as spec:
+            container = spec.warm.take() if spec.warm is not None else self.create(spec)
             with self._lock:
-                self._live.discard(container)
-            self.remove(container)
+                self._live.add(container)
+            try:
+                return self._run(container, spec)
+            except (APIError, requests.RequestException, DockerException) as e:
+                raise InfraError(
+                    f"Docker failed during the experiment: {type(e).__name__}: {e}"
+                ) from e
+            finally:
+                with self._lock:
+                    self._live.discard(container)
+                self.remove(container)
 
     def _refuse_if_cancelled(self) -> None:
         with self._lock:
@@ -291,7 +287,7 @@ class DockerSandbox:
             # Docker's OOMKilled flag is unreliable on some kernels: a SIGKILL we did
             # not send, with memory at the limit, is the kernel's OOM killer.
             oom = usage.peak_memory_bytes >= 0.9 * spec.limits.memory
-        output = _cap_tail(container.logs(stdout=True, stderr=True), 8 * spec.limits.log_bytes)
+        output = cap_tail(container.logs(stdout=True, stderr=True), 8 * spec.limits.log_bytes)
         disk_full = bool(watch and watch.tripped) or bool(disk and disk.enforced and disk.full())
         written = None if disk is None or before is None else max(0, disk.used() - before)
         if watch and watch.tripped:

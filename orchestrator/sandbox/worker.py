@@ -53,7 +53,12 @@ class WorkerOutput:
         self._thread.join(timeout=wait_s)
         with self._lock:
             data = b"".join(self._chunks)
-        if len(data) > self.cap:
-            cut = len(data) - self.cap
-            data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
-        return data.decode("utf-8", errors="replace")
+        return cap_tail(data, self.cap)
+
+
+def cap_tail(data: bytes, limit: int) -> str:
+    """The text of `data`'s last `limit` bytes, saying how many were cut before them."""
+    if len(data) > limit:
+        cut = len(data) - limit
+        data = f"[... {cut} bytes cut; tail kept ...]\n".encode() + data[cut:]
+    return data.decode("utf-8", errors="replace")

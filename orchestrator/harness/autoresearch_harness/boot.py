@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 HARNESS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRIVATE = os.environ.get("AUTORESEARCH_PRIVATE", "/trusted-tmp")
@@ -91,17 +92,19 @@ def _services(env: dict[str, str]) -> dict[str, str]:
     """The contract's services at loopback URLs (services.py), bound before any candidate code runs."""
     if not env.get("AUTORESEARCH_SERVICES"):
         return {}
-    sys.path.insert(0, HARNESS)  # -I: the script's folder is not on the path
-    services = importlib.import_module("autoresearch_harness.services")
-    urls: dict[str, str] = services.start(env)
+    urls: dict[str, str] = _harness("services").start(env)
     return urls
+
+
+def _harness(name: str) -> Any:
+    if HARNESS not in sys.path:
+        sys.path.insert(0, HARNESS)  # -I: the script's folder is not on the path
+    return importlib.import_module(f"autoresearch_harness.{name}")
 
 
 def _trusted_env(env: dict[str, str]) -> dict[str, str]:
     """The container's environment less what would steer the evaluator to the candidate's files."""
-    if HARNESS not in sys.path:
-        sys.path.insert(0, HARNESS)  # -I: the script's folder is not on the path
-    kept: dict[str, str] = importlib.import_module("autoresearch_harness.environment").trusted(env)
+    kept: dict[str, str] = _harness("environment").trusted(env)
     return kept
 
 
@@ -112,6 +115,7 @@ def main(argv: list[str]) -> int:
         print("usage: boot.py [--shared] COMMAND", file=sys.stderr)
         return 2
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONNOUSERSITE", "PYTHONSTARTUP")}
+    _harness("cores").pin(os.environ)  # the core the host leased: the evaluator starts there
     if shared:  # one process, one user: the library, no hook, nothing kept apart
         home = env.get("HOME", "/tmp")
         # the repository comes first on the path, so an installed copy is never tested instead
