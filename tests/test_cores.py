@@ -8,38 +8,69 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
-from orchestrator.sandbox import cores
+from orchestrator.sandbox import cores, warm
 from orchestrator.sandbox.docker import DockerSandbox
 from tests.conftest import contract_for, make_patch, make_repo
 
 CPUS = sorted(os.sched_getaffinity(0))
 
 
-def test_a_core_is_leased_to_one_holder_at_a_time_and_freed_with_it(tmp_path: Path) -> None:
+def _other_process_leases(folder: Path) -> str:
+    """What another process (a second night, a Ray worker) is leased: flocks, not a table of ours."""
+    probe = ("import sys; from pathlib import Path; from orchestrator.sandbox import cores; "
+             "c = cores.lease(Path(sys.argv[1])); print(c.cpu if c else 'none')")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parent.parent).stdout.strip()  # fmt: skip
+
+
+def test_each_lease_takes_the_least_held_core_and_ends_with_its_holder(tmp_path: Path) -> None:
     folder = tmp_path / "leases"
-    held = [cores.lease(folder) for _ in CPUS]
-    assert sorted(c.cpu for c in held if c) == CPUS  # each core once
-    assert cores.lease(folder) is None  # none free: the container floats
-    held[0].release()  # type: ignore[union-attr]
-    again = cores.lease(folder)
-    assert again is not None and again.cpu == held[0].cpu  # type: ignore[union-attr]
-    # another process sees the leases (a second night, a Ray worker): flock, not a table of ours
-    probe = "import sys; from pathlib import Path; from orchestrator.sandbox import cores; " \
-            "c = cores.lease(Path(sys.argv[1])); print(c.cpu if c else 'none')"  # fmt: skip
-    other = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True,
-                           text=True, check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
-    assert other.stdout.strip() == "none"
-    for c in [again, *held[1:]]:
+    first = [cores.lease(folder) for _ in CPUS]
+    assert sorted(c.cpu for c in first if c) == CPUS  # one each while there are cores enough
+    second = cores.lease(folder)  # more slots than cores: a core's second share
+    assert second is not None and second.cpu in CPUS
+    if len(CPUS) > 1:  # the core with one holder, not the one with two
+        taken = cores.lease(folder)
+        assert taken is not None and taken.cpu != second.cpu
+        taken.release()
+    second.release()
+    rest = [cores.lease(folder) for _ in range(len(CPUS) * (cores.SHARES - 1))]
+    assert None not in rest and cores.lease(folder) is None  # SHARES a core: the next floats
+    assert _other_process_leases(folder) == "none"
+    freed = first[0]
+    assert freed is not None
+    freed.release()  # its holder is gone: its share is free, and the least held core is that one
+    assert _other_process_leases(folder) == str(freed.cpu)
+    for c in [*first[1:], *rest]:
         c.release()  # type: ignore[union-attr]
-    other = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True,
-                           text=True, check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
-    assert other.stdout.strip() == str(CPUS[-1])
+    assert _other_process_leases(folder) == str(CPUS[-1])  # all free: the highest first
+
+
+def test_slots_that_start_at_once_lease_different_cores(tmp_path: Path) -> None:
+    for round_ in range(30):  # the choice is made under one lock: no two pick the same core
+        folder = tmp_path / f"round-{round_}"
+        gate = threading.Barrier(len(CPUS))
+        got: list[cores.Core | None] = []
+
+        def start(gate: threading.Barrier, got: list[cores.Core | None], folder: Path) -> None:
+            gate.wait()
+            got.append(cores.lease(folder))
+
+        threads = [threading.Thread(target=start, args=(gate, got, folder)) for _ in CPUS]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(c.cpu for c in got if c) == CPUS, [c and c.cpu for c in got]
+        for c in got:
+            c.release()  # type: ignore[union-attr]
 
 
 def test_leases_are_not_taken_from_a_folder_another_user_could_plant(tmp_path: Path) -> None:
@@ -75,10 +106,19 @@ def where():
 
 @pytest.mark.parametrize(("isolation", "cpus"), [("harness", 1), ("shared", 1), ("harness", 2)])
 def test_a_one_cpu_experiments_processes_share_the_core_leased_for_it(
-    tmp_path: Path, sandbox: DockerSandbox, isolation: str, cpus: int
+    tmp_path: Path,
+    sandbox: DockerSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    isolation: str,
+    cpus: int,
 ) -> None:
     if cpus > len(CPUS):
         pytest.skip(f"a {cpus}-CPU sandbox needs {cpus} cores")
+    went: list[dict[str, str]] = []  # what the containers made ahead were told at their go
+    real_go = warm.Warm.go
+    monkeypatch.setattr(
+        warm.Warm, "go", lambda self, env: (went.append(env), real_go(self, env))[1]
+    )
     repo = make_repo(tmp_path / "p", {"impl.py": IMPL, "bench.py": EVALUATOR})
     patches = tmp_path / "patches"
     for i in range(2):  # the runs after the first go in containers made ahead
@@ -98,7 +138,9 @@ def test_a_one_cpu_experiments_processes_share_the_core_leased_for_it(
             continue
         assert m["trusted_cores"] == 1 and m["candidate_cores"] == 1, (e.id, m)
         assert m["candidate_core"] == m["trusted_core"] and m["trusted_core"] in CPUS, (e.id, m)
-    held = [cores.lease() for _ in CPUS]
+    assert went, "no run went in a container made ahead"
+    assert all(bool(env.get(cores.CORE_ENV)) == (cpus == 1) for env in went), went
+    held = [cores.lease() for _ in range(len(CPUS) * cores.SHARES)]
     try:
         assert None not in held  # every lease ended with its container
     finally:

@@ -77,8 +77,8 @@ class ContainerSpec:
     """A container made ahead for this spec, waiting to go (`sandbox/warm.py`); None: a fresh
     one is made."""
     one_core: bool = False
-    """Its processes share one core of the host, leased when it starts while one is free
-    (`sandbox/cores.py`): an experiment's container of at most one CPU."""
+    """Its processes share one core of the host, leased when it starts (`sandbox/cores.py`):
+    an experiment's container of at most one CPU."""
 
 
 @dataclass(frozen=True)
