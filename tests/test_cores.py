@@ -1,7 +1,8 @@
-"""One core for a small experiment's processes (sandbox/cores.py, harness cores.py): a lease is
-exclusive across processes and ends with its holder; on the real engine a one-CPU experiment's
-evaluator and the candidate's worker run on the one core leased for it, in a fresh container
-and in one made ahead, and a larger one floats."""
+"""One core for a small experiment's processes (sandbox/cores.py, harness cores.py): a lease goes
+to the least held core, is exclusive across threads and processes, ends with its holder, and is
+never taken for another machine's engine; on the real engine a one-CPU experiment's evaluator
+and the candidate's worker run on the one core leased for it, in a fresh container and in one
+made ahead, and a larger one floats."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
+import docker
 import pytest
 
+from orchestrator.contract.model import Sandbox as Limits
 from orchestrator.night import Backoff
 from orchestrator.runs import start_run
-from orchestrator.sandbox import cores, warm
+from orchestrator.sandbox import ContainerSpec, cores, warm
 from orchestrator.sandbox.docker import DockerSandbox
 from tests.conftest import contract_for, make_patch, make_repo
 
@@ -71,6 +74,18 @@ def test_slots_that_start_at_once_lease_different_cores(tmp_path: Path) -> None:
         assert sorted(c.cpu for c in got if c) == CPUS, [c and c.cpu for c in got]
         for c in got:
             c.release()  # type: ignore[union-attr]
+
+
+def test_an_engine_on_another_machine_gets_no_lease_of_ours() -> None:
+    assert DockerSandbox().here  # the unix socket: this machine's cores
+    remote = DockerSandbox(docker.DockerClient(base_url="tcp://127.0.0.1:9", version="1.41"))
+    assert not remote.here
+    spec = ContainerSpec(workspace=Path("/nonexistent"), command="true", budget_s=1,
+                         limits=Limits(), one_core=True)  # fmt: skip
+    with cores.pinned(spec, here=True) as ours:
+        assert ours.env[cores.CORE_ENV] in {str(c) for c in CPUS}
+    with cores.pinned(spec, here=False) as theirs:
+        assert cores.CORE_ENV not in theirs.env
 
 
 def test_leases_are_not_taken_from_a_folder_another_user_could_plant(tmp_path: Path) -> None:

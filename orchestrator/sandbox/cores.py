@@ -122,10 +122,11 @@ def variables(spec: ContainerSpec) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def pinned(spec: ContainerSpec) -> Iterator[ContainerSpec]:
-    """`spec` with the core it leased named in its variables (unchanged when it asks for none
-    or none is free); the lease ends with the block."""
-    core = lease() if spec.one_core else None
+def pinned(spec: ContainerSpec, here: bool) -> Iterator[ContainerSpec]:
+    """`spec` with the core it leased named in its variables (unchanged when it asks for none,
+    when none is free, or when its engine is not `here`: another machine's cores are not ours to
+    count); the lease ends with the block."""
+    core = lease() if spec.one_core and here else None
     try:
         yield spec if core is None else replace(spec, env={**spec.env, CORE_ENV: str(core.cpu)})
     finally:

@@ -127,6 +127,8 @@ class DockerSandbox:
         self, client: docker.DockerClient | None = None, inventory: GpuInventory | None = None
     ) -> None:
         self.client = client or connect()
+        self.here = self.client.api.base_url == "http+docker://localhost"
+        """The engine is on this machine (its unix socket): its cores are ours to lease."""
         self.owner = owner_id()
         self._orphans: set[str] = set()
         """Ids or names of our containers whose removal failed, or whose creation's answer was
@@ -227,7 +229,7 @@ class DockerSandbox:
         """Run `spec` in a fresh container, or in the one made ahead for it (`spec.warm`)."""
         self._refuse_if_cancelled()
         self.remove_orphans()
-        with cores.pinned(spec) as spec:
+        with cores.pinned(spec, self.here) as spec:
             container = spec.warm.take() if spec.warm is not None else self.create(spec)
             with self._lock:
                 self._live.add(container)
