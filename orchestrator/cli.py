@@ -391,6 +391,6 @@ def images() -> None:
 def images_build(name: str, base: str) -> None:
     """Build the image NAME from sandbox-images/ (cached by a hash of its inputs)."""
     from orchestrator.sandbox import images as img
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.sandbox.engine import connect
 
     img.build(connect(timeout=600), name, base=base, say=say)

@@ -65,7 +65,7 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
             "git", shutil.which("git") is not None, shutil.which("git") or "missing — install git"
         ),
     ]
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.sandbox.engine import connect
 
     try:
         client = connect(timeout=10)
@@ -111,7 +111,7 @@ def checks(image: str = DEFAULT_IMAGE) -> list[Check]:
 def project_image_check(contract: Contract, root: Path) -> Check | None:
     """Which image the contract's runs use, when it names dependencies, and whether it is current."""
     from orchestrator.sandbox import project
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.sandbox.engine import connect
 
     s = contract.sandbox
     if not project.wanted(s):
@@ -171,7 +171,7 @@ def _installed_copies(contract: Contract, root: Path, files: list[str]) -> Check
     """Whether the runs' image holds another copy of a module of the implementation (an installed
     package of the same name): the harness never tests it in the candidate's stead, but say so."""
     from orchestrator.sandbox import project
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.sandbox.engine import connect
 
     tops = sorted(
         {Path(f).stem if Path(f).name != "__init__.py" else Path(f).parent.name
@@ -235,7 +235,7 @@ def gateway_checks(contract: Contract, environ: dict[str, str] | None = None) ->
         )
     ]
     if contract.sandbox.runtime == "runsc":
-        from orchestrator.sandbox.docker import connect
+        from orchestrator.sandbox.engine import connect
 
         try:
             runsc = (connect(timeout=10).info().get("Runtimes") or {}).get("runsc") or {}

@@ -199,7 +199,7 @@ def _with_project_image(contract: Contract, root: Path, say: Say) -> Contract:
 
     if not project.wanted(contract.sandbox):
         return contract
-    from orchestrator.sandbox.docker import connect
+    from orchestrator.sandbox.engine import connect
 
     tag = project.image_for(connect(timeout=600), contract.sandbox, root, say)
     return contract.model_copy(

@@ -7,8 +7,8 @@ committed as a repository, and runs as a baseline: with `evaluator.isolation = "
 the library in one process: the direct run). Both go through `python -m autoresearch_harness.suite
 -rA`, so each test's outcome is in the log: the share of tests with the same outcome, and the
 suites' own wall times (`tests_s`), are compared. Each pair runs at the default `sandbox.cpus = 1`
-(the container on one core leased to it: the harness's two processes, the tests' and the
-candidate's, answer each other there) and again at 2 (they float over the machine's cores).
+(a harness run on one core leased to it: its two processes, the tests' and the candidate's,
+answer each other there) and again at 2 (they float over the machine's cores).
 """
 
 from __future__ import annotations

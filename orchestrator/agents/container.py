@@ -125,7 +125,8 @@ class AgentContainer:
         leftover: Leftover,
         say: Callable[[str], None] = print,
     ) -> None:
-        from orchestrator.sandbox.docker import DockerSandbox, connect
+        from orchestrator.sandbox.docker import DockerSandbox
+        from orchestrator.sandbox.engine import connect
 
         self.cfg, self.say = cfg, say
         self.services = cfg.ways_out()

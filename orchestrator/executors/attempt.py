@@ -184,6 +184,9 @@ def _harness_stage(
         user=f"{uid}:{gid}",
         tmpfs=isolation.tmpfs(c, (uid, gid), files),
         worker=isolation.worker(c.sandbox.user),
+        # its two processes answer each other on one core (sandbox/cores.py); gVisor's own
+        # threads would share that core with them
+        one_core=c.sandbox.cpus <= 1 and c.sandbox.runtime == "runc",
     )
 
 
@@ -256,5 +259,4 @@ def _spec(
         disk=disk,
         seccomp=attempt.seccomp,
         gpus=attempt.gpus,
-        one_core=c.sandbox.cpus <= 1,  # a harness run's two processes answer each other there
     )

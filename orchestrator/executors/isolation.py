@@ -185,7 +185,7 @@ SPIN_US = {"runc": 50, "runsc": 0}
 """How long each side's read polls before it blocks (`wire.Reader`), by runtime. Under runc it
 takes a proxied call from ~58 to ~20 µs; under gVisor on 2 cores it made one slower (210 →
 250–390 µs: the pollers take the CPUs its own kernel needs), so there it is off. Off too for
-a process pinned to one core (harness cores.py): there a poll keeps the answer waiting."""
+a process on one core (orchestrator/sandbox/cores.py): there a poll keeps the answer waiting."""
 
 
 def environment(c: Contract, files: list[str], added: tuple[str, ...] = ()) -> dict[str, str]:

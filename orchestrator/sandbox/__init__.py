@@ -77,8 +77,10 @@ class ContainerSpec:
     """A container made ahead for this spec, waiting to go (`sandbox/warm.py`); None: a fresh
     one is made."""
     one_core: bool = False
-    """Its processes share one core of the host, leased when it starts (`sandbox/cores.py`):
-    an experiment's container of at most one CPU."""
+    """Its processes run on one core of the host, leased when it starts (`sandbox/cores.py`):
+    a harness-mode experiment of at most one CPU under runc."""
+    core: int | None = None
+    """The core it was leased, its cpuset (set by the sandbox as it runs it); None: it floats."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ about the candidate (inspect_ai's docker/failure.py makes the same split).
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import uuid
@@ -26,11 +25,12 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.types import Mount as DockerMount
 
-from orchestrator.errors import EngineUnavailable, ImageAbsent, InfraError
+from orchestrator.errors import ImageAbsent, InfraError
 from orchestrator.gpus import GpuInventory, NvmlInventory, VramSampler
 from orchestrator.sandbox import LABEL, ContainerResult, ContainerSpec, Stale, cores
 from orchestrator.sandbox.cgroups import CgroupSampler
 from orchestrator.sandbox.disk import DiskWatch
+from orchestrator.sandbox.engine import connect, on_this_machine
 from orchestrator.sandbox.owner import owner_alive, owner_id
 from orchestrator.sandbox.worker import WorkerOutput, cap_tail
 
@@ -44,21 +44,6 @@ KILL_GRACE_S = 10.0
 CHOSEN_ENV = "AUTORESEARCH_CHOSEN_ENV"
 """Names the variables the spec set: the engine merges them over the image's `ENV`, and a
 trusted entry keeps these whole and filters the image's (harness/autoresearch_harness/environment.py)."""
-
-
-def connect(timeout: float = 60) -> docker.DockerClient:
-    """A client for the engine at DOCKER_HOST (or the default socket), or one clear line."""
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
-    except (DockerException, requests.RequestException, OSError) as e:
-        raise EngineUnavailable(
-            f"Docker engine not reachable at {where} ({type(e).__name__}) — "
-            "start it (`make engine` on a root Debian box, else `sudo systemctl start docker`) "
-            "and check you may use it (docker group)"
-        ) from None
-    return client
 
 
 @contextlib.contextmanager
@@ -127,8 +112,7 @@ class DockerSandbox:
         self, client: docker.DockerClient | None = None, inventory: GpuInventory | None = None
     ) -> None:
         self.client = client or connect()
-        self.here = self.client.api.base_url == "http+docker://localhost"
-        """The engine is on this machine (its unix socket): its cores are ours to lease."""
+        self.here = on_this_machine(self.client)
         self.owner = owner_id()
         self._orphans: set[str] = set()
         """Ids or names of our containers whose removal failed, or whose creation's answer was
@@ -184,13 +168,13 @@ class DockerSandbox:
 
     def _hardened(self, spec: ContainerSpec) -> dict[str, Any]:
         """`containers.create` arguments with every default hardening DESIGN.md lists."""
-        lim, env = spec.limits, cores.variables(spec)
+        lim = spec.limits
         log_size = max(lim.log_bytes, 1024**2)
         return dict(
             command=["/bin/sh", "-c", spec.command],
             working_dir="/workspace",
             user=spec.user or lim.user,
-            environment={**env, CHOSEN_ENV: ",".join(sorted(env))} if env else {},
+            environment={**spec.env, CHOSEN_ENV: ",".join(sorted(spec.env))} if spec.env else {},
             healthcheck={"test": ["NONE"]},  # an image's HEALTHCHECK would run as the main user
             labels={
                 LABEL: "1",
@@ -209,6 +193,7 @@ class DockerSandbox:
             memswap_limit=lim.memory,
             pids_limit=lim.pids,
             nano_cpus=int(lim.cpus * 1e9),
+            cpuset_cpus=None if spec.core is None else str(spec.core),  # sandbox/cores.py
             ipc_mode="private",
             shm_size=lim.shm,
             ulimits=[
@@ -229,7 +214,7 @@ class DockerSandbox:
         """Run `spec` in a fresh container, or in the one made ahead for it (`spec.warm`)."""
         self._refuse_if_cancelled()
         self.remove_orphans()
-        with cores.pinned(spec, self.here) as spec:
+        with cores.onto(spec, self.here) as spec:
             container = spec.warm.take() if spec.warm is not None else self.create(spec)
             with self._lock:
                 self._live.add(container)
@@ -254,11 +239,7 @@ class DockerSandbox:
         before = disk.used() if disk else None
         start = time.monotonic()
         deadline = start + spec.budget_s
-        cpu_before = 0.0  # made and started ahead: the clock, and its CPU, start when it goes
-        if spec.warm is not None:
-            cpu_before = spec.warm.go(spec.env)
-        else:
-            container.start()
+        cpu_before = self._go(container, spec)
         with self._lock:
             cancelled = self._cancelled
         if cancelled:  # the cancel came while it was being created: its kill missed
@@ -308,6 +289,18 @@ class DockerSandbox:
             candidate_output=worker.text() if worker else None,
             forks_refused=usage.forks_refused,
         )
+
+    @staticmethod
+    def _go(container: Container, spec: ContainerSpec) -> float:
+        """Start it, or let the one made ahead go; the CPU seconds it used before (made and
+        started ahead, its clock and its CPU start when it goes). On its core either way
+        before any candidate code runs (sandbox/cores.py)."""
+        moving = cores.Moving(container, spec)  # one made ahead, onto its core as it goes
+        cpu_before = spec.warm.go(spec.env) if spec.warm is not None else 0.0
+        if spec.warm is None:
+            container.start()
+        moving.wait()
+        return cpu_before
 
     @staticmethod
     def _start_worker(container: Container, spec: ContainerSpec) -> WorkerOutput | None:

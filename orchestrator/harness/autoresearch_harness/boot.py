@@ -115,7 +115,6 @@ def main(argv: list[str]) -> int:
         print("usage: boot.py [--shared] COMMAND", file=sys.stderr)
         return 2
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONNOUSERSITE", "PYTHONSTARTUP")}
-    _harness("cores").pin(os.environ)  # the core the host leased: the evaluator starts there
     if shared:  # one process, one user: the library, no hook, nothing kept apart
         home = env.get("HOME", "/tmp")
         # the repository comes first on the path, so an installed copy is never tested instead

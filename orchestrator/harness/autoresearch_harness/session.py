@@ -16,7 +16,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from . import cores, values
+from . import values, wire
 from .modules import RemoteModule, fill_module
 from .peer import Gone, Peer
 from .shared import Shared
@@ -41,7 +41,7 @@ def connection() -> Peer:
             path = os.environ.get("AUTORESEARCH_WORKER", "/exchange/worker.sock")
             wait = float(os.environ.get("AUTORESEARCH_BUDGET_S", "60"))
             call = float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0)
-            spin = cores.spin_s(os.environ)
+            spin = wire.spin_s(os.environ)
             root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT", os.getcwd())
             sock = _connect(path, wait)
             shared = Shared(origin=True, text=CandidateText)

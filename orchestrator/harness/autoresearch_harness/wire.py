@@ -8,10 +8,11 @@ bytes; JSON's NaN and Infinity are refused. What the values inside mean is
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_FRAME = 64 * 1024 * 1024
@@ -63,6 +64,19 @@ def dumps(message: dict[str, Any]) -> bytes:
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(dumps(message))
+
+
+def spin_s(environ: Mapping[str, str]) -> float:
+    """How long a read polls before it blocks (`Reader`): the orchestrator's figure
+    (AUTORESEARCH_SPIN_US), and none where this process may run on one core only (a harness run
+    of one CPU is given one core, orchestrator/sandbox/cores.py): the other side, which has to
+    answer, needs the core a poll would spin on."""
+    try:
+        if len(os.sched_getaffinity(0)) == 1:
+            return 0.0
+    except (AttributeError, OSError):
+        pass
+    return float(environ.get("AUTORESEARCH_SPIN_US", "0") or 0) / 1e6
 
 
 class Reader:

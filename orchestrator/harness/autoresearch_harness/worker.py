@@ -26,13 +26,13 @@ import socket
 import sys
 
 if __package__:
-    from . import cores
+    from . import wire
     from .candidate import CandidateSide
     from .clock import Clock
     from .peer import Gone, Peer
 else:  # run as a script: `python3 -u /harness/autoresearch_harness/worker.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from autoresearch_harness import cores  # type: ignore[no-redef,import-not-found]
+    from autoresearch_harness import wire  # type: ignore[no-redef,import-not-found]
     from autoresearch_harness.candidate import CandidateSide  # type: ignore[no-redef,import-not-found]
     from autoresearch_harness.clock import Clock  # type: ignore[no-redef,import-not-found]
     from autoresearch_harness.peer import Gone, Peer  # type: ignore[no-redef,import-not-found]
@@ -41,7 +41,7 @@ else:  # run as a script: `python3 -u /harness/autoresearch_harness/worker.py`
 def session(conn: socket.socket, workspace: str, trusted_root: str) -> None:
     """Serve one trusted process until it goes."""
     clock = Clock(float(os.environ.get("AUTORESEARCH_CALL_S", "0") or 0))
-    spin = cores.spin_s(os.environ)
+    spin = wire.spin_s(os.environ)
     peer = Peer(conn, CandidateSide(workspace, trusted_root, clock), spin_s=spin)
     with contextlib.suppress(Gone):
         peer.serve_forever()
@@ -49,7 +49,6 @@ def session(conn: socket.socket, workspace: str, trusted_root: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Accept sessions on the socket at argv[1] until the sandbox ends."""
-    cores.pin(os.environ)  # the core the host leased, before any session forks
     path = argv[1]
     workspace = os.environ.get("AUTORESEARCH_WORKSPACE", os.getcwd())
     trusted_root = os.environ.get("AUTORESEARCH_TRUSTED_ROOT", "/trusted")
